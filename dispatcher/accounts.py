@@ -1,0 +1,92 @@
+"""Accounts and the numbers they own; HTTP Basic authentication against them."""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+
+from sqlmodel import Session, select
+
+from dispatcher.errors import ApiError, AuthenticationError
+from dispatcher.phone import to_e164
+from schemas.db import session_scope
+from schemas.ids import new_sid
+from schemas.models import Account, PhoneNumber
+
+AUTH_CACHE_TTL_S = 30.0  # a verified credential is trusted this long without a database read
+AUTH_CACHE_MAX = 10_000  # entries; the cache is cleared when full
+
+_verified: dict[tuple[str, str], float] = {}
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 128 random bits, so a fast hash is safe; a slow KDF would cap intake throughput.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_account(session: Session, friendly_name: str = "") -> tuple[Account, str]:
+    token = secrets.token_hex(16)
+    account = Account(
+        sid=new_sid("AC"), friendly_name=friendly_name, auth_token_sha256=hash_token(token)
+    )
+    session.add(account)
+    session.commit()
+    return account, token
+
+
+def add_number(
+    session: Session, account_sid: str, number: str, segments_per_second: float | None = None
+) -> PhoneNumber:
+    e164 = to_e164(number)
+    if e164 is None:
+        raise ApiError(f"{number} is not a valid E.164 phone number", code=21212)
+    if session.get(Account, account_sid) is None:
+        raise ApiError(f"No account {account_sid}", code=20404, http_status=404)
+    existing = session.get(PhoneNumber, e164)
+    if existing is not None and existing.account_sid != account_sid:
+        raise ApiError(f"{e164} belongs to another account", code=21606)
+    row = existing or PhoneNumber(phone_number=e164, account_sid=account_sid)
+    row.segments_per_second = segments_per_second
+    session.add(row)
+    session.commit()
+    return row
+
+
+def _credentials(authorization: str | None) -> tuple[str, str]:
+    if not authorization or not authorization[:6].lower() == "basic ":
+        raise AuthenticationError("Authenticate with HTTP Basic: AccountSid and AuthToken")
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthenticationError("Malformed Basic credentials") from exc
+    sid, sep, token = decoded.partition(":")
+    if not sep:
+        raise AuthenticationError("Malformed Basic credentials")
+    return sid, token
+
+
+def authenticate(authorization: str | None) -> str:
+    """The account sid whose credentials the header carries; AuthenticationError otherwise."""
+    sid, token = _credentials(authorization)
+    digest = hash_token(token)
+    key = (sid, digest)
+    now = time.monotonic()
+    if _verified.get(key, 0.0) > now:
+        return sid
+    with session_scope() as session:
+        stored = session.exec(select(Account.auth_token_sha256).where(Account.sid == sid)).first()
+    if stored is None or not hmac.compare_digest(stored, digest):
+        raise AuthenticationError("Authentication failed: unknown AccountSid or wrong AuthToken")
+    if len(_verified) >= AUTH_CACHE_MAX:
+        _verified.clear()
+    _verified[key] = now + AUTH_CACHE_TTL_S
+    return sid
+
+
+def owns_number(session: Session, account_sid: str, number: str) -> bool:
+    owner = session.exec(
+        select(PhoneNumber.account_sid).where(PhoneNumber.phone_number == number)
+    ).first()
+    return owner == account_sid

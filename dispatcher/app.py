@@ -1,0 +1,65 @@
+"""The dispatcher's HTTP application: routes, and one place that turns errors into envelopes."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from dispatcher.errors import ApiError, NotFound
+from dispatcher.routes import twilio_router, v1_router
+
+log = logging.getLogger(__name__)
+
+
+def _envelope(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=error.http_status)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _envelope(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _envelope(NotFound(f"The requested resource {request.url.path} was not found"))
+    return _envelope(
+        ApiError(str(exc.detail), code=20000 + exc.status_code, http_status=exc.status_code)
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return _envelope(ApiError(f"Invalid request: {where}: {first.get('msg', 'invalid')}"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _envelope(
+        ApiError("Internal error; the request may be retried", code=20500, http_status=500)
+    )
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="mycpaas dispatch",
+        summary="Self-hosted SMS/MMS: a Twilio-compatible Messages API over a Celery pipeline",
+        version="0.1.0",
+    )
+    app.include_router(v1_router)
+    app.include_router(twilio_router)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,114 @@
+"""``mycpaas dev``: the platform in one process group on an embedded store, for a first look.
+
+It needs no server: the record is a SQLite file and the broker is kombu's SQLAlchemy transport
+on a second SQLite file (durable, no daemon, and the same kombu code path as production brokers;
+slower than Redis, which does not matter for one developer). Ctrl-C stops every child.
+"""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from sqlmodel import select
+
+from dispatcher.accounts import add_number, hash_token
+from schemas.db import session_scope
+from schemas.ids import new_sid
+from schemas.migrate import upgrade
+from schemas.models import Account
+from schemas.settings import get_settings
+
+DEV_ACCOUNT_NAME = "dev"
+DEV_NUMBER = "+15005550006"  # Twilio's magic "valid" test number; valid for libphonenumber too
+STOP_GRACE_S = 10.0  # children get this long to finish their work after Ctrl-C
+
+
+def dev_environment(data_dir: Path, port: int) -> dict[str, str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "MYCPAAS_DATABASE_URL": f"sqlite:///{data_dir / 'mycpaas.db'}",
+        "MYCPAAS_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.db'}",
+        "MYCPAAS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
+    }
+
+
+def _dev_account() -> tuple[str, str]:
+    """The dev account, with a fresh token printed each start (the old one stops working)."""
+    token = secrets.token_hex(16)
+    with session_scope() as session:
+        account = session.exec(
+            select(Account).where(Account.friendly_name == DEV_ACCOUNT_NAME)
+        ).first()
+        if account is None:
+            account = Account(
+                sid=new_sid("AC"), friendly_name=DEV_ACCOUNT_NAME, auth_token_sha256=""
+            )
+        account.auth_token_sha256 = hash_token(token)
+        session.add(account)
+        session.commit()
+        add_number(session, account.sid, DEV_NUMBER)
+        return account.sid, token
+
+
+@contextmanager
+def _children(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[subprocess.Popen]]:
+    procs = [subprocess.Popen(command, env=env) for command in commands]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _banner(base: str, sid: str, token: str) -> str:
+    to = "+14155552671"
+    return "\n".join(
+        [
+            f"\nmycpaas dev is up: API {base}  (docs {base}/docs)",
+            f"  AccountSid {sid}",
+            f"  AuthToken  {token}",
+            f"  From       {DEV_NUMBER}",
+            "",
+            f"  curl -u {sid}:{token} {base}/v1/Accounts/{sid}/Messages \\",
+            f"    --data-urlencode To={to} --data-urlencode From={DEV_NUMBER} -d Body=hi",
+            "",
+            f'  python -c \'from twilio.rest import Client; c = Client("{sid}", "{token}");',
+            f'    c.api.base_url = "{base}";',
+            f'    print(c.messages.create(to="{to}", from_="{DEV_NUMBER}", body="hi").sid)\'',
+            "",
+            "Ctrl-C stops everything.",
+        ]
+    )
+
+
+def run_dev(data_dir: Path, port: int) -> None:
+    env = {**os.environ, **dev_environment(data_dir, port)}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    upgrade()
+    sid, token = _dev_account()
+    base = f"http://127.0.0.1:{port}"
+    me = [sys.executable, "-m", "dispatcher.cli"]
+    commands = [[*me, "serve", "--port", str(port)]]
+    with _children(commands, env) as procs:
+        click.echo(_banner(base, sid, token))
+        try:
+            while all(proc.poll() is None for proc in procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            click.echo("stopping…")

@@ -1,0 +1,103 @@
+"""Reading request parameters (form or JSON bodies, query strings) as ``name -> [values]``.
+
+Every decoding problem becomes a :class:`BadRequest` here, so no handler sees raw bytes.
+"""
+
+import json
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+
+from dispatcher.errors import ApiError, BadRequest
+from schemas.settings import get_settings
+
+Params = dict[str, list[str]]
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+def _from_pairs(pairs: Iterable[tuple[str, str]]) -> Params:
+    params: Params = {}
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def _scalar(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise BadRequest(f"Parameter {name} must be a string, number or boolean")
+
+
+def _from_json(raw: bytes) -> Params:
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The request body is not valid UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc.msg} at {exc.pos}") from exc
+    if not isinstance(document, dict):
+        raise BadRequest("The JSON body must be an object")
+    params: Params = {}
+    for name, value in document.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        params[name] = [_scalar(name, item) for item in values]
+    return params
+
+
+def parse_query(query: bytes) -> Params:
+    try:
+        pairs = parse_qsl(query.decode("ascii"), errors="strict", max_num_fields=200)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The query string is not valid percent-encoded UTF-8") from exc
+    return _from_pairs(pairs)
+
+
+async def read_body(request: Request) -> Params:
+    """The parameters of a POST body, refusing oversized, undecodable or unknown encodings."""
+    limit = get_settings().max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(f"The request body exceeds {limit} bytes", code=20413, http_status=413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(f"The request body exceeds {limit} bytes", code=20413, http_status=413)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == JSON:
+        return _from_json(bytes(raw))
+    if content_type == FORM or (not content_type and not raw):
+        try:
+            text = bytes(raw).decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=200)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("The form body is not valid percent-encoded UTF-8") from exc
+        return _from_pairs(pairs)
+    raise ApiError(
+        f"Unsupported content type {content_type or '(none)'}; send {FORM} or {JSON}",
+        code=20415,
+        http_status=415,
+    )
+
+
+def reject_unknown(params: Params, known: frozenset[str]) -> None:
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(f"Unknown parameter: {', '.join(unknown)}")
+
+
+def single(params: Params, name: str) -> str | None:
+    """The parameter's value; repeating a single-valued parameter is an error."""
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"Parameter {name} may be given only once")
+    return values[0]

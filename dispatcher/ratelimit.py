@@ -1,0 +1,28 @@
+"""Admission control on create: a per-account token bucket in Redis, shared by all API processes.
+
+When Redis is unreachable the API admits (fails open): refusing every send because the rate
+limiter is down would turn a limiter outage into a platform outage.
+"""
+
+from functools import lru_cache
+
+from schemas.settings import get_settings
+from workers.throttle import TokenBucket, redis_client
+
+
+@lru_cache
+def _bucket() -> TokenBucket:
+    return TokenBucket(redis_client(get_settings().redis_url), "mycpaas:api-rate")
+
+
+def admit(account_sid: str) -> bool:
+    settings = get_settings()
+    if settings.api_rate_limit_per_s <= 0:
+        return True
+    wait = _bucket().wait_s(
+        account_sid,
+        rate=settings.api_rate_limit_per_s,
+        burst=settings.api_rate_burst,
+        allow_debt=False,
+    )
+    return wait is None or wait == 0

@@ -1,0 +1,73 @@
+"""How a message looks on each API surface: ``/v1`` (ISO 8601) and Twilio's ``/2010-04-01``."""
+
+from datetime import datetime
+from email.utils import format_datetime
+
+from schemas.models import Message
+
+API_VERSION = "2010-04-01"
+
+
+def v1_path(account_sid: str) -> str:
+    return f"/v1/Accounts/{account_sid}/Messages"
+
+
+def twilio_path(account_sid: str) -> str:
+    return f"/{API_VERSION}/Accounts/{account_sid}/Messages"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _rfc2822(moment: datetime | None) -> str | None:
+    return format_datetime(moment) if moment else None
+
+
+def v1_message(message: Message) -> dict[str, object]:
+    return {
+        "sid": message.sid,
+        "account_sid": message.account_sid,
+        "to": message.to,
+        "from": message.from_,
+        "body": message.body,
+        "status": message.status,
+        "direction": message.direction,
+        "num_segments": message.num_segments,
+        "num_media": message.num_media,
+        "encoding": message.encoding,
+        "error_code": message.error_code,
+        "error_message": message.error_message,
+        "validity_period": message.validity_period_s,
+        "status_callback": message.status_callback,
+        "date_created": _iso(message.date_created),
+        "date_updated": _iso(message.date_updated),
+        "date_sent": _iso(message.date_sent),
+        "uri": f"{v1_path(message.account_sid)}/{message.sid}",
+    }
+
+
+def twilio_message(message: Message) -> dict[str, object]:
+    resource = f"{twilio_path(message.account_sid)}/{message.sid}"
+    return {
+        "sid": message.sid,
+        "account_sid": message.account_sid,
+        "api_version": API_VERSION,
+        "to": message.to,
+        "from": message.from_,
+        "body": message.body,
+        "status": message.status,
+        "direction": message.direction,
+        "num_segments": str(message.num_segments),
+        "num_media": str(message.num_media),
+        "error_code": message.error_code,
+        "error_message": message.error_message,
+        "messaging_service_sid": None,
+        "price": None,
+        "price_unit": "USD",
+        "date_created": _rfc2822(message.date_created),
+        "date_updated": _rfc2822(message.date_updated),
+        "date_sent": _rfc2822(message.date_sent),
+        "uri": f"{resource}.json",
+        "subresource_uris": {"media": f"{resource}/Media.json"},
+    }

@@ -1,0 +1,83 @@
+"""The Messages resources, served twice: ``/v1`` and the Twilio-compatible ``/2010-04-01``."""
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from dispatcher.accounts import authenticate
+from dispatcher.errors import NotFound, TooManyRequests
+from dispatcher.intake import create_message
+from dispatcher.listing import fetch_page, paging, parse_list_query
+from dispatcher.params import parse_query, read_body
+from dispatcher.publish import wake_pipeline
+from dispatcher.ratelimit import admit
+from dispatcher.render import twilio_message, twilio_path, v1_message, v1_path
+from schemas.db import session_scope
+from schemas.ids import is_sid
+from schemas.models import Message
+
+Renderer = Callable[[Message], dict[str, object]]
+
+
+def account_of(account_sid: str, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The authenticated account, which must be the one in the path (404 otherwise, not 403)."""
+    authenticated = authenticate(authorization)
+    if authenticated != account_sid:
+        raise NotFound(f"The requested resource /Accounts/{account_sid} was not found")
+    return authenticated
+
+
+AccountDep = Annotated[str, Depends(account_of)]
+
+
+def load_message(account_sid: str, sid: str) -> Message:
+    if is_sid(sid, "SM") or is_sid(sid, "MM"):
+        with session_scope() as session:
+            message = session.get(Message, sid)
+        if message is not None and message.account_sid == account_sid:
+            return message
+    raise NotFound(f"The requested resource /Messages/{sid} was not found")
+
+
+def messages_router(
+    prefix: str, suffix: str, render: Renderer, path_of: Callable[[str], str]
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=[prefix.strip("/") or "v1"])
+
+    @router.post(f"/Accounts/{{account_sid}}/Messages{suffix}", status_code=201)
+    async def create(
+        request: Request,
+        account: AccountDep,
+        background: BackgroundTasks,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        """Send a message: stored as 'queued' and handed to the pipeline."""
+        params = await read_body(request)
+        if not await run_in_threadpool(admit, account):
+            raise TooManyRequests("Too many requests for this account; slow down and retry")
+        message = await run_in_threadpool(create_message, account, params, idempotency_key)
+        background.add_task(wake_pipeline, message)
+        return JSONResponse(render(message), status_code=201)
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages{suffix}")
+    def list_messages(request: Request, account: AccountDep) -> JSONResponse:
+        """Messages newest first, filtered; follow ``next_page_uri`` for the next page."""
+        query = parse_list_query(parse_query(request.scope["query_string"]))
+        page = fetch_page(account, query)
+        body: dict[str, object] = {"messages": [render(m) for m in page.messages]}
+        body.update(paging(f"{path_of(account)}{suffix}", page))
+        return JSONResponse(body)
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}")
+    def fetch(sid: str, account: AccountDep) -> JSONResponse:
+        """One message of the account."""
+        return JSONResponse(render(load_message(account, sid)))
+
+    return router
+
+
+v1_router = messages_router("/v1", "", v1_message, v1_path)
+twilio_router = messages_router("/2010-04-01", ".json", twilio_message, twilio_path)

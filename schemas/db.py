@@ -1,0 +1,46 @@
+"""One engine per process, one session per unit of work."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event
+from sqlmodel import Session
+
+from schemas.settings import get_settings
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across crashes
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    size = get_settings().db_pool_size
+    return create_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine(get_settings().database_url)
+
+
+def dispose_engine(*, close: bool = True) -> None:
+    """Forget the process's engine; after a fork pass ``close=False`` (the parent owns them)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=close)
+    get_engine.cache_clear()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    with Session(get_engine(), expire_on_commit=False) as session:
+        yield session

@@ -1,0 +1,40 @@
+"""Settings: every knob of the platform, read once from ``MYCPAAS_*`` environment variables."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """One class for the whole platform; read it through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="MYCPAAS_", extra="ignore")
+
+    database_url: str = "sqlite:///mycpaas.db"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    db_pool_size: int = 10  # connections per process; API threads and worker threads share it
+    api_rate_limit_per_s: float = 2000.0  # creates per account per second; 0 turns it off
+    api_rate_burst: int = 4000  # requests an idle account may fire at once
+    max_request_bytes: int = 262_144  # 1,600 chars of UCS-2 plus ten URLs fit many times over
+
+    carrier: Literal["simulator", "http"] = "simulator"
+    carrier_url: str = "http://127.0.0.1:8100"
+    carrier_timeout_s: float = 10.0  # one hand-off request, connect + read
+    receipts_token: str = "dev-receipts-token"  # the carrier's bearer token on /carrier/receipts
+
+    default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
+    sending_lease_s: int = 60  # a row in 'sending' longer than this is reconciled by the sweeper
+    republish_after_s: int = 30  # due work not claimed by then is published again by the sweeper
+    sweep_interval_s: float = 5.0
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

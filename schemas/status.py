@@ -1,0 +1,31 @@
+"""Message status and the one table of legal transitions."""
+
+from enum import StrEnum
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"  # accepted and stored; waiting for segmentation, media, throttle or carrier
+    SENDING = "sending"  # handed to the carrier driver; its answer is not committed yet
+    SENT = "sent"  # the carrier took every segment and gave it an id
+    DELIVERED = "delivered"  # the carrier's receipts say every segment reached the handset
+    FAILED = "failed"  # final failure; error_code and error_message say why
+
+
+TERMINAL = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED})
+
+# Statuses only move forward. A receipt may skip 'sent' when it lands before the hand-off result.
+TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
+    MessageStatus.QUEUED: frozenset(
+        {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED}
+    ),
+    MessageStatus.SENDING: frozenset(
+        {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED}
+    ),
+    MessageStatus.SENT: frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED}),
+    MessageStatus.DELIVERED: frozenset(),
+    MessageStatus.FAILED: frozenset(),
+}
+
+
+def can_move(current: MessageStatus, new: MessageStatus) -> bool:
+    return new in TRANSITIONS[current]

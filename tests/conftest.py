@@ -1,0 +1,89 @@
+"""Test fixtures: a fresh Postgres database per run, real Redis, real HTTP servers on loopback.
+
+Each run creates its own database (``mycpaas_test_<pid>``) and uses its own Redis DB number,
+so parallel runs and the developer's own services do not collide. Each test makes its own
+account, so tests never see each other's rows.
+"""
+
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis
+
+from tests.processes import Account, free_port, new_account, start_api
+
+BASE_DATABASE_URL = os.environ.get(
+    "MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BASE_REDIS_URL = os.environ.get("MYCPAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+RUN_DATABASE = f"mycpaas_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+DATABASE_URL = _with_database(BASE_DATABASE_URL, RUN_DATABASE)
+
+# The code under test reads settings from the environment once; set it before anything imports it.
+os.environ.update(
+    {
+        "MYCPAAS_DATABASE_URL": DATABASE_URL,
+        "MYCPAAS_BROKER_URL": BASE_REDIS_URL,
+        "MYCPAAS_REDIS_URL": BASE_REDIS_URL,
+        "MYCPAAS_LOG_LEVEL": "WARNING",
+    }
+)
+for variable in ("TWILIO_REGION", "TWILIO_EDGE"):
+    os.environ.pop(variable, None)
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    _admin(f'CREATE DATABASE "{RUN_DATABASE}"')
+    try:
+        subprocess.run(["mycpaas", "migrate"], check=True, capture_output=True)
+        yield DATABASE_URL
+    finally:
+        from schemas.db import dispose_engine
+
+        dispose_engine()
+        _admin(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(BASE_REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def api_url(database: str) -> Iterator[str]:
+    with start_api(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def account(database: str) -> Account:
+    return new_account()
+
+
+@pytest.fixture
+def other_account(database: str) -> Account:
+    return new_account()
+
+
+@pytest.fixture
+def idempotency_key() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,75 @@
+"""The Celery app: one queue per stage, explicit task names, settings that lose nothing.
+
+A task message is only a wake-up call carrying ids; the row in Postgres is the truth. So the
+app acks late, hands a task back when its worker dies, keeps no results and never schedules
+long waits in the broker (those live in ``next_attempt_at``).
+"""
+
+from celery import Celery
+from kombu import Queue
+
+from schemas.settings import get_settings
+
+SEGMENT_TASK = "sms.segment"
+MEDIA_TASK = "mms.fetch_media"
+CARRIER_TASK = "sms.carrier_submit"
+CALLBACK_TASK = "sms.callback"
+SWEEP_TASK = "maintenance.sweep"
+
+QUEUES = ("segment", "media", "carrier", "callbacks", "maintenance")
+ROUTES = {
+    SEGMENT_TASK: "segment",
+    MEDIA_TASK: "media",
+    CARRIER_TASK: "carrier",
+    CALLBACK_TASK: "callbacks",
+    SWEEP_TASK: "maintenance",
+}
+
+VISIBILITY_TIMEOUT_S = 120  # unacked work returns to the queue after this; above every time limit
+TASK_TIME_LIMIT_S = (
+    90  # hard kill of a stuck task; below the visibility timeout so it never runs twice
+)
+TASK_SOFT_TIME_LIMIT_S = 60  # the task gets an exception first and can record its state
+UNACKED_RESTORE_INTERVAL_S = 5  # how often a worker looks for unacked work of dead workers
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("mycpaas", broker=settings.broker_url, set_as_current=True)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="segment",
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        task_time_limit=TASK_TIME_LIMIT_S,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options(settings.broker_url),
+        broker_pool_limit=20,
+    )
+    return app
+
+
+def transport_options(broker_url: str) -> dict[str, object]:
+    """Redis redelivers unacked work only after a visibility timeout; other brokers need none."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {}
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
+        "unacked_restore_throttle": 1,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
+
+
+app = make_app()
