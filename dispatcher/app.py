@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from dispatcher.errors import ApiError, NotFound
+from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(v1_router)
     app.include_router(twilio_router)
+    app.include_router(receipts_router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -11,7 +11,11 @@ from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from schemas.db import session_scope
 from schemas.migrate import upgrade
+from schemas.settings import get_settings
+from workers.app import QUEUES
 from workers.logs import configure_logging
+from workers.runner import run_beat, run_worker
+from workers.simulator import SimulatorConfig, run_simulator
 
 
 @click.group()
@@ -79,6 +83,46 @@ def serve(host: str, port: int, workers: int) -> None:
         access_log=False,
         log_config=None,
     )
+
+
+@main.command()
+@click.option("-Q", "--queues", required=True, help=f"Comma-separated: {', '.join(QUEUES)}.")
+@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default=None)
+@click.option("-c", "--concurrency", type=int, default=None, help="Threads or processes.")
+@click.option("-n", "--hostname", default=None, help="Celery node name (default: queue-pid@host).")
+def worker(queues: str, pool: str | None, concurrency: int | None, hostname: str | None) -> None:
+    """Run a pipeline worker for one or more queues."""
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    try:
+        run_worker(names, pool, concurrency, get_settings().log_level, hostname)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--schedule-file", type=click.Path(path_type=Path), default=Path("celerybeat-schedule")
+)
+def beat(schedule_file: Path) -> None:
+    """Run the scheduler that starts the sweeper."""
+    run_beat(schedule_file, get_settings().log_level)
+
+
+@main.command("carrier-sim")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True)
+@click.option("--latency-ms", default=0.0, show_default=True, help="Delay of each submit answer.")
+@click.option("--receipt-delay-ms", default=50.0, show_default=True, help="Acceptance to receipt.")
+def carrier_sim(host: str, port: int, latency_ms: float, receipt_delay_ms: float) -> None:
+    """Run the carrier simulator; receipts go to MYCPAAS_PUBLIC_BASE_URL/carrier/receipts."""
+    settings = get_settings()
+    config = SimulatorConfig(
+        receipts_url=f"{settings.public_base_url.rstrip('/')}/carrier/receipts",
+        receipts_token=settings.receipts_token,
+        latency_ms=latency_ms,
+        receipt_delay_ms=receipt_delay_ms,
+    )
+    run_simulator(config, host, port)
 
 
 @main.command()

@@ -17,7 +17,6 @@ from dispatcher.phone import to_e164
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Message, message_events_table, messages_table
-from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.segmentation import MAX_BODY_CHARS, segment
@@ -160,7 +159,7 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
         from_=new.from_,
         body=new.body,
         status=MessageStatus.QUEUED.value,
-        num_segments=segmented.num_segments,
+        num_segments=1 if new.media_urls else segmented.num_segments,  # MMS text travels whole
         num_media=len(new.media_urls),
         encoding=segmented.encoding.value,
         smart_encoded=new.smart_encoded,
@@ -170,8 +169,8 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
         expires_at=now + timedelta(seconds=new.validity_period_s),
         idempotency_key=idempotency_key,
         idempotency_fingerprint=fingerprint,
-        stage="media" if new.media_urls else "segment",
-        next_attempt_at=now + timedelta(seconds=get_settings().republish_after_s),
+        stage="segment",
+        next_attempt_at=now,  # due at once; the sweeper wakes the stage if the wake-up is lost
         date_created=now,
         date_updated=now,
     )

@@ -33,7 +33,7 @@ def _scalar(name: str, value: object) -> str:
     raise BadRequest(f"Parameter {name} must be a string, number or boolean")
 
 
-def _from_json(raw: bytes) -> Params:
+def _json_object(raw: bytes) -> dict[str, object]:
     try:
         document = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -42,6 +42,11 @@ def _from_json(raw: bytes) -> Params:
         raise BadRequest(f"The request body is not valid JSON: {exc.msg} at {exc.pos}") from exc
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object")
+    return document
+
+
+def _from_json(raw: bytes) -> Params:
+    document = _json_object(raw)
     params: Params = {}
     for name, value in document.items():
         if value is None:
@@ -59,9 +64,7 @@ def parse_query(query: bytes) -> Params:
     return _from_pairs(pairs)
 
 
-async def read_body(request: Request) -> Params:
-    """The parameters of a POST body, refusing oversized, undecodable or unknown encodings."""
-    limit = get_settings().max_request_bytes
+async def _read_raw(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(f"The request body exceeds {limit} bytes", code=20413, http_status=413)
@@ -70,21 +73,42 @@ async def read_body(request: Request) -> Params:
         raw += chunk
         if len(raw) > limit:
             raise ApiError(f"The request body exceeds {limit} bytes", code=20413, http_status=413)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return bytes(raw)
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _unsupported(content_type: str, *accepted: str) -> ApiError:
+    return ApiError(
+        f"Unsupported content type {content_type or '(none)'}; send {' or '.join(accepted)}",
+        code=20415,
+        http_status=415,
+    )
+
+
+async def read_json_object(request: Request, limit: int = 8 * 1024 * 1024) -> dict[str, object]:
+    """A JSON object body (machine-to-machine endpoints; the default limit is 8 MiB)."""
+    if _content_type(request) != JSON:
+        raise _unsupported(_content_type(request), JSON)
+    return _json_object(await _read_raw(request, limit))
+
+
+async def read_body(request: Request) -> Params:
+    """The parameters of a POST body, refusing oversized, undecodable or unknown encodings."""
+    raw = await _read_raw(request, get_settings().max_request_bytes)
+    content_type = _content_type(request)
     if content_type == JSON:
-        return _from_json(bytes(raw))
+        return _from_json(raw)
     if content_type == FORM or (not content_type and not raw):
         try:
-            text = bytes(raw).decode("utf-8")
+            text = raw.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=200)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("The form body is not valid percent-encoded UTF-8") from exc
         return _from_pairs(pairs)
-    raise ApiError(
-        f"Unsupported content type {content_type or '(none)'}; send {FORM} or {JSON}",
-        code=20415,
-        http_status=415,
-    )
+    raise _unsupported(content_type, FORM, JSON)
 
 
 def reject_unknown(params: Params, known: frozenset[str]) -> None:

@@ -1,14 +1,13 @@
-"""The one place the dispatcher publishes tasks: wake-up calls carrying a message sid.
+"""The one place the dispatcher wakes the pipeline: after its rows are committed.
 
-Publishing happens after the row is committed. A broker that is down costs a log line, never
-the request: the row keeps its ``next_attempt_at`` and the sweeper publishes it later.
+A broker that is down costs a log line, never the request: the rows stay due in the
+database and the sweeper wakes their stage later.
 """
 
 import logging
 import time
 
-from schemas.models import Message
-from workers.app import MEDIA_TASK, ROUTES, SEGMENT_TASK, app
+from workers import wakeup
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +16,14 @@ BROKER_COOLDOWN_S = 5.0  # after a failed publish, skip the broker this long (th
 _down_until = 0.0
 
 
-def wake_pipeline(message: Message) -> None:
-    """Ask the first stage to look at a freshly stored message."""
+def wake(stage: str, sid: str | None = None) -> None:
+    """Wake ``stage`` for a freshly committed row (or batch of receipts)."""
     global _down_until
     if time.monotonic() < _down_until:
-        log.info("broker cooling down; %s waits for the sweeper", message.sid)
+        log.info("broker cooling down; %s waits for the sweeper", sid or stage)
         return
-    task = MEDIA_TASK if message.stage == "media" else SEGMENT_TASK
     try:
-        app.send_task(task, args=[message.sid], queue=ROUTES[task], retry=False)
-    except Exception:  # any broker failure: the committed row is safe, the sweeper publishes it
+        wakeup.wake(stage, sid)
+    except Exception:  # any broker failure: the committed rows are safe, the sweeper covers
         _down_until = time.monotonic() + BROKER_COOLDOWN_S
-        log.warning("publish of %s failed; the sweeper will publish it", message.sid, exc_info=True)
+        log.warning("wake-up of %s failed; the sweeper will do it", sid or stage, exc_info=True)

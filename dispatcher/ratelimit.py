@@ -12,7 +12,8 @@ from workers.throttle import TokenBucket, redis_client
 
 @lru_cache
 def _bucket() -> TokenBucket:
-    return TokenBucket(redis_client(get_settings().redis_url), "mycpaas:api-rate")
+    settings = get_settings()
+    return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}api-rate")
 
 
 def admit(account_sid: str) -> bool:

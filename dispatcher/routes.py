@@ -12,7 +12,7 @@ from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import create_message
 from dispatcher.listing import fetch_page, paging, parse_list_query
 from dispatcher.params import parse_query, read_body
-from dispatcher.publish import wake_pipeline
+from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
 from dispatcher.render import twilio_message, twilio_path, v1_message, v1_path
 from schemas.db import session_scope
@@ -59,7 +59,7 @@ def messages_router(
         if not await run_in_threadpool(admit, account):
             raise TooManyRequests("Too many requests for this account; slow down and retry")
         message = await run_in_threadpool(create_message, account, params, idempotency_key)
-        background.add_task(wake_pipeline, message)
+        background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
     @router.get(f"/Accounts/{{account_sid}}/Messages{suffix}")

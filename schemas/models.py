@@ -57,9 +57,11 @@ class Message(SQLModel, table=True):
             postgresql_where=text("idempotency_key IS NOT NULL"),
             sqlite_where=text("idempotency_key IS NOT NULL"),
         ),
-        # The sweeper's scan: unfinished work by due time; finished rows stay out of the index.
+        # Each stage's claim and the sweeper's scan: unfinished work by stage and due time;
+        # finished rows (next_attempt_at NULL) stay out of the index.
         Index(
             "ix_messages_due",
+            "stage",
             "next_attempt_at",
             postgresql_where=text("next_attempt_at IS NOT NULL"),
             sqlite_where=text("next_attempt_at IS NOT NULL"),
@@ -87,10 +89,13 @@ class Message(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     idempotency_key: str | None = Field(default=None, max_length=255)
     idempotency_fingerprint: str | None = Field(default=None, max_length=64)
-    # Pipeline bookkeeping: which stage owns the row, and when the sweeper must look again.
+    # Pipeline bookkeeping: the stage that owns the row (see workers/stages.py) and when it is
+    # due; for a row in 'sending' the due time is the end of its lease. NULL when finished.
     stage: str = Field(default="segment", max_length=16)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    attempts: int = 0
+    attempts: int = 0  # carrier hand-off attempts that ended in a transient error
+    throttle_reserved: bool = False  # its sender's token bucket already holds its slot
+    reconcile: bool = False  # a lease expired: ask the carrier by reference before resending
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     date_updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     date_sent: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -111,6 +116,65 @@ class MessageEvent(SQLModel, table=True):
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Segment(SQLModel, table=True):
+    """One part of a message as handed to the carrier, with its client reference and receipt."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        Index(
+            "ux_segments_carrier_id",
+            "carrier_id",
+            unique=True,
+            postgresql_where=text("carrier_id IS NOT NULL"),
+            sqlite_where=text("carrier_id IS NOT NULL"),
+        ),
+    )
+
+    message_sid: str = Field(foreign_key="messages.sid", primary_key=True, max_length=34)
+    number: int = Field(primary_key=True)  # 1-based part number
+    total: int
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    udh_ref: int  # concatenation reference shared by the parts, 0-255
+    carrier_id: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="pending", max_length=16)  # pending|submitted|delivered|failed
+    error_code: int | None = None
+    date_submitted: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    date_updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.message_sid}-{self.number}"
+
+
+class Receipt(SQLModel, table=True):
+    """A delivery receipt as the carrier sent it: kept until its segment is known, then applied."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        Index(
+            "ix_receipts_unapplied",
+            "carrier_id",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    carrier_id: str = Field(max_length=64)
+    reference: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16)  # delivered|undelivered|failed
+    error_code: int | None = None
+    done_date: str | None = Field(default=None, max_length=10)  # YYMMDDhhmm, as carriers send
+    date_received: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    applied_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 # The Core tables, for bulk statements on hot paths (SQLModel does not type ``__table__``).
 messages_table: Table = Message.__table__  # type: ignore[attr-defined]
 message_events_table: Table = MessageEvent.__table__  # type: ignore[attr-defined]
+segments_table: Table = Segment.__table__  # type: ignore[attr-defined]
+receipts_table: Table = Receipt.__table__  # type: ignore[attr-defined]
+phone_numbers_table: Table = PhoneNumber.__table__  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///mycpaas.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "mycpaas:"  # every Redis key (broker's included) starts with it
     public_base_url: str = "http://127.0.0.1:8000"
 
     db_pool_size: int = 10  # connections per process; API threads and worker threads share it

@@ -22,7 +22,9 @@ BASE_DATABASE_URL = os.environ.get(
     "MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 BASE_REDIS_URL = os.environ.get("MYCPAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-RUN_DATABASE = f"mycpaas_test_{os.getpid()}_{secrets.token_hex(3)}"
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+RUN_DATABASE = f"mycpaas_test_{RUN_ID}"
+RUN_REDIS_PREFIX = f"mycpaas-test-{RUN_ID}:"  # the broker's keys too: runs never share a queue
 
 
 def _with_database(url: str, name: str) -> str:
@@ -38,6 +40,7 @@ os.environ.update(
         "MYCPAAS_DATABASE_URL": DATABASE_URL,
         "MYCPAAS_BROKER_URL": BASE_REDIS_URL,
         "MYCPAAS_REDIS_URL": BASE_REDIS_URL,
+        "MYCPAAS_REDIS_PREFIX": RUN_REDIS_PREFIX,
         "MYCPAAS_LOG_LEVEL": "WARNING",
     }
 )
@@ -64,8 +67,12 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(BASE_REDIS_URL)
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(BASE_REDIS_URL)
+    yield client
+    for key in client.scan_iter(match=f"{RUN_REDIS_PREFIX}*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -39,10 +39,11 @@ def random_number() -> str:
     return f"+49151{random.randrange(10_000_000, 99_999_999)}"
 
 
-def new_account(sender: str | None = None) -> Account:
+def new_account(sender: str | None = None, sps: float = 1000.0) -> Account:
+    """A fresh account owning one sender; fast by default (long codes get 1/s in production)."""
     with session_scope() as session:
         account, token = create_account(session, "test")
-        number = add_number(session, account.sid, sender or random_number())
+        number = add_number(session, account.sid, sender or random_number(), sps)
     return Account(account.sid, token, number.phone_number)
 
 
@@ -60,6 +61,11 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A ``mycpaas`` subcommand (or any command) in its own process group."""
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, start_new_session=True)
+
+
 def stop(proc: subprocess.Popen, timeout_s: float = 10) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -73,10 +79,7 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10) -> None:
 @contextlib.contextmanager
 def start_api(port: int, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
     """``mycpaas serve`` on a loopback port, with extra environment; stopped on exit."""
-    proc = subprocess.Popen(
-        ["mycpaas", "serve", "--port", str(port), "--workers", str(workers)],
-        env={**os.environ, **(env or {})},
-    )
+    proc = start(["mycpaas", "serve", "--port", str(port), "--workers", str(workers)], env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz", proc=proc)

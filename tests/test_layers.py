@@ -34,6 +34,6 @@ def test_only_publish_module_sends_tasks() -> None:
     senders = [
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "dispatcher").rglob("*.py")
-        if "send_task(" in path.read_text() or "apply_async(" in path.read_text()
+        if "send_task(" in path.read_text() or "wakeup.wake(" in path.read_text()
     ]
     assert senders == ["dispatcher/publish.py"]

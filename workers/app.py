@@ -13,6 +13,7 @@ from schemas.settings import get_settings
 SEGMENT_TASK = "sms.segment"
 MEDIA_TASK = "mms.fetch_media"
 CARRIER_TASK = "sms.carrier_submit"
+RECEIPTS_TASK = "sms.apply_receipts"
 CALLBACK_TASK = "sms.callback"
 SWEEP_TASK = "maintenance.sweep"
 
@@ -21,8 +22,17 @@ ROUTES = {
     SEGMENT_TASK: "segment",
     MEDIA_TASK: "media",
     CARRIER_TASK: "carrier",
+    RECEIPTS_TASK: "carrier",
     CALLBACK_TASK: "callbacks",
     SWEEP_TASK: "maintenance",
+}
+
+# The task that drains each stage (the ``stage`` column of a message, or the receipts inbox).
+STAGE_TASKS = {
+    "segment": SEGMENT_TASK,
+    "media": MEDIA_TASK,
+    "carrier": CARRIER_TASK,
+    "receipts": RECEIPTS_TASK,
 }
 
 VISIBILITY_TIMEOUT_S = 120  # unacked work returns to the queue after this; above every time limit
@@ -35,7 +45,9 @@ UNACKED_RESTORE_INTERVAL_S = 5  # how often a worker looks for unacked work of d
 
 def make_app() -> Celery:
     settings = get_settings()
-    app = Celery("mycpaas", broker=settings.broker_url, set_as_current=True)
+    app = Celery(
+        "mycpaas", broker=settings.broker_url, include=["workers.tasks"], set_as_current=True
+    )
     app.conf.update(
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="segment",
@@ -53,17 +65,26 @@ def make_app() -> Celery:
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=transport_options(settings.broker_url),
+        broker_transport_options=transport_options(settings.broker_url, settings.redis_prefix),
         broker_pool_limit=20,
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_s,
+                # A sweep nobody ran in time is replaced by the next one, not queued up.
+                "options": {"queue": ROUTES[SWEEP_TASK], "expires": settings.sweep_interval_s},
+            }
+        },
     )
     return app
 
 
-def transport_options(broker_url: str) -> dict[str, object]:
+def transport_options(broker_url: str, key_prefix: str) -> dict[str, object]:
     """Redis redelivers unacked work only after a visibility timeout; other brokers need none."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return {}
     return {
+        "global_keyprefix": key_prefix,
         "visibility_timeout": VISIBILITY_TIMEOUT_S,
         "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
         "unacked_restore_throttle": 1,

@@ -6,6 +6,7 @@ long the caller must wait. Redis's clock is used so that workers on different ho
 
 import logging
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -54,18 +55,29 @@ class TokenBucket:
         self, key: str, *, rate: float, burst: float, cost: float = 1, allow_debt: bool
     ) -> float | None:
         """Seconds to wait before ``cost`` tokens are available; None when Redis is unreachable."""
+        waits = self.wait_many([(key, rate, burst, cost)], allow_debt=allow_debt)
+        return None if waits is None else waits[0]
+
+    def wait_many(
+        self, requests: Sequence[tuple[str, float, float, float]], *, allow_debt: bool
+    ) -> list[float] | None:
+        """:meth:`wait_s` for many ``(key, rate, burst, cost)`` in one round trip, in order."""
         if time.monotonic() < self._down_until:
             return None
         try:
-            micros = self._script(
-                keys=[f"{self._prefix}:{key}"],
-                args=[rate, burst, cost, 1 if allow_debt else 0],
-            )
+            pipe = self._client.pipeline(transaction=False)
+            for key, rate, burst, cost in requests:
+                self._script(
+                    keys=[f"{self._prefix}:{key}"],
+                    args=[rate, burst, cost, 1 if allow_debt else 0],
+                    client=pipe,
+                )
+            micros = pipe.execute()
         except redis.RedisError as exc:
             self._down_until = time.monotonic() + REDIS_COOLDOWN_S
             log.warning("token bucket %s unavailable: %s", self._prefix, exc)
             return None
-        return int(micros) / 1_000_000
+        return [int(value) / 1_000_000 for value in micros]
 
 
 def redis_client(url: str) -> redis.Redis:

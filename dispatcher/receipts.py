@@ -1,0 +1,64 @@
+"""``POST /carrier/receipts``: the carrier reports delivery here, with a bearer token."""
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from dispatcher.errors import AuthenticationError, BadRequest
+from dispatcher.params import read_json_object
+from dispatcher.publish import wake
+from schemas.db import session_scope
+from schemas.settings import get_settings
+from workers import receipts
+
+router = APIRouter(tags=["carrier"])
+
+MAX_RECEIPTS = 5000  # per request; the simulator sends at most 500
+
+
+def _receipt(item: object) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise BadRequest("Each receipt must be an object")
+    carrier_id, status = item.get("carrier_id"), item.get("status")
+    code, reference, done = item.get("error_code"), item.get("reference"), item.get("done_date")
+    if not isinstance(carrier_id, str) or not 0 < len(carrier_id) <= 64:
+        raise BadRequest("carrier_id must be a string of 1 to 64 characters")
+    if status not in receipts.RECEIPT_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(sorted(receipts.RECEIPT_STATUSES))}")
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+        raise BadRequest("error_code must be an integer or null")
+    if reference is not None and (not isinstance(reference, str) or len(reference) > 64):
+        raise BadRequest("reference must be a string of at most 64 characters")
+    if done is not None and (not isinstance(done, str) or len(done) > 10):
+        raise BadRequest("done_date must be YYMMDDhhmm")
+    return {"carrier_id": carrier_id, "status": status, "error_code": code,
+            "reference": reference, "done_date": done}  # fmt: skip
+
+
+def _store(items: list[dict[str, Any]]) -> None:
+    with session_scope() as session:
+        receipts.store(session, items)
+
+
+@router.post("/carrier/receipts")
+async def receive(
+    request: Request,
+    background: BackgroundTasks,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Delivery receipts from the carrier: ``{"receipts": [{carrier_id, status, …}]}``."""
+    expected = f"Bearer {get_settings().receipts_token}"
+    if authorization is None or not hmac.compare_digest(authorization, expected):
+        raise AuthenticationError("A valid carrier bearer token is required")
+    document = await read_json_object(request)
+    batch = document.get("receipts")
+    if not isinstance(batch, list) or len(batch) > MAX_RECEIPTS:
+        raise BadRequest(f"receipts must be a list of at most {MAX_RECEIPTS} receipts")
+    items = [_receipt(item) for item in batch]
+    if items:
+        await run_in_threadpool(_store, items)
+        background.add_task(wake, "receipts")
+    return JSONResponse({"received": len(items)})

@@ -1,0 +1,126 @@
+"""The whole platform as real processes: API, workers, beat, carrier simulator.
+
+The session's platform sweeps every second and leases ``sending`` rows for 5 s so fault
+tests finish quickly; fault tests that break a process start platforms of their own.
+"""
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import Account, free_port, start, stop, wait_http
+
+TERMINAL = {"delivered", "failed"}
+
+
+@dataclass
+class Platform:
+    api: str
+    sim: str
+    env: dict[str, str]
+    workdir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start_worker(self, queue: str, name: str | None = None, **env: str) -> subprocess.Popen:
+        name = name or queue
+        proc = start(
+            ["mycpaas", "worker", "-Q", queue, "-n", f"{name}-{free_port()}@%h"],
+            {**self.env, **env},
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            stop(proc)
+
+    def send(self, account: Account, to: str, body: str = "hello", **params: object) -> dict:
+        response = httpx.post(
+            f"{self.api}/v1/Accounts/{account.sid}/Messages",
+            data={"To": to, "From": account.number, "Body": body, **params},
+            auth=account.auth,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def fetch(self, account: Account, sid: str) -> dict:
+        return httpx.get(
+            f"{self.api}/v1/Accounts/{account.sid}/Messages/{sid}", auth=account.auth
+        ).json()
+
+    def wait_terminal(
+        self, account: Account, sids: list[str], timeout_s: float = 30
+    ) -> dict[str, dict]:
+        """Poll until every message is delivered or failed; returns them by sid."""
+        deadline = time.monotonic() + timeout_s
+        done: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            for sid in sids:
+                if sid not in done:
+                    message = self.fetch(account, sid)
+                    if message["status"] in TERMINAL:
+                        done[sid] = message
+            if len(done) == len(sids):
+                return done
+            time.sleep(0.1)
+        missing = {sid: self.fetch(account, sid)["status"] for sid in sids if sid not in done}
+        raise AssertionError(f"not terminal after {timeout_s} s: {missing}")
+
+    def counters(self, prefix: str = "") -> dict[str, int]:
+        """How many times the simulator received each reference."""
+        answer = httpx.get(f"{self.sim}/counters", params={"prefix": prefix}).json()
+        return answer["submissions"]
+
+
+@contextlib.contextmanager
+def launch(
+    workdir: Path,
+    *,
+    latency_ms: float = 0,
+    workers: tuple[str, ...] = ("segment", "carrier"),
+    **env: str,
+) -> Iterator[Platform]:
+    """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit."""
+    api_port, sim_port = free_port(), free_port()
+    platform = Platform(
+        api=f"http://127.0.0.1:{api_port}",
+        sim=f"http://127.0.0.1:{sim_port}",
+        env={
+            "MYCPAAS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+            "MYCPAAS_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
+            "MYCPAAS_SWEEP_INTERVAL_S": "1",
+            "MYCPAAS_SENDING_LEASE_S": "5",
+            "MYCPAAS_CARRIER_TIMEOUT_S": "3",
+            **env,
+        },
+        workdir=workdir,
+    )
+    try:
+        platform.procs["sim"] = start(
+            ["mycpaas", "carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms),
+             "--receipt-delay-ms", "20"],
+            platform.env,
+        )  # fmt: skip
+        platform.procs["api"] = start(["mycpaas", "serve", "--port", str(api_port)], platform.env)
+        for queue in workers:
+            platform.start_worker(queue)
+        platform.procs["beat"] = start(
+            ["mycpaas", "beat", "--schedule-file", str(workdir / "beat-schedule")], platform.env
+        )
+        wait_http(f"{platform.sim}/healthz", proc=platform.procs["sim"])
+        wait_http(f"{platform.api}/healthz", proc=platform.procs["api"])
+        yield platform
+    finally:
+        platform.stop_all()
+
+
+@pytest.fixture(scope="session")
+def platform(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with launch(tmp_path_factory.mktemp("platform")) as running:
+        yield running

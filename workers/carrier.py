@@ -1,0 +1,272 @@
+"""The carrier hand-off stage: claim, throttle, submit every segment with its reference, record.
+
+A batch goes through three short transactions, so no transaction waits on the network:
+
+1. claim due rows of stage ``carrier`` into stage ``sending`` with a lease (``next_attempt_at``);
+2. settle what needs no carrier — expired (30036), throttle wait beyond validity (30001),
+   throttled (back to ``carrier`` at their reserved slot) — and mark the rest ``sending``;
+3. after ``submit``: carrier ids on the segments, then ``sent``, ``failed`` or a retry.
+
+Every update of step 3 is fenced by the lease, so a worker that lost its lease (the sweeper
+handed the row on) changes nothing. A row whose lease expired comes back with ``reconcile``
+set: its segments are first looked up at the carrier by reference, never blindly resent.
+"""
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, bindparam, exists, select, update
+from sqlmodel import Session
+
+from schemas.models import messages_table, phone_numbers_table, receipts_table, segments_table
+from schemas.settings import get_settings
+from schemas.status import MessageStatus
+from schemas.types import utcnow
+from workers.carriers.base import (
+    Accepted,
+    CarrierDriver,
+    CarrierError,
+    Deferred,
+    PermanentCarrierError,
+    Rejected,
+    Result,
+    Submission,
+    TransientCarrierError,
+)
+from workers.claims import claim_due, m
+from workers.throttle import TokenBucket
+from workers.transitions import move
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # messages per claim; the simulator takes them in one request
+SHORT_WAIT_S = 10.0  # waits up to this get a countdown wake-up; longer ones wait for the sweeper
+BACKOFF_BASE_S = 1.0  # first retry after a transient carrier error
+BACKOFF_MAX_S = 300.0  # retries never wait longer than five minutes
+EXPIRED = (30036, "The message's validity period expired before it could be sent")
+OVERFLOW = (30001, "Queue overflow: the sender's throughput cannot send it within its validity")
+REFUSED = 30008  # the carrier refused the whole request
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one claim took: the rows, the lease that fences them, and the moment of the claim."""
+
+    rows: list[Row[Any]]
+    lease: datetime
+    now: datetime
+
+    def fence(self) -> list[Any]:
+        return [m.stage == "sending", m.next_attempt_at == self.lease]
+
+
+def _fail(session: Session, sids: list[str], error: tuple[int, str], batch: Batch) -> None:
+    move(session, sids, MessageStatus.FAILED, error_code=error[0], error_message=error[1],
+         only_if=batch.fence(), stage="done", next_attempt_at=None)  # fmt: skip
+
+
+def backoff_s(attempts: int, retry_after_s: float = 0.0) -> float:
+    """Exponential backoff with jitter, never sooner than the carrier's Retry-After."""
+    exponential = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempts) * random.uniform(0.5, 1.5)
+    return min(BACKOFF_MAX_S, max(retry_after_s, exponential))
+
+
+def _sender_rates(session: Session, senders: set[str]) -> dict[str, float]:
+    numbers = phone_numbers_table.c
+    default = get_settings().default_sender_sps
+    rates = dict.fromkeys(senders, default)
+    for number, sps in session.execute(
+        select(numbers.phone_number, numbers.segments_per_second).where(
+            numbers.phone_number.in_(senders)
+        )
+    ):
+        if sps:
+            rates[number] = sps
+    return rates
+
+
+def _reserve(session: Session, bucket: TokenBucket, rows: list[Row[Any]]) -> dict[str, float]:
+    """Seconds each message must wait for its sender's throughput (its slot is reserved)."""
+    asking = [row for row in rows if not row.throttle_reserved]
+    if not asking:
+        return {}
+    rates = _sender_rates(session, {row.from_number for row in asking})
+    requests = [
+        (row.from_number, rates[row.from_number], max(1.0, rates[row.from_number]),
+         float(row.num_segments))
+        for row in asking
+    ]  # fmt: skip
+    waits = bucket.wait_many(requests, allow_debt=True)
+    if waits is None:  # Redis is down: send rather than stall the platform (logged by the bucket)
+        return {}
+    return {row.sid: wait for row, wait in zip(asking, waits, strict=True) if wait > 0}
+
+
+def _settle_without_carrier(
+    session: Session, bucket: TokenBucket, batch: Batch
+) -> tuple[list[Row[Any]], float | None]:
+    """Step 2: expire, overflow or park throttled rows; returns the rows to submit now."""
+    now, fence = batch.now, batch.fence()
+    live = [row for row in batch.rows if row.expires_at > now]
+    expired = [row.sid for row in batch.rows if row.expires_at <= now]
+    waits = _reserve(session, bucket, live)
+    overflow = [
+        r.sid
+        for r in live
+        if r.sid in waits and now + timedelta(seconds=waits[r.sid]) > r.expires_at
+    ]
+    parked = {sid: wait for sid, wait in waits.items() if sid not in overflow}
+    ready = [row for row in live if row.sid not in waits]
+    _fail(session, expired, EXPIRED, batch)
+    _fail(session, overflow, OVERFLOW, batch)
+    if parked:
+        session.execute(
+            update(messages_table)
+            .where(m.sid == bindparam("b_sid"), *fence)
+            .values(stage="carrier", next_attempt_at=bindparam("b_due"), throttle_reserved=True),
+            [{"b_sid": sid, "b_due": now + timedelta(seconds=w)} for sid, w in parked.items()],
+        )
+    move(session, [row.sid for row in ready], MessageStatus.SENDING, now=now, only_if=fence)
+    session.commit()
+    return ready, min(parked.values()) if parked else None
+
+
+def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
+    s = segments_table.c
+    return list(
+        session.execute(
+            select(s.message_sid, s.number, s.total, s.text, s.udh_ref)
+            .where(s.message_sid.in_(sids), s.carrier_id.is_(None))
+            .order_by(s.message_sid, s.number)
+        ).all()
+    )
+
+
+def _submit(
+    driver: CarrierDriver, rows: list[Row[Any]], segments: list[Row[Any]]
+) -> dict[str, Result]:
+    """Hand the segments over; reconciled rows are looked up by reference first."""
+    by_sid = {row.sid: row for row in rows}
+    results: dict[str, Result] = {}
+    submissions = []
+    for seg in segments:
+        row = by_sid[seg.message_sid]
+        reference = f"{seg.message_sid}-{seg.number}"
+        if row.reconcile:
+            try:
+                known = driver.lookup(reference)
+            except CarrierError as exc:  # unknown whether the carrier has it: ask again later
+                results[reference] = Deferred(reference, 0.0, str(exc))
+                continue
+            if known is not None:
+                log.info(
+                    "reconciled %s: the carrier already has it as %s", reference, known.carrier_id
+                )
+                results[reference] = known
+                continue
+        submissions.append(
+            Submission(reference=reference, to=row.to, from_=row.from_number, text=seg.text,
+                       part=seg.number, total=seg.total, udh_ref=seg.udh_ref,
+                       media=tuple(row.media_urls) if seg.number == 1 else ())
+        )  # fmt: skip
+    if not submissions:
+        return results
+    try:
+        answers: Sequence[Result] = driver.submit(submissions)
+    except TransientCarrierError as exc:
+        log.warning("carrier unavailable for %d segments: %s", len(submissions), exc)
+        hint = exc.retry_after_s or 0.0
+        answers = [Deferred(s.reference, hint, str(exc)) for s in submissions]
+    except PermanentCarrierError as exc:
+        log.error("carrier refused %d segments: %s", len(submissions), exc)
+        answers = [Rejected(s.reference, REFUSED, str(exc)) for s in submissions]
+    results.update({answer.reference: answer for answer in answers})
+    return results
+
+
+def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list[Row[Any]],
+            results: dict[str, Result]) -> tuple[list[str], float | None]:  # fmt: skip
+    """Step 3: carrier ids on segments, then each message sent, failed or retried."""
+    now, fence = utcnow(), batch.fence()
+    accepted = [
+        {"b_sid": seg.message_sid, "b_number": seg.number, "b_id": result.carrier_id}
+        for seg in segments
+        if isinstance(result := results.get(f"{seg.message_sid}-{seg.number}"), Accepted)
+    ]
+    if accepted:
+        s = segments_table.c
+        session.execute(
+            update(segments_table)
+            .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
+                   s.carrier_id.is_(None))
+            .values(carrier_id=bindparam("b_id"), status="submitted", date_submitted=now,
+                    date_updated=now),
+            accepted,
+        )  # fmt: skip
+    outcome: dict[str, list[Result]] = {row.sid: [] for row in rows}
+    for seg in segments:
+        answer = results.get(f"{seg.message_sid}-{seg.number}")
+        if answer is not None:
+            outcome[seg.message_sid].append(answer)
+    sent, retry = [], {}
+    for row in rows:
+        answers = outcome[row.sid]
+        rejected = [a for a in answers if isinstance(a, Rejected)]
+        if rejected:
+            _fail(session, [row.sid], (rejected[0].error_code, rejected[0].message), batch)
+        elif all(isinstance(a, Accepted) for a in answers):
+            sent.append(row.sid)
+        else:
+            hint = max((a.retry_after_s for a in answers if isinstance(a, Deferred)), default=0.0)
+            retry[row.sid] = min(
+                now + timedelta(seconds=backoff_s(row.attempts, hint)), row.expires_at
+            )
+    move(session, sent, MessageStatus.SENT, now=now, only_if=fence, stage="sent",
+         next_attempt_at=None, date_sent=now)  # fmt: skip
+    if retry:
+        session.execute(
+            update(messages_table)
+            .where(m.sid == bindparam("b_sid"), *fence)
+            .values(stage="carrier", next_attempt_at=bindparam("b_due"), attempts=m.attempts + 1,
+                    reconcile=False),
+            [{"b_sid": sid, "b_due": due} for sid, due in retry.items()],
+        )  # fmt: skip
+    session.commit()
+    soonest = min(retry.values(), default=None)
+    return [a["b_id"] for a in accepted], (soonest - now).total_seconds() if soonest else None
+
+
+def early_receipts_waiting(session: Session, carrier_ids: list[str]) -> bool:
+    """Did receipts for these carrier ids land before the hand-off was committed?"""
+    r = receipts_table.c
+    statement = select(exists().where(r.applied_at.is_(None), r.carrier_id.in_(carrier_ids)))
+    return bool(carrier_ids) and bool(session.execute(statement).scalar())
+
+
+@dataclass(frozen=True)
+class HandOff:
+    claimed: int  # rows taken by the claim; 0 means the stage is drained
+    retry_in_s: float | None  # the soonest short wait (throttle or retry) a wake-up should cover
+    carrier_ids: list[str]
+
+
+def hand_off_batch(session: Session, driver: CarrierDriver, bucket: TokenBucket) -> HandOff:
+    now = utcnow()
+    lease = now + timedelta(seconds=get_settings().sending_lease_s)
+    sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
+    rows = claim_due(session, "carrier", now=now, limit=BATCH, sets=sets)
+    session.commit()
+    if not rows:
+        return HandOff(0, None, [])
+    batch = Batch(rows, lease, now)
+    ready, parked_wait = _settle_without_carrier(session, bucket, batch)
+    segments = _pending_segments(session, [row.sid for row in ready])
+    session.commit()
+    results = _submit(driver, ready, segments)
+    carrier_ids, retry_wait = _record(session, batch, ready, segments, results)
+    waits = [wait for wait in (parked_wait, retry_wait) if wait is not None]
+    return HandOff(len(rows), min(waits, default=None), carrier_ids)

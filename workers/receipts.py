@@ -1,0 +1,127 @@
+"""Delivery receipts: stored as they arrive, applied to their segments whenever both are known.
+
+The carrier may report on a segment before the hand-off that gave it its carrier id is
+committed. So a receipt is first stored (the inbox); applying joins the inbox with segments by
+carrier id, and whatever does not match yet waits for the hand-off, which wakes this stage
+again once its ids are committed.
+"""
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlmodel import Session
+
+from schemas.models import receipts_table, segments_table
+from schemas.status import MessageStatus
+from schemas.types import utcnow
+from workers.transitions import move
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000  # receipts applied per transaction
+ORPHAN_AFTER = timedelta(days=1)  # a receipt no segment claims by then is dropped (and logged)
+DELIVERED, UNDELIVERED, FAILED = "delivered", "undelivered", "failed"
+RECEIPT_STATUSES = frozenset({DELIVERED, UNDELIVERED, FAILED})
+ERROR_MESSAGES = {
+    30003: "Unreachable destination handset",
+    30005: "Unknown destination handset",
+    30006: "Landline or unreachable carrier",
+    30007: "Message filtered by the carrier",
+    30008: "Unknown error",
+}
+UNKNOWN_ERROR = 30008
+
+r = receipts_table.c
+s = segments_table.c
+
+
+def store(session: Session, receipts: list[dict[str, Any]], now: datetime | None = None) -> None:
+    """Keep receipts as received (``carrier_id``, ``status``, ``error_code``, ``reference``…)."""
+    now = now or utcnow()
+    session.execute(insert(receipts_table), [{**item, "date_received": now} for item in receipts])
+    session.commit()
+
+
+def apply_batch(session: Session) -> int:
+    """Apply receipts whose segment is known; returns how many were applied."""
+    now = utcnow()
+    matched = session.execute(
+        select(r.id, r.status, r.error_code, s.message_sid, s.number)
+        .join(segments_table, s.carrier_id == r.carrier_id)
+        .where(r.applied_at.is_(None))
+        .order_by(r.id)
+        .limit(BATCH)
+        .with_for_update(of=receipts_table, skip_locked=True)
+    ).all()
+    if not matched:
+        session.commit()
+        return 0
+    session.execute(
+        update(segments_table)
+        .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
+               or_(s.status == "pending", s.status == "submitted"))
+        .values(status=bindparam("b_status"), error_code=bindparam("b_code"), date_updated=now),
+        [
+            {"b_sid": row.message_sid, "b_number": row.number,
+             "b_status": "delivered" if row.status == DELIVERED else "failed",
+             "b_code": None if row.status == DELIVERED else (row.error_code or UNKNOWN_ERROR)}
+            for row in matched
+        ],
+    )  # fmt: skip
+    session.execute(
+        update(receipts_table).where(r.id.in_([row.id for row in matched])).values(applied_at=now)
+    )
+    _settle_messages(session, {row.message_sid for row in matched}, now)
+    session.commit()
+    return len(matched)
+
+
+def _settle_messages(session: Session, sids: set[str], now: datetime) -> None:
+    """A message is delivered when every segment is; failed as soon as one segment failed."""
+    totals = session.execute(
+        select(
+            s.message_sid,
+            func.count(),
+            func.sum(case((s.status == "delivered", 1), else_=0)),
+            func.min(s.error_code),
+        )
+        .where(s.message_sid.in_(sids))
+        .group_by(s.message_sid)
+    ).all()
+    delivered = [sid for sid, count, done, code in totals if code is None and done == count]
+    failed: dict[int, list[str]] = defaultdict(list)
+    for sid, _count, _done, code in totals:
+        if code is not None:
+            failed[code].append(sid)
+    move(session, delivered, MessageStatus.DELIVERED, now=now, stage="done", next_attempt_at=None)
+    for code, failed_sids in failed.items():
+        message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[UNKNOWN_ERROR])
+        move(session, failed_sids, MessageStatus.FAILED, error_code=code, error_message=message,
+             now=now, stage="done", next_attempt_at=None)  # fmt: skip
+
+
+def drop_orphans(session: Session) -> int:
+    """Give up on receipts that no segment claimed for a day (a carrier's mistake, or replay)."""
+    now = utcnow()
+    dropped = (
+        session.execute(
+            update(receipts_table)
+            .where(r.applied_at.is_(None), r.date_received < now - ORPHAN_AFTER)
+            .values(applied_at=now)
+            .returning(r.carrier_id)
+        )
+        .scalars()
+        .all()
+    )
+    session.commit()
+    for carrier_id in dropped:
+        log.warning("dropped receipt for unknown carrier id %s after %s", carrier_id, ORPHAN_AFTER)
+    return len(dropped)
+
+
+def waiting(session: Session) -> bool:
+    """Are there receipts not applied yet (matched or not)?"""
+    return session.execute(select(r.id).where(r.applied_at.is_(None)).limit(1)).first() is not None

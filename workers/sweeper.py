@@ -1,0 +1,55 @@
+"""The sweeper (run by beat): whatever the broker lost, the database still knows.
+
+- rows of a stage that are due get their stage woken (a lost or never-published wake-up);
+- rows in ``sending`` past their lease go back to the carrier stage to be reconciled by
+  reference (their worker died or hung), never blindly resent;
+- receipts waiting in the inbox get the receipts stage woken; those no segment claimed for a
+  day are dropped.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from schemas.models import messages_table
+from schemas.types import utcnow
+from workers import receipts, wakeup
+
+log = logging.getLogger(__name__)
+
+WORK_STAGES = ("segment", "media", "carrier")
+m = messages_table.c
+
+
+@dataclass
+class Sweep:
+    reclaimed: list[str] = field(default_factory=list)  # sids whose lease expired
+    woken: list[str] = field(default_factory=list)  # stages woken
+
+
+def sweep(session: Session) -> Sweep:
+    now = utcnow()
+    report = Sweep()
+    report.reclaimed = list(
+        session.execute(
+            update(messages_table)
+            .where(m.stage == "sending", m.next_attempt_at <= now)
+            .values(stage="carrier", reconcile=True, next_attempt_at=now, date_updated=now)
+            .returning(m.sid)
+        ).scalars()
+    )
+    session.commit()
+    for sid in report.reclaimed:
+        log.warning("lease of %s expired in 'sending'; reconciling it with the carrier", sid)
+    for stage in WORK_STAGES:
+        due = select(m.sid).where(m.stage == stage, m.next_attempt_at <= now).limit(1)
+        if session.execute(due).first() is not None:
+            report.woken.append(stage)
+    if receipts.waiting(session):
+        report.woken.append("receipts")
+    receipts.drop_orphans(session)
+    for stage in report.woken:
+        wakeup.wake(stage)
+    return report

@@ -1,0 +1,106 @@
+"""The Celery tasks: thin wrappers that open a session, run a stage and wake what follows.
+
+Every task is a wake-up call: its argument (a sid, or nothing) only says why it was sent.
+The stage drains every due row, so duplicates and redeliveries find nothing and return.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from sqlalchemy.exc import OperationalError
+
+from schemas.db import dispose_engine, session_scope
+from schemas.settings import get_settings
+from workers import carrier, receipts, segmenting, sweeper, wakeup
+from workers.app import CARRIER_TASK, RECEIPTS_TASK, SEGMENT_TASK, SWEEP_TASK, app
+from workers.carriers.base import CarrierDriver
+from workers.carriers.factory import make_driver
+from workers.throttle import TokenBucket, redis_client
+
+log = logging.getLogger(__name__)
+
+DRAIN_BUDGET_S = 20.0  # one task drains this long, then hands on to a fresh wake-up
+DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
+
+
+@lru_cache
+def driver() -> CarrierDriver:
+    settings = get_settings()
+    return make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
+
+
+@lru_cache
+def sender_bucket() -> TokenBucket:
+    settings = get_settings()
+    return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}sender")
+
+
+@worker_process_init.connect
+def _after_fork(**_: object) -> None:
+    dispose_engine(close=False)  # the parent's connections are not this child's
+    driver.cache_clear()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _close_clients(**_: object) -> None:
+    if driver.cache_info().currsize:
+        driver().close()
+        driver.cache_clear()
+
+
+def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
+    """Run ``batch`` until the stage has no more due rows or the budget is spent."""
+    wakeup.clear(stage)
+    deadline = time.monotonic() + DRAIN_BUDGET_S
+    while batch() >= batch_size:
+        if time.monotonic() > deadline:
+            wakeup.wake(stage)
+            return
+
+
+@app.task(name=SEGMENT_TASK, **DB_RETRY)
+def segment_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with session_scope() as session:
+            claimed = segmenting.segment_batch(session)
+        if claimed:
+            wakeup.wake("carrier")
+        return claimed
+
+    drain("segment", batch, segmenting.BATCH)
+
+
+@app.task(name=CARRIER_TASK, **DB_RETRY)
+def carrier_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with session_scope() as session:
+            result = carrier.hand_off_batch(session, driver(), sender_bucket())
+            early = carrier.early_receipts_waiting(session, result.carrier_ids)
+        if early:
+            wakeup.wake("receipts")
+        if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:
+            wakeup.wake_later("carrier", result.retry_in_s)
+        return result.claimed
+
+    drain("carrier", batch, carrier.BATCH)
+
+
+@app.task(name=RECEIPTS_TASK, **DB_RETRY)
+def receipts_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with session_scope() as session:
+            return receipts.apply_batch(session)
+
+    drain("receipts", batch, receipts.BATCH)
+
+
+@app.task(name=SWEEP_TASK, **DB_RETRY)
+def sweep_task() -> None:
+    with session_scope() as session:
+        report = sweeper.sweep(session)
+    if report.reclaimed or report.woken:
+        log.info("sweep: reclaimed %d leases, woke %s", len(report.reclaimed), report.woken)
