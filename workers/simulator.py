@@ -264,7 +264,7 @@ class _Simulator:
                 state.sent.update(receipt.reference for receipt in batch)
                 backoff_s = RECEIPT_RETRY_FIRST_S
             else:
-                pass
+                state.pending.extendleft(reversed(batch))
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RECEIPT_RETRY_MAX_S)
 

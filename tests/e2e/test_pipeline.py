@@ -70,7 +70,8 @@ def test_simulator_outcomes(
     if status == "failed":
         assert message["error_message"]
     history = statuses_of(sid)
-    assert history[0] == "queued" and history[-1] == status
+    assert history[0] == "queued"
+    assert history[-1] == status
     assert len(history) == len(set(history)), "a status was entered twice"
 
 

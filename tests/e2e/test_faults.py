@@ -1,0 +1,142 @@
+"""Fault tests: a worker killed mid-batch, Redis restarted or flushed mid-run, a broker down at
+intake, a throttle shared by two workers. Every message still ends delivered or failed, and the
+simulator's counters prove no segment was handed over twice."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.e2e.conftest import Platform, launch
+from tests.processes import Account, free_port, new_account, random_number, start_api
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of the test's own on a free loopback port (never the shared one)."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(redis.ConnectionError):
+            if client.ping():
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError("private redis did not start")
+        time.sleep(0.05)
+    try:
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def restart_redis(url: str, proc: subprocess.Popen, workdir: Path, down_s: float) -> subprocess.Popen:
+    proc.kill()  # like a crash: with AOF off, every queued message is gone
+    proc.wait()
+    time.sleep(down_s)
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    return subprocess.Popen(
+        ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def assert_handed_over_once(platform: Platform, sids: list[str]) -> None:
+    counts = platform.counters("")
+    for sid in sids:
+        assert counts.get(f"{sid}-1") == 1, (sid, counts.get(f"{sid}-1"))
+
+
+def test_kill_9_of_a_carrier_worker_mid_batch(database: str, tmp_path: Path) -> None:
+    # given: a carrier that takes 1.5 s to answer, so the kill lands mid-request
+    with launch(tmp_path, latency_ms=1500, workers=("segment",)) as platform:
+        account = new_account()
+        victim = platform.start_worker("carrier", "victim")
+        sids = [platform.send(account, random_number(), f"m{i}")["sid"] for i in range(30)]
+        deadline = time.monotonic() + 20
+        while not platform.counters("") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert platform.counters(""), "the carrier never saw a submission"
+        # when
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        platform.start_worker("carrier", "survivor")
+        done = platform.wait_terminal(account, sids, timeout_s=60)
+    # then
+    assert {message["status"] for message in done.values()} == {"delivered"}
+    assert_handed_over_once(platform, sids)
+
+
+@pytest.mark.parametrize("fault", ["restart", "flush"])
+def test_redis_lost_mid_run(database: str, tmp_path: Path, fault: str) -> None:
+    with private_redis(tmp_path) as (url, redis_proc):
+        env = {"MYCPAAS_BROKER_URL": url, "MYCPAAS_REDIS_URL": url}
+        with launch(tmp_path, latency_ms=20, **env) as platform:
+            account = new_account()
+            sids = [platform.send(account, random_number(), f"a{i}")["sid"] for i in range(40)]
+            # when: Redis goes away (or loses everything) while work is in flight
+            if fault == "restart":
+                redis_proc = restart_redis(url, redis_proc, tmp_path, down_s=1.0)
+            else:
+                redis.Redis.from_url(url).flushall()
+            sids += [platform.send(account, random_number(), f"b{i}")["sid"] for i in range(40)]
+            done = platform.wait_terminal(account, sids, timeout_s=90)
+            # then: the workers survived it (the reason celery is pinned to 5.6.3)
+            workers = {name: proc.poll() for name, proc in platform.procs.items()}
+        redis_proc.kill()
+    assert {message["status"] for message in done.values()} == {"delivered"}
+    assert_handed_over_once(platform, sids)
+    assert workers == dict.fromkeys(workers), f"processes exited: {workers}"
+
+
+def test_broker_down_at_intake_is_delivered_by_the_sweeper(platform: Platform, account: Account) -> None:
+    # given: an API whose broker is gone, writing to the platform's database
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with start_api(free_port(), env={**platform.env, "MYCPAAS_BROKER_URL": dead,
+                                     "MYCPAAS_REDIS_URL": dead}) as url:  # fmt: skip
+        sids = [
+            httpx.post(
+                f"{url}/v1/Accounts/{account.sid}/Messages",
+                data={"To": random_number(), "From": account.number, "Body": "later"},
+                auth=account.auth,
+            ).json()["sid"]
+            for _ in range(5)
+        ]
+    # when the platform's sweeper finds them
+    done = platform.wait_terminal(account, sids, timeout_s=30)
+    # then
+    assert {message["status"] for message in done.values()} == {"delivered"}
+    assert_handed_over_once(platform, sids)
+
+
+def test_throttle_is_shared_by_two_carrier_workers(platform: Platform) -> None:
+    # given: a sender allowed 2 segments per second, and a second carrier worker
+    account = new_account(sps=2)
+    second = platform.start_worker("carrier", "carrier-2")
+    try:
+        # when
+        sids = [platform.send(account, random_number(), f"t{i}")["sid"] for i in range(8)]
+        done = platform.wait_terminal(account, sids, timeout_s=30)
+    finally:
+        second.terminate()
+        second.wait(10)
+    # then: after a burst of 2, one every 0.5 s
+    sent = sorted(datetime.fromisoformat(done[sid]["date_sent"]) for sid in sids)
+    offsets = [(moment - sent[0]).total_seconds() for moment in sent]
+    for index, offset in enumerate(offsets[2:], start=2):
+        assert offset >= (index - 1) * 0.5 - 0.1, offsets
+    assert {message["status"] for message in done.values()} == {"delivered"}
