@@ -83,7 +83,7 @@ def launch(
     workdir: Path,
     *,
     latency_ms: float = 0,
-    workers: tuple[str, ...] = ("segment", "carrier"),
+    workers: tuple[str, ...] = ("segment", "carrier", "maintenance"),
     **env: str,
 ) -> Iterator[Platform]:
     """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit."""

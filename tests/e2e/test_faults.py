@@ -43,7 +43,9 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         proc.wait()
 
 
-def restart_redis(url: str, proc: subprocess.Popen, workdir: Path, down_s: float) -> subprocess.Popen:
+def restart_redis(
+    url: str, proc: subprocess.Popen, workdir: Path, down_s: float
+) -> subprocess.Popen:
     proc.kill()  # like a crash: with AOF off, every queued message is gone
     proc.wait()
     time.sleep(down_s)
@@ -55,15 +57,14 @@ def restart_redis(url: str, proc: subprocess.Popen, workdir: Path, down_s: float
     )  # fmt: skip
 
 
-def assert_handed_over_once(platform: Platform, sids: list[str]) -> None:
-    counts = platform.counters("")
+def assert_handed_over_once(counts: dict[str, int], sids: list[str]) -> None:
     for sid in sids:
         assert counts.get(f"{sid}-1") == 1, (sid, counts.get(f"{sid}-1"))
 
 
 def test_kill_9_of_a_carrier_worker_mid_batch(database: str, tmp_path: Path) -> None:
     # given: a carrier that takes 1.5 s to answer, so the kill lands mid-request
-    with launch(tmp_path, latency_ms=1500, workers=("segment",)) as platform:
+    with launch(tmp_path, latency_ms=1500, workers=("segment", "maintenance")) as platform:
         account = new_account()
         victim = platform.start_worker("carrier", "victim")
         sids = [platform.send(account, random_number(), f"m{i}")["sid"] for i in range(30)]
@@ -76,9 +77,10 @@ def test_kill_9_of_a_carrier_worker_mid_batch(database: str, tmp_path: Path) -> 
         victim.wait()
         platform.start_worker("carrier", "survivor")
         done = platform.wait_terminal(account, sids, timeout_s=60)
+        counts = platform.counters("")
     # then
     assert {message["status"] for message in done.values()} == {"delivered"}
-    assert_handed_over_once(platform, sids)
+    assert_handed_over_once(counts, sids)
 
 
 @pytest.mark.parametrize("fault", ["restart", "flush"])
@@ -95,15 +97,19 @@ def test_redis_lost_mid_run(database: str, tmp_path: Path, fault: str) -> None:
                 redis.Redis.from_url(url).flushall()
             sids += [platform.send(account, random_number(), f"b{i}")["sid"] for i in range(40)]
             done = platform.wait_terminal(account, sids, timeout_s=90)
+            counts = platform.counters("")
             # then: the workers survived it (the reason celery is pinned to 5.6.3)
             workers = {name: proc.poll() for name, proc in platform.procs.items()}
         redis_proc.kill()
+        redis_proc.wait()
     assert {message["status"] for message in done.values()} == {"delivered"}
-    assert_handed_over_once(platform, sids)
+    assert_handed_over_once(counts, sids)
     assert workers == dict.fromkeys(workers), f"processes exited: {workers}"
 
 
-def test_broker_down_at_intake_is_delivered_by_the_sweeper(platform: Platform, account: Account) -> None:
+def test_broker_down_at_intake_is_delivered_by_the_sweeper(
+    platform: Platform, account: Account
+) -> None:
     # given: an API whose broker is gone, writing to the platform's database
     dead = f"redis://127.0.0.1:{free_port()}/0"
     with start_api(free_port(), env={**platform.env, "MYCPAAS_BROKER_URL": dead,
@@ -120,7 +126,7 @@ def test_broker_down_at_intake_is_delivered_by_the_sweeper(platform: Platform, a
     done = platform.wait_terminal(account, sids, timeout_s=30)
     # then
     assert {message["status"] for message in done.values()} == {"delivered"}
-    assert_handed_over_once(platform, sids)
+    assert_handed_over_once(platform.counters(""), sids)
 
 
 def test_throttle_is_shared_by_two_carrier_workers(platform: Platform) -> None:
