@@ -7,6 +7,7 @@ import click
 import uvicorn
 
 from dispatcher.accounts import add_number, create_account
+from dispatcher.bench import Options, run_bench, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from schemas.db import session_scope
@@ -106,6 +107,29 @@ def worker(queues: str, pool: str | None, concurrency: int | None, hostname: str
 def beat(schedule_file: Path) -> None:
     """Run the scheduler that starts the sweeper."""
     run_beat(schedule_file, get_settings().log_level)
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The API.")
+@click.option("-n", "--count", default=1000, show_default=True, help="Messages to send.")
+@click.option("-c", "--concurrency", default=32, show_default=True, help="Concurrent clients.")
+@click.option("--rate", type=float, default=None, help="Pace creates to this many per second.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds to wait.")
+@click.option("--spawn", is_flag=True, help="Start API, simulator, workers and beat for the run.")
+@click.option("--latency-ms", default=0.0, show_default=True, help="Simulator latency (--spawn).")
+@click.option("--carriers", default=1, show_default=True, help="Carrier workers (--spawn).")
+def bench(
+    url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
+    latency_ms: float, carriers: int,
+) -> None:  # fmt: skip
+    """Drive messages through the API; report throughput and latency to sent and delivered."""
+    options = Options(count, concurrency, rate, timeout_s)
+    if not spawn:
+        run_bench(url, options)
+        return
+    port = int(url.rsplit(":", 1)[1])
+    with spawned_platform(port, port + 100, latency_ms, carriers) as api:
+        run_bench(api, options)
 
 
 @main.command("carrier-sim")

@@ -24,6 +24,7 @@ from schemas.ids import new_sid
 from schemas.migrate import upgrade
 from schemas.models import Account
 from schemas.settings import get_settings
+from workers.app import QUEUES
 
 DEV_ACCOUNT_NAME = "dev"
 DEV_NUMBER = "+15005550006"  # Twilio's magic "valid" test number; valid for libphonenumber too
@@ -35,7 +36,10 @@ def dev_environment(data_dir: Path, port: int) -> dict[str, str]:
     return {
         "MYCPAAS_DATABASE_URL": f"sqlite:///{data_dir / 'mycpaas.db'}",
         "MYCPAAS_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.db'}",
+        "MYCPAAS_REDIS_URL": "",  # no Redis: sender throughput is not limited in dev mode
         "MYCPAAS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "MYCPAAS_CARRIER": "simulator",
+        "MYCPAAS_CARRIER_URL": f"http://127.0.0.1:{port + 100}",
         "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
     }
 
@@ -96,7 +100,12 @@ def _banner(base: str, sid: str, token: str) -> str:
     )
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # unwinds through _children, which stops every child
+
+
 def run_dev(data_dir: Path, port: int) -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     env = {**os.environ, **dev_environment(data_dir, port)}
     os.environ.update(env)
     get_settings.cache_clear()
@@ -104,7 +113,12 @@ def run_dev(data_dir: Path, port: int) -> None:
     sid, token = _dev_account()
     base = f"http://127.0.0.1:{port}"
     me = [sys.executable, "-m", "dispatcher.cli"]
-    commands = [[*me, "serve", "--port", str(port)]]
+    commands = [
+        [*me, "serve", "--port", str(port)],
+        [*me, "carrier-sim", "--port", str(port + 100)],
+        [*me, "worker", "-Q", ",".join(QUEUES), "-c", "4", "-n", "dev@%h"],
+        [*me, "beat", "--schedule-file", str(data_dir / "beat-schedule")],
+    ]
     with _children(commands, env) as procs:
         click.echo(_banner(base, sid, token))
         try:

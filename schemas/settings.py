@@ -13,7 +13,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///mycpaas.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # empty: no Redis (no throttles, dev mode only)
     redis_prefix: str = "mycpaas:"  # every Redis key (broker's included) starts with it
     public_base_url: str = "http://127.0.0.1:8000"
 

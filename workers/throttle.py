@@ -45,10 +45,10 @@ REDIS_COOLDOWN_S = 5.0  # after a Redis error, skip it this long instead of stal
 class TokenBucket:
     """A named family of buckets (``prefix:key``) on one Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self._client = client
+    def __init__(self, client: redis.Redis | None, prefix: str) -> None:
+        self._client = client  # None: no Redis configured (the embedded dev mode); no limits
         self._prefix = prefix
-        self._script = client.register_script(_BUCKET_LUA)
+        self._script = client.register_script(_BUCKET_LUA) if client is not None else None
         self._down_until = 0.0
 
     def wait_s(
@@ -62,7 +62,7 @@ class TokenBucket:
         self, requests: Sequence[tuple[str, float, float, float]], *, allow_debt: bool
     ) -> list[float] | None:
         """:meth:`wait_s` for many ``(key, rate, burst, cost)`` in one round trip, in order."""
-        if time.monotonic() < self._down_until:
+        if self._client is None or self._script is None or time.monotonic() < self._down_until:
             return None
         try:
             pipe = self._client.pipeline(transaction=False)
@@ -80,5 +80,8 @@ class TokenBucket:
         return [int(value) / 1_000_000 for value in micros]
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis | None:
+    """A client with short timeouts; None when no Redis is configured (an empty URL)."""
+    if not url:
+        return None
     return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)

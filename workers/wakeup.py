@@ -27,7 +27,7 @@ _redis_down_until = 0.0
 
 
 @lru_cache
-def _redis() -> redis.Redis:
+def _redis() -> redis.Redis | None:
     return redis_client(get_settings().redis_url)
 
 
@@ -43,10 +43,11 @@ def _publish(stage: str, sid: str | None, countdown: float | None) -> None:
 def _first_caller(stage: str, sid: str | None) -> bool:
     """True when no wake-up for the stage is pending (and marks one pending)."""
     global _redis_down_until
-    if time.monotonic() < _redis_down_until:
+    client = _redis()
+    if client is None or time.monotonic() < _redis_down_until:
         return True
     try:
-        return bool(_redis().set(_key(stage), sid or "-", nx=True, px=PENDING_TTL_MS))
+        return bool(client.set(_key(stage), sid or "-", nx=True, px=PENDING_TTL_MS))
     except redis.RedisError as exc:
         _redis_down_until = time.monotonic() + REDIS_COOLDOWN_S
         log.warning("wake-up coalescing unavailable (%s); publishing every wake-up", exc)
@@ -72,10 +73,11 @@ def wake_later(stage: str, delay_s: float) -> None:
 def clear(stage: str) -> None:
     """Called by a stage's task before it drains: wake-ups published from now on are kept."""
     global _redis_down_until
-    if time.monotonic() < _redis_down_until:
+    client = _redis()
+    if client is None or time.monotonic() < _redis_down_until:
         return
     try:
-        _redis().delete(_key(stage))
+        client.delete(_key(stage))
     except redis.RedisError as exc:
         _redis_down_until = time.monotonic() + REDIS_COOLDOWN_S
         log.warning("wake-up coalescing unavailable: %s", exc)
