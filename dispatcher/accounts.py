@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-import hashlib
 import hmac
 import secrets
 import time
@@ -11,6 +10,7 @@ from sqlmodel import Session, select
 
 from dispatcher.errors import ApiError, AuthenticationError
 from dispatcher.phone import to_e164
+from schemas.credentials import auth_token, token_hash
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Account, PhoneNumber
@@ -19,18 +19,21 @@ AUTH_CACHE_TTL_S = 30.0  # a verified credential is trusted this long without a 
 AUTH_CACHE_MAX = 10_000  # entries; the cache is cleared when full
 
 _verified: dict[tuple[str, str], float] = {}
+_owners: dict[str, tuple[str | None, float]] = {}
 
 
-def hash_token(token: str) -> str:
-    # Tokens are 128 random bits, so a fast hash is safe; a slow KDF would cap intake throughput.
-    return hashlib.sha256(token.encode()).hexdigest()
+def rotate_token(account: Account) -> str:
+    """Give the account a new auth token (and webhook secret); returns the token."""
+    account.token_salt = secrets.token_hex(8)
+    token = auth_token(account.sid, account.token_salt)
+    account.auth_token_sha256 = token_hash(token)
+    return token
 
 
 def create_account(session: Session, friendly_name: str = "") -> tuple[Account, str]:
-    token = secrets.token_hex(16)
-    account = Account(
-        sid=new_sid("AC"), friendly_name=friendly_name, auth_token_sha256=hash_token(token)
-    )
+    account = Account(sid=new_sid("AC"), friendly_name=friendly_name, auth_token_sha256="",
+                      token_salt="")  # fmt: skip
+    token = rotate_token(account)
     session.add(account)
     session.commit()
     return account, token
@@ -67,10 +70,16 @@ def _credentials(authorization: str | None) -> tuple[str, str]:
     return sid, token
 
 
+def recently_verified(authorization: str | None) -> str | None:
+    """The account sid when these credentials were verified moments ago (no I/O), else None."""
+    sid, token = _credentials(authorization)
+    return sid if _verified.get((sid, token_hash(token)), 0.0) > time.monotonic() else None
+
+
 def authenticate(authorization: str | None) -> str:
     """The account sid whose credentials the header carries; AuthenticationError otherwise."""
     sid, token = _credentials(authorization)
-    digest = hash_token(token)
+    digest = token_hash(token)
     key = (sid, digest)
     now = time.monotonic()
     if _verified.get(key, 0.0) > now:
@@ -86,7 +95,15 @@ def authenticate(authorization: str | None) -> str:
 
 
 def owns_number(session: Session, account_sid: str, number: str) -> bool:
+    """Does ``number`` belong to the account? Answers are cached as briefly as credentials."""
+    now = time.monotonic()
+    cached = _owners.get(number)
+    if cached is not None and cached[1] > now:
+        return cached[0] == account_sid
     owner = session.exec(
         select(PhoneNumber.account_sid).where(PhoneNumber.phone_number == number)
     ).first()
+    if len(_owners) >= AUTH_CACHE_MAX:
+        _owners.clear()
+    _owners[number] = (owner, now + AUTH_CACHE_TTL_S)
     return owner == account_sid

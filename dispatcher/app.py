@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from dispatcher.errors import ApiError, NotFound
@@ -39,6 +40,14 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return _envelope(ApiError(f"Invalid request: {where}: {first.get('msg', 'invalid')}"))
 
 
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    error = ApiError("The service is briefly unavailable; retry", code=20503, http_status=503)
+    response = _envelope(error)
+    response.headers["retry-after"] = "1"
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _envelope(
@@ -58,6 +67,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_down)  # connection lost, server down
+    app.add_exception_handler(InterfaceError, _database_down)
     app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,6 +1,7 @@
 """The ``mycpaas`` command."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -10,9 +11,12 @@ from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import Options, run_bench, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
+from dispatcher.publish import wake
+from schemas.credentials import webhook_secret
 from schemas.db import session_scope
 from schemas.migrate import upgrade
 from schemas.settings import get_settings
+from workers import callbacks
 from workers.app import QUEUES
 from workers.logs import configure_logging
 from workers.runner import run_beat, run_worker
@@ -44,10 +48,15 @@ def accounts_create(name: str, as_json: bool) -> None:
     """Create an account; its auth token is printed once and never again."""
     with session_scope() as session:
         account, token = create_account(session, name)
+    secret = webhook_secret(account.sid, account.token_salt)
     if as_json:
-        click.echo(json.dumps({"sid": account.sid, "auth_token": token, "name": name}))
+        click.echo(json.dumps({"sid": account.sid, "auth_token": token, "name": name,
+                               "webhook_secret": secret}))  # fmt: skip
     else:
-        click.echo(f"AccountSid: {account.sid}\nAuthToken:  {token}  (shown once; keep it safe)")
+        click.echo(
+            f"AccountSid:    {account.sid}\nAuthToken:     {token}\n"
+            f"WebhookSecret: {secret}  (verifies the webhook-signature header of callbacks)"
+        )
 
 
 @main.group()
@@ -67,6 +76,25 @@ def numbers_add(account_sid: str, number: str, sps: float | None) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{row.phone_number} belongs to {row.account_sid}")
+
+
+@main.group("callbacks")
+def callbacks_group() -> None:
+    """Status callbacks."""
+
+
+@callbacks_group.command("replay")
+@click.option("--since", required=True, type=click.DateTime(), help="Created at or after (UTC).")
+@click.option(
+    "--state", "states", multiple=True, default=("dead",), show_default=True,
+    type=click.Choice(list(callbacks.SETTLED)), help="Which settled callbacks to deliver again.",
+)  # fmt: skip
+def callbacks_replay(since: datetime, states: tuple[str, ...]) -> None:
+    """Deliver callbacks again after an outage (same webhook-ids, in order per message)."""
+    with session_scope() as session:
+        count = callbacks.replay(session, since=since.replace(tzinfo=UTC), states=states)
+    wake("callbacks")
+    click.echo(f"{count} callbacks queued for delivery again")
 
 
 @main.command()

@@ -6,7 +6,6 @@ slower than Redis, which does not matter for one developer). Ctrl-C stops every 
 """
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
-from dispatcher.accounts import add_number, hash_token
+from dispatcher.accounts import add_number, rotate_token
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.migrate import upgrade
@@ -41,21 +40,22 @@ def dev_environment(data_dir: Path, port: int) -> dict[str, str]:
         "MYCPAAS_CARRIER": "simulator",
         "MYCPAAS_CARRIER_URL": f"http://127.0.0.1:{port + 100}",
         "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
+        "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # local callback receivers
     }
 
 
 def _dev_account() -> tuple[str, str]:
     """The dev account, with a fresh token printed each start (the old one stops working)."""
-    token = secrets.token_hex(16)
     with session_scope() as session:
         account = session.exec(
             select(Account).where(Account.friendly_name == DEV_ACCOUNT_NAME)
         ).first()
         if account is None:
             account = Account(
-                sid=new_sid("AC"), friendly_name=DEV_ACCOUNT_NAME, auth_token_sha256=""
-            )
-        account.auth_token_sha256 = hash_token(token)
+                sid=new_sid("AC"), friendly_name=DEV_ACCOUNT_NAME, auth_token_sha256="",
+                token_salt="",
+            )  # fmt: skip
+        token = rotate_token(account)
         session.add(account)
         session.commit()
         add_number(session, account.sid, DEV_NUMBER)

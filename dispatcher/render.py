@@ -3,9 +3,11 @@
 from datetime import datetime
 from email.utils import format_datetime
 
-from schemas.models import Message
+from sqlmodel import col, select
 
-API_VERSION = "2010-04-01"
+from schemas.db import session_scope
+from schemas.models import Callback, CallbackAttempt, Message
+from workers.transitions import API_VERSION
 
 
 def v1_path(account_sid: str) -> str:
@@ -71,3 +73,45 @@ def twilio_message(message: Message) -> dict[str, object]:
         "uri": f"{resource}.json",
         "subresource_uris": {"media": f"{resource}/Media.json"},
     }
+
+
+def callback_ledger(message_sid: str) -> list[dict[str, object]]:
+    """The message's callbacks in order, each with its attempts (time, code, latency, error)."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Callback).where(Callback.message_sid == message_sid).order_by(col(Callback.id))
+        ).all()
+        ids = [row.id for row in rows]
+        attempts = session.exec(
+            select(CallbackAttempt)
+            .where(col(CallbackAttempt.callback_id).in_(ids))
+            .order_by(col(CallbackAttempt.id))
+        ).all()
+    by_callback: dict[int | None, list[dict[str, object]]] = {}
+    for attempt in attempts:
+        by_callback.setdefault(attempt.callback_id, []).append(
+            {
+                "date_attempted": _iso(attempt.date_attempted),
+                "url": attempt.url,
+                "status_code": attempt.status_code,
+                "latency_ms": attempt.latency_ms,
+                "error": attempt.error,
+                "response_excerpt": attempt.response_excerpt,
+            }
+        )
+    return [
+        {
+            "id": row.id,
+            "status": row.status,
+            "url": row.url,
+            "webhook_id": row.webhook_id,
+            "state": row.state,
+            "attempts": row.attempts,
+            "next_attempt_at": _iso(row.next_attempt_at),
+            "last_status_code": row.last_status_code,
+            "last_error": row.last_error,
+            "date_created": _iso(row.date_created),
+            "attempt_log": by_callback.get(row.id, []),
+        }
+        for row in rows
+    ]

@@ -7,30 +7,47 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from dispatcher.accounts import authenticate
+from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import create_message
 from dispatcher.listing import fetch_page, paging, parse_list_query
-from dispatcher.params import parse_query, read_body
+from dispatcher.params import Params, parse_query, read_body
 from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
-from dispatcher.render import twilio_message, twilio_path, v1_message, v1_path
+from dispatcher.render import (
+    callback_ledger,
+    twilio_message,
+    twilio_path,
+    v1_message,
+    v1_path,
+)
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import Message
+from workers import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
 
 
-def account_of(account_sid: str, authorization: Annotated[str | None, Header()] = None) -> str:
+async def account_of(
+    account_sid: str, authorization: Annotated[str | None, Header()] = None
+) -> str:
     """The authenticated account, which must be the one in the path (404 otherwise, not 403)."""
-    authenticated = authenticate(authorization)
+    authenticated = recently_verified(authorization) or await run_in_threadpool(
+        authenticate, authorization
+    )
     if authenticated != account_sid:
         raise NotFound(f"The requested resource /Accounts/{account_sid} was not found")
     return authenticated
 
 
 AccountDep = Annotated[str, Depends(account_of)]
+
+
+def admitted_create(account: str, params: Params, idempotency_key: str | None) -> Message:
+    if not admit(account):
+        raise TooManyRequests("Too many requests for this account; slow down and retry")
+    return create_message(account, params, idempotency_key)
 
 
 def load_message(account_sid: str, sid: str) -> Message:
@@ -56,9 +73,7 @@ def messages_router(
     ) -> JSONResponse:
         """Send a message: stored as 'queued' and handed to the pipeline."""
         params = await read_body(request)
-        if not await run_in_threadpool(admit, account):
-            raise TooManyRequests("Too many requests for this account; slow down and retry")
-        message = await run_in_threadpool(create_message, account, params, idempotency_key)
+        message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
         background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
@@ -75,6 +90,23 @@ def messages_router(
     def fetch(sid: str, account: AccountDep) -> JSONResponse:
         """One message of the account."""
         return JSONResponse(render(load_message(account, sid)))
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks{suffix}")
+    def list_callbacks(sid: str, account: AccountDep) -> JSONResponse:
+        """Every status callback of the message, each with its log of delivery attempts."""
+        message = load_message(account, sid)
+        return JSONResponse({"callbacks": callback_ledger(message.sid)})
+
+    @router.post(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks/Replay{suffix}")
+    def replay_callbacks(
+        sid: str, account: AccountDep, background: BackgroundTasks
+    ) -> JSONResponse:
+        """Deliver the message's settled callbacks again, in order, with their webhook-ids."""
+        message = load_message(account, sid)
+        with session_scope() as session:
+            count = callbacks.replay(session, message_sid=message.sid)
+        background.add_task(wake, "callbacks")
+        return JSONResponse({"replayed": count, "callbacks": callback_ledger(message.sid)})
 
     return router
 

@@ -25,7 +25,9 @@ def make_engine(url: str) -> Engine:
         return engine
     url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     size = get_settings().db_pool_size
-    return create_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout. A connection the server dropped fails
+    # its statement once (API: 503; tasks retry) and the pool replaces it.
+    return create_engine(url, pool_size=size, max_overflow=size, pool_recycle=1800)
 
 
 @lru_cache

@@ -25,7 +25,8 @@ class Account(SQLModel, table=True):
 
     sid: str = Field(primary_key=True, max_length=34)
     friendly_name: str = Field(default="", max_length=200)
-    auth_token_sha256: str = Field(max_length=64)  # the token itself is shown once, never stored
+    auth_token_sha256: str = Field(max_length=64)  # the token itself is never stored
+    token_salt: str = Field(max_length=32)  # see schemas/credentials.py
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -172,9 +173,66 @@ class Receipt(SQLModel, table=True):
     applied_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class Callback(SQLModel, table=True):
+    """One status callback owed to a customer: an event, its URL, and where its delivery stands."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        Index("ix_callbacks_message", "message_sid", "id"),
+        # The stage's claim: pending callbacks by due time; settled ones leave the index.
+        Index(
+            "ix_callbacks_due",
+            "next_attempt_at",
+            postgresql_where=text("state IN ('pending', 'delivering')"),
+            sqlite_where=text("state IN ('pending', 'delivering')"),
+        ),
+        Index("ix_callbacks_settled", "state", "date_created"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    message_sid: str = Field(foreign_key="messages.sid", max_length=34)
+    account_sid: str = Field(max_length=34)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=16)  # the message status this callback reports
+    params: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    webhook_id: str = Field(max_length=64)  # stable across retries: the receiver's dedupe key
+    # pending | delivering | delivered | failed (final 3xx/4xx) | gone (410) | skipped | dead
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    date_updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CallbackAttempt(SQLModel, table=True):
+    """One try at delivering a callback, as the ledger of what the customer's endpoint did."""
+
+    __tablename__ = "callback_attempts"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    callback_id: int = Field(foreign_key="callbacks.id", index=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    date_attempted: datetime = Field(sa_type=UTCDateTime)
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    response_excerpt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
 # The Core tables, for bulk statements on hot paths (SQLModel does not type ``__table__``).
 messages_table: Table = Message.__table__  # type: ignore[attr-defined]
 message_events_table: Table = MessageEvent.__table__  # type: ignore[attr-defined]
 segments_table: Table = Segment.__table__  # type: ignore[attr-defined]
 receipts_table: Table = Receipt.__table__  # type: ignore[attr-defined]
 phone_numbers_table: Table = PhoneNumber.__table__  # type: ignore[attr-defined]
+callbacks_table: Table = Callback.__table__  # type: ignore[attr-defined]
+callback_attempts_table: Table = CallbackAttempt.__table__  # type: ignore[attr-defined]
+accounts_table: Table = Account.__table__  # type: ignore[attr-defined]

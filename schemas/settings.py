@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"  # empty: no Redis (no throttles, dev mode only)
     redis_prefix: str = "mycpaas:"  # every Redis key (broker's included) starts with it
     public_base_url: str = "http://127.0.0.1:8000"
+    # Derives every account's auth token and webhook secret; set your own in production.
+    secret_key: str = "insecure-development-secret-key"
 
     db_pool_size: int = 10  # connections per process; API threads and worker threads share it
     api_rate_limit_per_s: float = 2000.0  # creates per account per second; 0 turns it off
@@ -31,6 +33,17 @@ class Settings(BaseSettings):
     sending_lease_s: int = 60  # a row in 'sending' longer than this is reconciled by the sweeper
     republish_after_s: int = 30  # due work not claimed by then is published again by the sweeper
     sweep_interval_s: float = 5.0
+
+    # Comma-separated CIDRs that outbound requests (callbacks, media) may reach although they
+    # are private; empty in production. Dev mode and tests allow loopback.
+    outbound_allow_cidrs: str = ""
+    callback_timeout_s: float = 5.0  # connect + read + write of one callback; Twilio waits 15 s
+    callback_max_per_host: int = 8  # concurrent callbacks to one host per worker process
+    callback_breaker_failures: int = 5  # consecutive failures that open a host's circuit ...
+    callback_breaker_open_s: float = 30.0  # ... for this long; then one probe is let through
+    callback_backoff_base_s: float = 5.0  # first retry; doubles per attempt up to an hour
+    callback_max_attempts: int = 30  # 5 s doubling to 1 h, then hourly: about a day; then dead
+    callback_lease_s: float = 60.0  # a callback 'delivering' longer than this was lost
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

@@ -27,12 +27,12 @@ RUN_DATABASE = f"mycpaas_test_{RUN_ID}"
 RUN_REDIS_PREFIX = f"mycpaas-test-{RUN_ID}:"  # the broker's keys too: runs never share a queue
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
+def database_url(name: str) -> str:
+    parts = urlsplit(BASE_DATABASE_URL)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-DATABASE_URL = _with_database(BASE_DATABASE_URL, RUN_DATABASE)
+DATABASE_URL = database_url(RUN_DATABASE)
 
 # The code under test reads settings from the environment once; set it before anything imports it.
 os.environ.update(
@@ -42,20 +42,21 @@ os.environ.update(
         "MYCPAAS_REDIS_URL": BASE_REDIS_URL,
         "MYCPAAS_REDIS_PREFIX": RUN_REDIS_PREFIX,
         "MYCPAAS_LOG_LEVEL": "WARNING",
+        "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # local receivers only
     }
 )
 for variable in ("TWILIO_REGION", "TWILIO_EDGE"):
     os.environ.pop(variable, None)
 
 
-def _admin(sql: str) -> None:
+def admin(sql: str) -> None:
     with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
         conn.execute(sql)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def database() -> Iterator[str]:
-    _admin(f'CREATE DATABASE "{RUN_DATABASE}"')
+    admin(f'CREATE DATABASE "{RUN_DATABASE}"')
     try:
         subprocess.run(["mycpaas", "migrate"], check=True, capture_output=True)
         yield DATABASE_URL
@@ -63,7 +64,7 @@ def database() -> Iterator[str]:
         from schemas.db import dispose_engine
 
         dispose_engine()
-        _admin(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
+        admin(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ long waits in the broker (those live in ``next_attempt_at``).
 """
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from schemas.settings import get_settings
 
@@ -33,6 +33,7 @@ STAGE_TASKS = {
     "media": MEDIA_TASK,
     "carrier": CARRIER_TASK,
     "receipts": RECEIPTS_TASK,
+    "callbacks": CALLBACK_TASK,
 }
 
 VISIBILITY_TIMEOUT_S = 120  # unacked work returns to the queue after this; above every time limit
@@ -49,7 +50,10 @@ def make_app() -> Celery:
         "mycpaas", broker=settings.broker_url, include=["workers.tasks"], set_as_current=True
     )
     app.conf.update(
-        task_queues=[Queue(name) for name in QUEUES],
+        # One direct exchange per queue: a wake-up reaches its stage's queue and no other.
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES
+        ],
         task_default_queue="segment",
         task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
         task_serializer="json",

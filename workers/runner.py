@@ -11,7 +11,7 @@ DEFAULT_POOL = {
     "segment": ("threads", 2),
     "media": ("threads", 10),
     "carrier": ("threads", 4),
-    "callbacks": ("threads", 20),
+    "callbacks": ("threads", 2),  # deliveries run on the stage's own pool of 64 threads
     "maintenance": ("threads", 2),
 }
 

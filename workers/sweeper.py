@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.types import utcnow
-from workers import receipts, wakeup
+from workers import callbacks, receipts, wakeup
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def sweep(session: Session) -> Sweep:
     if receipts.waiting(session):
         report.woken.append("receipts")
     receipts.drop_orphans(session)
+    if callbacks.release_lost(session) or callbacks.due(session):
+        report.woken.append("callbacks")
     for stage in report.woken:
         wakeup.wake(stage)
     return report

@@ -14,8 +14,16 @@ from sqlalchemy.exc import OperationalError
 
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
-from workers import carrier, receipts, segmenting, sweeper, wakeup
-from workers.app import CARRIER_TASK, RECEIPTS_TASK, SEGMENT_TASK, SWEEP_TASK, app
+from schemas.types import utcnow
+from workers import callbacks, carrier, receipts, segmenting, sweeper, wakeup
+from workers.app import (
+    CALLBACK_TASK,
+    CARRIER_TASK,
+    RECEIPTS_TASK,
+    SEGMENT_TASK,
+    SWEEP_TASK,
+    app,
+)
 from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver
 from workers.throttle import TokenBucket, redis_client
@@ -38,10 +46,29 @@ def sender_bucket() -> TokenBucket:
     return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}sender")
 
 
+@lru_cache
+def deliverer() -> callbacks.Deliverer:
+    running = callbacks.Deliverer()
+    running.on_flush.append(_after_callbacks)
+    return running
+
+
+def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
+    """Settled callbacks may unblock a message's next one; retries due soon need a wake-up."""
+    if any(outcome.state != callbacks.PENDING for outcome in outcomes):
+        wakeup.wake("callbacks")
+    soonest = min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None)
+    if soonest is not None:
+        delay = (soonest - utcnow()).total_seconds()
+        if delay <= carrier.SHORT_WAIT_S:
+            wakeup.wake_later("callbacks", delay)
+
+
 @worker_process_init.connect
 def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
     driver.cache_clear()
+    deliverer.cache_clear()
 
 
 @worker_shutdown.connect
@@ -50,6 +77,9 @@ def _close_clients(**_: object) -> None:
     if driver.cache_info().currsize:
         driver().close()
         driver.cache_clear()
+    if deliverer.cache_info().currsize:
+        deliverer().close()  # finishes deliveries in flight and records them
+        deliverer.cache_clear()
 
 
 def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
@@ -96,6 +126,16 @@ def receipts_task(_sid: str | None = None) -> None:
             return receipts.apply_batch(session)
 
     drain("receipts", batch, receipts.BATCH)
+
+
+@app.task(name=CALLBACK_TASK, **DB_RETRY)
+def callbacks_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with session_scope() as session:
+            return callbacks.dispatch(session, deliverer())
+
+    # Claims stop when the pool is full; its threads' results wake the stage again.
+    drain("callbacks", batch, 1)
 
 
 @app.task(name=SWEEP_TASK, **DB_RETRY)

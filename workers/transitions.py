@@ -1,4 +1,5 @@
-"""Every status change goes through :func:`move`: the transition table, the event, in one place.
+"""Every status change goes through :func:`move`: the transition table, the event and the
+status callback, in one transaction.
 
 ``move`` changes many messages at once (the pipeline works in batches) and only those whose
 current status may legally move to the new one, so a late or repeated change is a no-op.
@@ -8,12 +9,14 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, update
+from sqlalchemy import ColumnElement, Row, insert, update
 from sqlmodel import Session
 
-from schemas.models import message_events_table, messages_table
+from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
+
+API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
 # For each status, the statuses a message may be in to move to it.
 _SOURCES = {
@@ -54,16 +57,60 @@ def move(
             error_message=error_message,
             **values,
         )
-        .returning(m.sid)
+        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to)
     )
-    moved = list(session.execute(statement).scalars())
+    moved = session.execute(statement).all()
     if moved:
         session.execute(
             insert(message_events_table),
             [
-                {"message_sid": sid, "status": status.value, "error_code": error_code,
+                {"message_sid": row.sid, "status": status.value, "error_code": error_code,
                  "date_created": now}
-                for sid in moved
+                for row in moved
             ],
         )  # fmt: skip
-    return moved
+        callbacks = [
+            callback_row(row, status, error_code, error_message, now)
+            for row in moved
+            if row.status_callback
+        ]
+        if callbacks:
+            session.execute(insert(callbacks_table), callbacks)
+    return [row.sid for row in moved]
+
+
+def callback_row(
+    message: Row[Any],
+    status: MessageStatus,
+    error_code: int | None,
+    error_message: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The callback owed for ``message`` entering ``status``, with Twilio's parameters."""
+    params = {
+        "MessageSid": message.sid,
+        "SmsSid": message.sid,
+        "MessageStatus": status.value,
+        "SmsStatus": status.value,
+        "AccountSid": message.account_sid,
+        "From": message.from_number,
+        "To": message.to,
+        "ApiVersion": API_VERSION,
+    }
+    if error_code is not None:
+        params["ErrorCode"] = str(error_code)
+        params["ErrorMessage"] = error_message or ""
+    return {
+        "message_sid": message.sid,
+        "account_sid": message.account_sid,
+        "url": message.status_callback,
+        "status": status.value,
+        "params": params,
+        # Each status is entered once, so this names the event across retries and replays.
+        "webhook_id": f"{message.sid}.{status.value}",
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "date_created": now,
+        "date_updated": now,
+    }

@@ -5,6 +5,8 @@ tests finish quickly; fault tests that break a process start platforms of their 
 """
 
 import contextlib
+import os
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,8 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import Session
 
-from tests.processes import Account, free_port, start, stop, wait_http
+from dispatcher.accounts import add_number, create_account
+from schemas.db import make_engine
+from tests.conftest import RUN_DATABASE, admin, database_url
+from tests.processes import Account, free_port, new_account, random_number, start, stop, wait_http
 
 TERMINAL = {"delivered", "failed"}
 
@@ -35,6 +41,20 @@ class Platform:
         )
         self.procs[name] = proc
         return proc
+
+    def new_account(self, sps: float = 1000.0) -> Account:
+        """An account in this platform's database."""
+        url = self.env.get("MYCPAAS_DATABASE_URL")
+        if url is None:
+            return new_account(sps=sps)
+        engine = make_engine(url)
+        try:
+            with Session(engine) as session:
+                account, token = create_account(session, "test")
+                number = add_number(session, account.sid, random_number(), sps)
+                return Account(account.sid, token, number.phone_number)
+        finally:
+            engine.dispose()
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -79,14 +99,44 @@ class Platform:
 
 
 @contextlib.contextmanager
+def own_database() -> Iterator[str]:
+    """A fresh, migrated database, so a platform's workers never drain another's rows."""
+    name = f"{RUN_DATABASE}_{secrets.token_hex(3)}"
+    url = database_url(name)
+    admin(f'CREATE DATABASE "{name}"')
+    try:
+        subprocess.run(["mycpaas", "migrate"], check=True, capture_output=True,
+                       env={**os.environ, "MYCPAAS_DATABASE_URL": url})  # fmt: skip
+        yield url
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
 def launch(
     workdir: Path,
     *,
     latency_ms: float = 0,
-    workers: tuple[str, ...] = ("segment", "carrier", "maintenance"),
+    isolated: bool = True,
+    workers: tuple[str, ...] = ("segment", "carrier", "callbacks", "maintenance"),
     **env: str,
 ) -> Iterator[Platform]:
-    """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit."""
+    """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit.
+
+    ``isolated`` gives the platform its own database and Redis prefix (broker queues too).
+    """
+    with contextlib.ExitStack() as stack:
+        if isolated:
+            own = {"MYCPAAS_DATABASE_URL": stack.enter_context(own_database()),
+                   "MYCPAAS_REDIS_PREFIX": f"mycpaas-test-{secrets.token_hex(4)}:"}  # fmt: skip
+            env = {**own, **env}
+        yield stack.enter_context(_processes(workdir, latency_ms, workers, env))
+
+
+@contextlib.contextmanager
+def _processes(
+    workdir: Path, latency_ms: float, workers: tuple[str, ...], env: dict[str, str]
+) -> Iterator[Platform]:
     api_port, sim_port = free_port(), free_port()
     platform = Platform(
         api=f"http://127.0.0.1:{api_port}",
@@ -97,6 +147,11 @@ def launch(
             "MYCPAAS_SWEEP_INTERVAL_S": "1",
             "MYCPAAS_SENDING_LEASE_S": "5",
             "MYCPAAS_CARRIER_TIMEOUT_S": "3",
+            "MYCPAAS_CALLBACK_BACKOFF_BASE_S": "0.2",
+            "MYCPAAS_CALLBACK_MAX_ATTEMPTS": "4",
+            "MYCPAAS_CALLBACK_LEASE_S": "5",
+            "MYCPAAS_CALLBACK_TIMEOUT_S": "3",
+            "MYCPAAS_CALLBACK_BREAKER_OPEN_S": "2",
             **env,
         },
         workdir=workdir,
@@ -122,5 +177,5 @@ def launch(
 
 @pytest.fixture(scope="session")
 def platform(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with launch(tmp_path_factory.mktemp("platform")) as running:
+    with launch(tmp_path_factory.mktemp("platform"), isolated=False) as running:
         yield running

@@ -65,7 +65,7 @@ def assert_handed_over_once(counts: dict[str, int], sids: list[str]) -> None:
 def test_kill_9_of_a_carrier_worker_mid_batch(database: str, tmp_path: Path) -> None:
     # given: a carrier that takes 1.5 s to answer, so the kill lands mid-request
     with launch(tmp_path, latency_ms=1500, workers=("segment", "maintenance")) as platform:
-        account = new_account()
+        account = platform.new_account()
         victim = platform.start_worker("carrier", "victim")
         sids = [platform.send(account, random_number(), f"m{i}")["sid"] for i in range(30)]
         deadline = time.monotonic() + 20
@@ -88,7 +88,7 @@ def test_redis_lost_mid_run(database: str, tmp_path: Path, fault: str) -> None:
     with private_redis(tmp_path) as (url, redis_proc):
         env = {"MYCPAAS_BROKER_URL": url, "MYCPAAS_REDIS_URL": url}
         with launch(tmp_path, latency_ms=20, **env) as platform:
-            account = new_account()
+            account = platform.new_account()
             sids = [platform.send(account, random_number(), f"a{i}")["sid"] for i in range(40)]
             # when: Redis goes away (or loses everything) while work is in flight
             if fault == "restart":
