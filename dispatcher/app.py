@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from dispatcher.errors import ApiError, NotFound
 from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
+from dispatcher.server import lifespan
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
         title="mycpaas dispatch",
         summary="Self-hosted SMS/MMS: a Twilio-compatible Messages API over a Celery pipeline",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.include_router(v1_router)
     app.include_router(twilio_router)

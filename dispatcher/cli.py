@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import uvicorn
 
 from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import Options, run_bench, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.publish import wake
+from dispatcher.server import serve as run_server
 from schemas.credentials import webhook_secret
 from schemas.db import session_scope
 from schemas.migrate import upgrade
@@ -103,15 +103,7 @@ def callbacks_replay(since: datetime, states: tuple[str, ...]) -> None:
 @click.option("--workers", default=1, show_default=True, help="Server processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API."""
-    uvicorn.run(
-        "dispatcher.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        log_config=None,
-    )
+    run_server(host, port, workers)
 
 
 @main.command()

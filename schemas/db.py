@@ -27,7 +27,7 @@ def make_engine(url: str) -> Engine:
     size = get_settings().db_pool_size
     # No pre-ping: it costs a round trip per checkout. A connection the server dropped fails
     # its statement once (API: 503; tasks retry) and the pool replaces it.
-    return create_engine(url, pool_size=size, max_overflow=size, pool_recycle=1800)
+    return create_engine(url, pool_size=size, max_overflow=size // 2, pool_recycle=1800)
 
 
 @lru_cache

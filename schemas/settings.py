@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     # Derives every account's auth token and webhook secret; set your own in production.
     secret_key: str = "insecure-development-secret-key"
 
-    db_pool_size: int = 10  # connections per process; API threads and worker threads share it
+    db_pool_size: int = 20  # connections per process; also the API's request threads
     api_rate_limit_per_s: float = 2000.0  # creates per account per second; 0 turns it off
     api_rate_burst: int = 4000  # requests an idle account may fire at once
     max_request_bytes: int = 262_144  # 1,600 chars of UCS-2 plus ten URLs fit many times over

@@ -1,0 +1,158 @@
+"""Callbacks per second from one callbacks worker to a fast local receiver.
+
+    uv run python scripts/bench_callbacks.py [-n 5000] [--workers 1]
+
+Creates its own database, stores N delivered messages each owing one status callback to a
+receiver on loopback (a minimal ASGI app under uvicorn that answers 200), starts
+``mycpaas worker -Q callbacks`` and times from the first wake-up until every callback is
+recorded as delivered. Prints a table and one JSON line.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+
+BASE = os.environ.get("MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DB_NAME = "mycpaas_bench_callbacks"
+DB_URL = BASE.rsplit("/", 1)[0] + "/" + DB_NAME
+REDIS = "redis://127.0.0.1:6379/6"
+RECEIVER = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    env = {**os.environ, "MYCPAAS_DATABASE_URL": DB_URL, "MYCPAAS_BROKER_URL": REDIS,
+           "MYCPAAS_REDIS_URL": REDIS, "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
+           "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8", "MYCPAAS_LOG_LEVEL": "WARNING",
+           "MYCPAAS_CALLBACK_MAX_PER_HOST": "64"}  # fmt: skip
+    with psycopg.connect(BASE, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run(["mycpaas", "migrate"], env=env, check=True, capture_output=True)
+    os.environ.update(env)
+    from dispatcher.accounts import add_number, create_account
+    from schemas.db import session_scope
+
+    with session_scope() as session:
+        account, _token = create_account(session, "bench")
+        add_number(session, account.sid, "+15005550006")
+    port = free_port()
+    receiver_file = f"/tmp/bench_receiver_{port}.py"
+    with open(receiver_file, "w") as handle:
+        handle.write(RECEIVER)
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", "/tmp", f"bench_receiver_{port}:app",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/status"
+    now = datetime.now(UTC)
+    with psycopg.connect(DB_URL) as conn, conn.cursor() as cur:
+        with cur.copy(
+            'COPY messages (sid, account_sid, "to", from_number, body, status, direction,'
+            " num_segments, num_media, encoding, smart_encoded, media_urls, status_callback,"
+            " validity_period_s, expires_at, stage, attempts, throttle_reserved, reconcile,"
+            " date_created, date_updated) FROM STDIN"
+        ) as copy:
+            sids = ["SM" + secrets.token_hex(16) for _ in range(args.n)]
+            for sid in sids:
+                copy.write_row((sid, account.sid, "+14155552671", "+15005550006", "x",
+                                "delivered", "outbound-api", 1, 0, "GSM-7", False, "[]", url,
+                                36000, now, "done", 0, False, False, now, now))  # fmt: skip
+        with cur.copy(
+            "COPY callbacks (message_sid, account_sid, url, status, params, webhook_id, state,"
+            " attempts, next_attempt_at, date_created, date_updated) FROM STDIN"
+        ) as copy:
+            for sid in sids:
+                params = json.dumps({"MessageSid": sid, "MessageStatus": "delivered",
+                                     "AccountSid": account.sid})  # fmt: skip
+                copy.write_row((sid, account.sid, url, "delivered", params, f"{sid}.delivered",
+                                "pending", 0, now, now, now))  # fmt: skip
+        conn.commit()
+    workers = [
+        subprocess.Popen(
+            ["mycpaas", "worker", "-Q", "callbacks", "-n", f"cb{i}@%h"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for i in range(args.workers)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        time.sleep(3)  # workers connect to the broker
+        from workers import wakeup
+
+        started = time.monotonic()
+        wakeup.wake("callbacks")
+        done = 0
+        with psycopg.connect(DB_URL, autocommit=True) as conn:
+            while time.monotonic() - started < 300:
+                done = conn.execute(
+                    "SELECT count(*) FROM callbacks WHERE state = 'delivered'"
+                ).fetchone()[0]  # type: ignore[index]
+                if done >= args.n:
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            latency = conn.execute(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FROM callback_attempts"
+            ).fetchone()
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(20)
+        receiver.terminate()
+        receiver.wait(10)
+        os.unlink(receiver_file)
+    report = {
+        "callbacks": args.n,
+        "delivered": done,
+        "workers": args.workers,
+        "seconds": round(elapsed, 2),
+        "per_s": round(done / elapsed, 1),
+        "attempt_p50_ms": round(latency[0], 2),
+        "attempt_p99_ms": round(latency[1], 2),
+    }
+    print(f"{done}/{args.n} callbacks delivered in {elapsed:.2f} s = {report['per_s']}/s "
+          f"with {args.workers} worker(s); POST p50 {report['attempt_p50_ms']} ms, "
+          f"p99 {report['attempt_p99_ms']} ms")  # fmt: skip
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
