@@ -55,7 +55,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def checked_address(url: httpx.URL, resolver: Resolver) -> str:
+def checked_address(
+    url: httpx.URL, resolver: Resolver, allow: Sequence[Network] | None = None
+) -> str:
     """The one address to connect to for ``url``, or OutboundRefused."""
     if url.scheme not in ("http", "https") or not url.host:
         raise OutboundRefused(f"only http(s) URLs with a host are allowed: {url}")
@@ -69,7 +71,8 @@ def checked_address(url: httpx.URL, resolver: Resolver) -> str:
             raise OutboundRefused(f"cannot resolve {url.host}: {exc}") from exc
     if not candidates:
         raise OutboundRefused(f"{url.host} has no address")
-    allow = allowed_networks(get_settings().outbound_allow_cidrs)
+    if allow is None:
+        allow = allowed_networks(get_settings().outbound_allow_cidrs)
     refused = [str(a) for a in candidates if not is_allowed(a, allow)]
     if refused:  # one bad address is enough: DNS may hand out any of them next time
         raise OutboundRefused(f"{url.host} resolves to a non-public address {refused[0]}")
@@ -80,13 +83,17 @@ class GuardedTransport(httpx.BaseTransport):
     """Checks every request's destination, then sends it to the checked address."""
 
     def __init__(
-        self, inner: httpx.BaseTransport | None = None, resolver: Resolver = system_resolver
+        self,
+        inner: httpx.BaseTransport | None = None,
+        resolver: Resolver = system_resolver,
+        allow: Sequence[Network] | None = None,  # None: MYCPAAS_OUTBOUND_ALLOW_CIDRS
     ) -> None:
         self._inner = inner or httpx.HTTPTransport()
         self._resolver = resolver
+        self._allow = allow
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        address = checked_address(request.url, self._resolver)
+        address = checked_address(request.url, self._resolver, self._allow)
         if address != request.url.host:
             request.extensions = {**request.extensions, "sni_hostname": request.url.host}
             request.url = request.url.copy_with(host=address)
