@@ -169,7 +169,7 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
         expires_at=now + timedelta(seconds=new.validity_period_s),
         idempotency_key=idempotency_key,
         idempotency_fingerprint=fingerprint,
-        stage="segment",
+        stage="media" if new.media_urls else "segment",
         next_attempt_at=now,  # due at once; the sweeper wakes the stage if the wake-up is lost
         date_created=now,
         date_updated=now,

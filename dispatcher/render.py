@@ -6,7 +6,7 @@ from email.utils import format_datetime
 from sqlmodel import col, select
 
 from schemas.db import session_scope
-from schemas.models import Callback, CallbackAttempt, Message
+from schemas.models import Callback, CallbackAttempt, Media, Message
 from workers.transitions import API_VERSION
 
 
@@ -115,3 +115,40 @@ def callback_ledger(message_sid: str) -> list[dict[str, object]]:
         }
         for row in rows
     ]
+
+
+def media_item(item: Media, surface_path: str, suffix: str) -> dict[str, object]:
+    """One attachment on either surface (``suffix`` is ``.json`` on Twilio's)."""
+    twilio = suffix == ".json"
+    stamp = _rfc2822 if twilio else _iso
+    return {
+        "sid": item.sid,
+        "account_sid": item.account_sid,
+        "parent_sid": item.message_sid,
+        "content_type": item.content_type,
+        "size": item.size_bytes,
+        "sha256": item.sha256,
+        "date_created": stamp(item.date_created),
+        "date_updated": stamp(item.date_created),
+        "uri": f"{surface_path}/{item.message_sid}/Media/{item.sid}{suffix}",
+    }
+
+
+def media_page(
+    items: list[Media], surface_path: str, message_sid: str, suffix: str
+) -> dict[str, object]:
+    """All of a message's media as one page (ten at most), with Twilio's paging keys."""
+    uri = f"{surface_path}/{message_sid}/Media{suffix}"
+    return {
+        "media_list" if suffix == ".json" else "media": [
+            media_item(item, surface_path, suffix) for item in items
+        ],
+        "page": 0,
+        "page_size": 50,
+        "start": 0,
+        "end": max(len(items) - 1, 0),
+        "uri": f"{uri}?PageSize=50&Page=0",
+        "first_page_uri": f"{uri}?PageSize=50&Page=0",
+        "next_page_uri": None,
+        "previous_page_uri": None,
+    }

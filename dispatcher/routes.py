@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlmodel import col, select
 
 from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
@@ -16,6 +17,8 @@ from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
 from dispatcher.render import (
     callback_ledger,
+    media_item,
+    media_page,
     twilio_message,
     twilio_path,
     v1_message,
@@ -23,7 +26,7 @@ from dispatcher.render import (
 )
 from schemas.db import session_scope
 from schemas.ids import is_sid
-from schemas.models import Message
+from schemas.models import Media, Message
 from workers import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
@@ -48,6 +51,25 @@ def admitted_create(account: str, params: Params, idempotency_key: str | None) -
     if not admit(account):
         raise TooManyRequests("Too many requests for this account; slow down and retry")
     return create_message(account, params, idempotency_key)
+
+
+def media_of(message_sid: str) -> list[Media]:
+    with session_scope() as session:
+        return list(
+            session.exec(
+                select(Media).where(Media.message_sid == message_sid).order_by(col(Media.position))
+            ).all()
+        )
+
+
+def load_media(account_sid: str, message_sid: str, media_sid: str) -> Media:
+    message = load_message(account_sid, message_sid)
+    if is_sid(media_sid, "ME"):
+        with session_scope() as session:
+            item = session.get(Media, media_sid)
+        if item is not None and item.message_sid == message.sid:
+            return item
+    raise NotFound(f"The requested resource /Media/{media_sid} was not found")
 
 
 def load_message(account_sid: str, sid: str) -> Message:
@@ -90,6 +112,26 @@ def messages_router(
     def fetch(sid: str, account: AccountDep) -> JSONResponse:
         """One message of the account."""
         return JSONResponse(render(load_message(account, sid)))
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media{suffix}")
+    def list_media(sid: str, account: AccountDep) -> JSONResponse:
+        """The message's fetched media (MMS), in the order of its MediaUrl parameters."""
+        message = load_message(account, sid)
+        return JSONResponse(media_page(media_of(message.sid), path_of(account), sid, suffix))
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}")
+    def fetch_media(sid: str, media_sid: str, account: AccountDep) -> JSONResponse:
+        """One attachment's metadata: type decided by its bytes, size and sha256."""
+        item = load_media(account, sid, media_sid)
+        return JSONResponse(media_item(item, path_of(account), suffix))
+
+    content_path = "" if suffix else "/Content"  # Twilio serves the bytes without ".json"
+
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{content_path}")
+    def media_content(sid: str, media_sid: str, account: AccountDep) -> Response:
+        """The attachment's bytes, as fetched."""
+        item = load_media(account, sid, media_sid)
+        return Response(item.content, media_type=item.content_type)
 
     @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks{suffix}")
     def list_callbacks(sid: str, account: AccountDep) -> JSONResponse:

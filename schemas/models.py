@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -227,6 +228,24 @@ class CallbackAttempt(SQLModel, table=True):
     response_excerpt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class Media(SQLModel, table=True):
+    """One fetched MMS attachment: its bytes, type (decided by the bytes), size and sha256."""
+
+    __tablename__ = "media"
+    __table_args__ = (Index("ix_media_message", "message_sid", "position"),)
+
+    sid: str = Field(primary_key=True, max_length=34)  # ME…
+    message_sid: str = Field(foreign_key="messages.sid", max_length=34)
+    account_sid: str = Field(max_length=34)
+    position: int  # order of the MediaUrl in the request
+    source_url: str = Field(sa_column=Column(Text, nullable=False))
+    content_type: str = Field(max_length=64)
+    size_bytes: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # The Core tables, for bulk statements on hot paths (SQLModel does not type ``__table__``).
 messages_table: Table = Message.__table__  # type: ignore[attr-defined]
 message_events_table: Table = MessageEvent.__table__  # type: ignore[attr-defined]
@@ -236,3 +255,4 @@ phone_numbers_table: Table = PhoneNumber.__table__  # type: ignore[attr-defined]
 callbacks_table: Table = Callback.__table__  # type: ignore[attr-defined]
 callback_attempts_table: Table = CallbackAttempt.__table__  # type: ignore[attr-defined]
 accounts_table: Table = Account.__table__  # type: ignore[attr-defined]
+media_table: Table = Media.__table__  # type: ignore[attr-defined]

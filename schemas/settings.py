@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 30  # 5 s doubling to 1 h, then hourly: about a day; then dead
     callback_lease_s: float = 60.0  # a callback 'delivering' longer than this was lost
 
+    media_max_bytes: int = 5 * 1024 * 1024  # all of one message's media together (Twilio: 5 MB)
+    media_read_timeout_s: float = 5.0  # silence from a media server longer than this fails
+    media_total_s: float = 30.0  # one message's fetches, however the server dribbles
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

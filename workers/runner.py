@@ -9,7 +9,7 @@ from workers.app import QUEUES, app
 # a few threads per process keep it busy. Scale a queue with more processes, not more threads.
 DEFAULT_POOL = {
     "segment": ("threads", 2),
-    "media": ("threads", 10),
+    "media": ("threads", 2),  # each message's URLs are fetched on the stage's own 10 threads
     "carrier": ("threads", 4),
     "callbacks": ("threads", 2),  # deliveries run on the stage's own pool of 64 threads
     "maintenance": ("threads", 2),

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.types import utcnow
-from workers import callbacks, receipts, wakeup
+from workers import callbacks, media, receipts, wakeup
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def sweep(session: Session) -> Sweep:
         ).scalars()
     )
     session.commit()
+    report.reclaimed += media.reclaim(session)
     for sid in report.reclaimed:
         log.warning("lease of %s expired in 'sending'; reconciling it with the carrier", sid)
     for stage in WORK_STAGES:

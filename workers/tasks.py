@@ -15,10 +15,11 @@ from sqlalchemy.exc import OperationalError
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import callbacks, carrier, receipts, segmenting, sweeper, wakeup
+from workers import callbacks, carrier, media, receipts, segmenting, sweeper, wakeup
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
+    MEDIA_TASK,
     RECEIPTS_TASK,
     SEGMENT_TASK,
     SWEEP_TASK,
@@ -47,6 +48,11 @@ def sender_bucket() -> TokenBucket:
 
 
 @lru_cache
+def fetcher() -> media.Fetcher:
+    return media.Fetcher()
+
+
+@lru_cache
 def deliverer() -> callbacks.Deliverer:
     running = callbacks.Deliverer()
     running.on_flush.append(_after_callbacks)
@@ -69,6 +75,7 @@ def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
     driver.cache_clear()
     deliverer.cache_clear()
+    fetcher.cache_clear()
 
 
 @worker_shutdown.connect
@@ -77,6 +84,9 @@ def _close_clients(**_: object) -> None:
     if driver.cache_info().currsize:
         driver().close()
         driver.cache_clear()
+    if fetcher.cache_info().currsize:
+        fetcher().close()
+        fetcher.cache_clear()
     if deliverer.cache_info().currsize:
         deliverer().close()  # finishes deliveries in flight and records them
         deliverer.cache_clear()
@@ -102,6 +112,20 @@ def segment_task(_sid: str | None = None) -> None:
         return claimed
 
     drain("segment", batch, segmenting.BATCH)
+
+
+@app.task(name=MEDIA_TASK, **DB_RETRY)
+def media_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with session_scope() as session:
+            claimed, handed_on, retry_in_s = media.fetch_batch(session, fetcher())
+        if handed_on:
+            wakeup.wake("segment")
+        if retry_in_s is not None:
+            wakeup.wake_later("media", retry_in_s)
+        return claimed
+
+    drain("media", batch, media.BATCH)
 
 
 @app.task(name=CARRIER_TASK, **DB_RETRY)

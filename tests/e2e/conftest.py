@@ -118,7 +118,7 @@ def launch(
     *,
     latency_ms: float = 0,
     isolated: bool = True,
-    workers: tuple[str, ...] = ("segment", "carrier", "callbacks", "maintenance"),
+    workers: tuple[str, ...] = ("media", "segment", "carrier", "callbacks", "maintenance"),
     **env: str,
 ) -> Iterator[Platform]:
     """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit.
@@ -152,6 +152,8 @@ def _processes(
             "MYCPAAS_CALLBACK_LEASE_S": "5",
             "MYCPAAS_CALLBACK_TIMEOUT_S": "3",
             "MYCPAAS_CALLBACK_BREAKER_OPEN_S": "2",
+            "MYCPAAS_MEDIA_TOTAL_S": "2",
+            "MYCPAAS_MEDIA_READ_TIMEOUT_S": "2",
             **env,
         },
         workdir=workdir,

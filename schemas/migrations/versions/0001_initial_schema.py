@@ -175,6 +175,25 @@ def upgrade() -> None:
     op.create_index("ix_callbacks_message", "callbacks", ["message_sid", "id"], unique=False)
     op.create_index("ix_callbacks_settled", "callbacks", ["state", "date_created"], unique=False)
     op.create_table(
+        "media",
+        sa.Column("sid", sqlmodel.sql.sqltypes.AutoString(length=34), nullable=False),
+        sa.Column("message_sid", sqlmodel.sql.sqltypes.AutoString(length=34), nullable=False),
+        sa.Column("account_sid", sqlmodel.sql.sqltypes.AutoString(length=34), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("source_url", sa.Text(), nullable=False),
+        sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("date_created", schemas.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_sid"],
+            ["messages.sid"],
+        ),
+        sa.PrimaryKeyConstraint("sid"),
+    )
+    op.create_index("ix_media_message", "media", ["message_sid", "position"], unique=False)
+    op.create_table(
         "message_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("message_sid", sqlmodel.sql.sqltypes.AutoString(length=34), nullable=False),
@@ -251,6 +270,8 @@ def downgrade() -> None:
     op.drop_table("segments")
     op.drop_index(op.f("ix_message_events_message_sid"), table_name="message_events")
     op.drop_table("message_events")
+    op.drop_index("ix_media_message", table_name="media")
+    op.drop_table("media")
     op.drop_index("ix_callbacks_settled", table_name="callbacks")
     op.drop_index("ix_callbacks_message", table_name="callbacks")
     op.drop_index(
