@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
@@ -12,8 +13,12 @@ from dispatcher.errors import ApiError, NotFound
 from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
+from schemas.db import session_scope
+from workers.app import app as celery_app
 
 log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 2.0  # a readiness probe must answer before the orchestrator gives up
 
 
 def _envelope(error: ApiError) -> JSONResponse:
@@ -56,6 +61,26 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_ready() -> bool:
+    try:
+        with session_scope() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:
+        log.warning("readiness: database unreachable", exc_info=True)
+        return False
+    return True
+
+
+def broker_ready() -> bool:
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=READY_TIMEOUT_S)
+    except Exception:
+        log.warning("readiness: broker unreachable", exc_info=True)
+        return False
+    return True
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="mycpaas dispatch",
@@ -75,6 +100,15 @@ def create_app() -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """The process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """The database and the broker are reachable (503 with the failing part otherwise)."""
+        checks = {"database": database_ready(), "broker": broker_ready()}
+        status = 200 if all(checks.values()) else 503
+        return JSONResponse({name: "ok" if ok else "unavailable" for name, ok in checks.items()},
+                            status_code=status)  # fmt: skip
 
     return app

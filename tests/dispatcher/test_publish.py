@@ -75,3 +75,15 @@ def test_broker_down_at_intake_still_accepts_and_keeps_the_row(account: Account)
             assert row.status == "queued"
             assert row.stage == "segment"
             assert row.next_attempt_at is not None
+
+
+def test_readyz_reports_the_broker(api_url: str) -> None:
+    # given: the session's API (database and Redis up) and one whose broker is gone
+    ready = httpx.get(f"{api_url}/readyz")
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with start_api(free_port(), env={"MYCPAAS_BROKER_URL": dead}) as url:
+        unready = httpx.get(f"{url}/readyz", timeout=10)
+    # then
+    assert (ready.status_code, ready.json()) == (200, {"database": "ok", "broker": "ok"})
+    assert unready.status_code == 503
+    assert unready.json() == {"database": "ok", "broker": "unavailable"}
