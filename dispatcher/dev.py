@@ -77,6 +77,7 @@ def _children(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[s
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def _banner(base: str, sid: str, token: str) -> str:

@@ -50,5 +50,10 @@ def test_dev_mode_delivers_a_message_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
         assert proc.wait(20) is not None
-    leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+    deadline = time.monotonic() + 5  # a child's own children may take a moment to be reaped
+    while True:
+        leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+        if not leftovers.stdout.split() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert leftovers.stdout.split() == [], "children of mycpaas dev outlived it"
