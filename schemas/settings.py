@@ -31,8 +31,7 @@ class Settings(BaseSettings):
 
     default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
     sending_lease_s: int = 60  # a row in 'sending' longer than this is reconciled by the sweeper
-    republish_after_s: int = 30  # due work not claimed by then is published again by the sweeper
-    sweep_interval_s: float = 5.0
+    sweep_interval_s: float = 5.0  # how often beat starts the sweeper; its latency for lost work
 
     # Comma-separated CIDRs that outbound requests (callbacks, media) may reach although they
     # are private; empty in production. Dev mode and tests allow loopback.
