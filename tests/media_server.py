@@ -5,9 +5,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tests.processes import free_port
+from tests.processes import free_port, serving
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"j" * 2000
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"p" * 2000
@@ -86,15 +86,9 @@ def _handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
 def running_media_server() -> Iterator[MediaServer]:
     port = free_port()
     media = MediaServer(f"http://127.0.0.1:{port}")
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(media))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield media
-    finally:
-        media.stop.set()
-        time.sleep(0.05)
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serving(port, _handler(media)):
+        try:
+            yield media
+        finally:
+            media.stop.set()  # ends the dribbling responses
+            time.sleep(0.05)

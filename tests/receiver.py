@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl
 
-from tests.processes import free_port
+from tests.processes import free_port, serving
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 def running_receiver() -> Iterator[Receiver]:
     port = free_port()
     receiver = Receiver(f"http://127.0.0.1:{port}")
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(port, _handler(receiver)):
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # let held requests finish before the server stops
