@@ -280,7 +280,10 @@ class Deliverer:
                 self._done[:0] = done
             raise
         for hook in self.on_flush:
-            hook(done)
+            try:
+                hook(done)
+            except Exception:  # a wake-up lost here is the sweeper's to publish; nothing is lost
+                log.warning("after-delivery hook failed", exc_info=True)
 
 
 def record(session: Session, outcomes: list[Outcome]) -> None:

@@ -148,8 +148,8 @@ def lookup_reference(client: httpx.Client, reference: str) -> Accepted | None:
     return Accepted(reference, carrier_id)
 
 
-class HttpCarrierDriver:
-    """One ``POST /messages`` per segment, on one keep-alive client."""
+class ClientDriver:
+    """What both HTTP drivers share: one keep-alive client, lookup by reference, close."""
 
     def __init__(
         self,
@@ -159,6 +159,16 @@ class HttpCarrierDriver:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._client = open_client(base_url, timeout_s, token, transport)
+
+    def lookup(self, reference: str) -> Accepted | None:
+        return lookup_reference(self._client, reference)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class HttpCarrierDriver(ClientDriver):
+    """One ``POST /messages`` per segment, on one keep-alive client."""
 
     def submit(self, submissions: Sequence[Submission]) -> list[Result]:
         results: list[Result] = []
@@ -174,12 +184,6 @@ class HttpCarrierDriver:
                 )
             results.append(_result(submission.reference, response))
         return results
-
-    def lookup(self, reference: str) -> Accepted | None:
-        return lookup_reference(self._client, reference)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def _result(reference: str, response: httpx.Response) -> Result:

@@ -16,8 +16,6 @@ not that shape (not JSON, a result missing, out of order, an unknown status): Ma
 
 from collections.abc import Sequence
 
-import httpx
-
 from workers.carriers.base import (
     Accepted,
     Deferred,
@@ -27,26 +25,16 @@ from workers.carriers.base import (
     Submission,
 )
 from workers.carriers.http import (
+    ClientDriver,
     check_status,
     json_object,
-    lookup_reference,
-    open_client,
     send,
     wire_submission,
 )
 
 
-class SimulatorCarrierDriver:
+class SimulatorCarrierDriver(ClientDriver):
     """Batches of segments in one ``POST /submit`` each, on one keep-alive client."""
-
-    def __init__(
-        self,
-        base_url: str,
-        timeout_s: float,
-        token: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._client = open_client(base_url, timeout_s, token, transport)
 
     def submit(self, submissions: Sequence[Submission]) -> list[Result]:
         if not submissions:
@@ -65,12 +53,6 @@ class SimulatorCarrierDriver:
             _result(item, submission.reference)
             for item, submission in zip(results, submissions, strict=True)
         ]
-
-    def lookup(self, reference: str) -> Accepted | None:
-        return lookup_reference(self._client, reference)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def _result(item: object, reference: str) -> Result:
