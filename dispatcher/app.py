@@ -4,12 +4,14 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from dispatcher.errors import ApiError, NotFound
+from dispatcher.metrics import exposition
 from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
@@ -110,5 +112,12 @@ def create_app() -> FastAPI:
         status = 200 if all(checks.values()) else 503
         return JSONResponse({name: "ok" if ok else "unavailable" for name, ok in checks.items()},
                             status_code=status)  # fmt: skip
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Queues, messages by status, stage latencies and outcomes, for Prometheus."""
+        with session_scope() as session:
+            body = exposition(session)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

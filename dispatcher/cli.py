@@ -11,6 +11,7 @@ from dispatcher.bench import Options, run_bench, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.publish import wake
+from dispatcher.queues import show as show_queues
 from dispatcher.server import serve as run_server
 from schemas.credentials import webhook_secret
 from schemas.db import session_scope
@@ -95,6 +96,15 @@ def callbacks_replay(since: datetime, states: tuple[str, ...]) -> None:
         count = callbacks.replay(session, since=since.replace(tzinfo=UTC), states=states)
     wake("callbacks")
     click.echo(f"{count} callbacks queued for delivery again")
+
+
+@main.command()
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option("--interval", "interval_s", default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")  # fmt: skip
+def queues(watch: bool, interval_s: float) -> None:
+    """Depth, oldest age, in-flight work and recent rate of every stage's queue."""
+    show_queues(watch, interval_s)
 
 
 @main.command()

@@ -246,6 +246,26 @@ class Media(SQLModel, table=True):
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class MetricCounter(SQLModel, table=True):
+    """A counter the workers add to (see workers/metrics.py): one row per name and label set."""
+
+    __tablename__ = "metric_counters"
+
+    name: str = Field(primary_key=True, max_length=100)
+    labels: str = Field(primary_key=True, max_length=200)  # "key=value,…", keys sorted
+    value: float = 0.0
+
+
+class StageActivity(SQLModel, table=True):
+    """Items each stage finished per 10-second window: the recent rate of each queue."""
+
+    __tablename__ = "stage_activity"
+
+    stage: str = Field(primary_key=True, max_length=16)
+    window_start: int = Field(primary_key=True)  # Unix seconds, a multiple of the window
+    count: int = 0
+
+
 # The Core tables, for bulk statements on hot paths (SQLModel does not type ``__table__``).
 messages_table: Table = Message.__table__  # type: ignore[attr-defined]
 message_events_table: Table = MessageEvent.__table__  # type: ignore[attr-defined]
@@ -256,3 +276,5 @@ callbacks_table: Table = Callback.__table__  # type: ignore[attr-defined]
 callback_attempts_table: Table = CallbackAttempt.__table__  # type: ignore[attr-defined]
 accounts_table: Table = Account.__table__  # type: ignore[attr-defined]
 media_table: Table = Media.__table__  # type: ignore[attr-defined]
+metric_counters_table: Table = MetricCounter.__table__  # type: ignore[attr-defined]
+stage_activity_table: Table = StageActivity.__table__  # type: ignore[attr-defined]

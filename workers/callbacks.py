@@ -37,6 +37,7 @@ from schemas.models import accounts_table, callback_attempts_table, callbacks_ta
 from schemas.settings import get_settings
 from schemas.types import utcnow
 from workers.carriers.base import parse_retry_after
+from workers.metrics import CALLBACK_ATTEMPTS, STAGE_LATENCY, recorder
 from workers.outbound import GuardedTransport, OutboundRefused
 from workers.signing import standard_webhook_signature, strip_fragment, twilio_signature
 
@@ -69,6 +70,7 @@ class Outcome:
     state: str  # delivered | failed | gone | pending (retry) | dead
     next_attempt_at: datetime | None
     counted: bool  # False when the callback was postponed without calling the endpoint
+    created_at: datetime  # when the status change that owes this callback happened
 
 
 def backoff_s(attempts: int, retry_after_s: float | None) -> float:
@@ -250,12 +252,13 @@ class Deliverer:
                 state = PENDING
                 due = now + timedelta(seconds=backoff_s(attempts, retry_after_s))
         return Outcome(row.id, row.message_sid, row.url, now, latency_ms, code, error, excerpt,
-                       state, due, counted=True)  # fmt: skip
+                       state, due, counted=True, created_at=row.date_created)  # fmt: skip
 
     def _postpone(self, row: Row[Any], delay_s: float, reason: str) -> Outcome:
         now = utcnow()
         return Outcome(row.id, row.message_sid, row.url, now, 0.0, None, reason, None, PENDING,
-                       now + timedelta(seconds=delay_s), counted=False)  # fmt: skip
+                       now + timedelta(seconds=delay_s), counted=False,
+                       created_at=row.date_created)  # fmt: skip
 
     # --- recording ----------------------------------------------------------------------
 
@@ -279,11 +282,22 @@ class Deliverer:
             with self._lock:
                 self._done[:0] = done
             raise
+        _count(done)
         for hook in self.on_flush:
             try:
                 hook(done)
             except Exception:  # a wake-up lost here is the sweeper's to publish; nothing is lost
                 log.warning("after-delivery hook failed", exc_info=True)
+
+
+def _count(outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        if not o.counted:
+            continue
+        recorder.count(CALLBACK_ATTEMPTS, outcome="retry" if o.state == PENDING else o.state)
+        if o.state == "delivered":
+            latency = (o.attempted_at - o.created_at).total_seconds()
+            recorder.observe(STAGE_LATENCY, latency, stage="callbacks")
 
 
 def record(session: Session, outcomes: list[Outcome]) -> None:
@@ -342,7 +356,16 @@ def claim(session: Session, limit: int) -> list[Row[Any]]:
             next_attempt_at=now + timedelta(seconds=get_settings().callback_lease_s),
             date_updated=now,
         )
-        .returning(c.id, c.message_sid, c.account_sid, c.url, c.params, c.webhook_id, c.attempts)
+        .returning(
+            c.id,
+            c.message_sid,
+            c.account_sid,
+            c.url,
+            c.params,
+            c.webhook_id,
+            c.attempts,
+            c.date_created,
+        )
     ).all()
     session.commit()
     return list(rows)

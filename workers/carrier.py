@@ -38,6 +38,7 @@ from workers.carriers.base import (
     TransientCarrierError,
 )
 from workers.claims import claim_due, m
+from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
 from workers.throttle import TokenBucket
 from workers.transitions import move
 
@@ -103,7 +104,10 @@ def _reserve(session: Session, bucket: TokenBucket, rows: list[Row[Any]]) -> dic
     waits = bucket.wait_many(requests, allow_debt=True)
     if waits is None:  # Redis is down: send rather than stall the platform (logged by the bucket)
         return {}
-    return {row.sid: wait for row, wait in zip(asking, waits, strict=True) if wait > 0}
+    held = {row.sid: wait for row, wait in zip(asking, waits, strict=True) if wait > 0}
+    for wait in held.values():
+        recorder.observe(THROTTLE_WAIT, wait)
+    return held
 
 
 def _settle_without_carrier(
@@ -188,6 +192,15 @@ def _submit(
     return results
 
 
+def _count_result(answer: Result) -> None:
+    if isinstance(answer, Accepted):
+        recorder.count(CARRIER_RESULTS, result="accepted", code="")
+    elif isinstance(answer, Rejected):
+        recorder.count(CARRIER_RESULTS, result="rejected", code=answer.error_code)
+    else:
+        recorder.count(CARRIER_RESULTS, result="deferred", code="")
+
+
 def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list[Row[Any]],
             results: dict[str, Result]) -> tuple[list[str], float | None]:  # fmt: skip
     """Step 3: carrier ids on segments, then each message sent, failed or retried."""
@@ -212,6 +225,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
         answer = results.get(f"{seg.message_sid}-{seg.number}")
         if answer is not None:
             outcome[seg.message_sid].append(answer)
+            _count_result(answer)
     sent, retry = [], {}
     for row in rows:
         answers = outcome[row.sid]
@@ -236,6 +250,9 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
             [{"b_sid": sid, "b_due": due} for sid, due in retry.items()],
         )  # fmt: skip
     session.commit()
+    for row in rows:
+        if row.sid not in retry:
+            recorder.observe(STAGE_LATENCY, (now - row.due_at).total_seconds(), stage="carrier")
     soonest = min(retry.values(), default=None)
     return [a["b_id"] for a in accepted], (soonest - now).total_seconds() if soonest else None
 

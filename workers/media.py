@@ -23,6 +23,7 @@ from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.claims import claim_due, m
 from workers.fetching import Budget, Fetched, FetchError, TransientFetchError, fetch
+from workers.metrics import STAGE_LATENCY, recorder
 from workers.outbound import GuardedTransport
 from workers.transitions import move
 
@@ -131,9 +132,11 @@ def fetch_batch(session: Session, fetcher: Fetcher) -> tuple[int, int, float | N
         except FetchError as exc:
             if _failed(session, row, exc, lease):
                 retry = BACKOFF_BASE_S
-            continue
-        _store(session, row, fetched, lease)
-        handed_on += 1
+                continue
+        else:
+            _store(session, row, fetched, lease)
+            handed_on += 1
+        recorder.observe(STAGE_LATENCY, (utcnow() - row.due_at).total_seconds(), stage="media")
     return len(rows), handed_on, retry
 
 

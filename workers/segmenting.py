@@ -13,6 +13,7 @@ from sqlmodel import Session
 from schemas.models import segments_table
 from schemas.types import utcnow
 from workers.claims import claim_due
+from workers.metrics import STAGE_LATENCY, recorder
 from workers.segmentation import segment
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ BATCH = 200  # messages per transaction; one round of inserts for all their segm
 def segment_batch(session: Session) -> int:
     """Segment one batch of due messages; returns how many were claimed."""
     now = utcnow()
-    sets = {"stage": "carrier", "date_updated": now}
+    sets = {"stage": "carrier", "next_attempt_at": now, "date_updated": now}
     rows = claim_due(session, "segment", now=now, limit=BATCH, sets=sets)
     segments = []
     for row in rows:
@@ -41,4 +42,7 @@ def segment_batch(session: Session) -> int:
     if segments:
         session.execute(insert(segments_table), segments)
     session.commit()
+    done = utcnow()
+    for row in rows:
+        recorder.observe(STAGE_LATENCY, (done - row.due_at).total_seconds(), stage="segment")
     return len(rows)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.types import utcnow
-from workers import callbacks, media, receipts, wakeup
+from workers import callbacks, media, metrics, receipts, wakeup
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def sweep(session: Session) -> Sweep:
     if receipts.waiting(session):
         report.woken.append("receipts")
     receipts.drop_orphans(session)
+    metrics.prune_activity(session)
     if callbacks.release_lost(session) or callbacks.due(session):
         report.woken.append("callbacks")
     for stage in report.woken:

@@ -27,6 +27,7 @@ from workers.app import (
 )
 from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver
+from workers.metrics import recorder
 from workers.throttle import TokenBucket, redis_client
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,19 @@ def _close_clients(**_: object) -> None:
     if deliverer.cache_info().currsize:
         deliverer().close()  # finishes deliveries in flight and records them
         deliverer.cache_clear()
+    recorder.flush()
 
 
 def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
     """Run ``batch`` until the stage has no more due rows or the budget is spent."""
     wakeup.clear(stage)
     deadline = time.monotonic() + DRAIN_BUDGET_S
-    while batch() >= batch_size:
+    while (claimed := batch()) >= batch_size:
+        recorder.processed(stage, claimed)
         if time.monotonic() > deadline:
             wakeup.wake(stage)
             return
+    recorder.processed(stage, claimed)
 
 
 @app.task(name=SEGMENT_TASK, **DB_RETRY)

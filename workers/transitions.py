@@ -15,6 +15,7 @@ from sqlmodel import Session
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
+from workers.metrics import MESSAGE_LATENCY, recorder
 
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
@@ -57,9 +58,11 @@ def move(
             error_message=error_message,
             **values,
         )
-        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to)
+        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to, m.date_created)
     )
     moved = session.execute(statement).all()
+    for row in moved:
+        recorder.observe(MESSAGE_LATENCY, (now - row.date_created).total_seconds(), status=status)
     if moved:
         session.execute(
             insert(message_events_table),

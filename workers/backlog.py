@@ -1,0 +1,129 @@
+"""What each queue holds now, read from the record: the numbers of /metrics and ``mycpaas queues``.
+
+The broker only carries wake-up calls, so a queue's real backlog is in Postgres: messages of a
+stage that are due, callbacks pending, receipts not yet applied. For each stage:
+
+- ``depth``: items due now, waiting for a worker;
+- ``oldest_s``: how long the oldest of them has been due;
+- ``scheduled``: items due later (a retry's backoff, a sender's throttle slot);
+- ``in_flight``: items a worker holds under a lease (being sent, fetched or delivered);
+- ``rate_per_s``: items finished per second over the last minute (from the workers' activity).
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from schemas.models import (
+    callbacks_table,
+    messages_table,
+    receipts_table,
+    stage_activity_table,
+)
+from schemas.types import utcnow
+from workers.app import QUEUES, app
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 60  # "the last minute"
+BROKER_TIMEOUT_S = 2.0  # a scrape must not hang on a broker that is away
+
+# A stage and the queue its task runs on; the leased state that counts as its in-flight work.
+STAGES = ("segment", "media", "carrier", "receipts", "callbacks")
+QUEUE_OF = {"segment": "segment", "media": "media", "carrier": "carrier",
+            "receipts": "carrier", "callbacks": "callbacks"}  # fmt: skip
+LEASED = {"media_fetching": "media", "sending": "carrier"}
+
+
+@dataclass
+class StageBacklog:
+    stage: str
+    queue: str
+    depth: int = 0
+    oldest_s: float | None = None
+    scheduled: int = 0
+    in_flight: int = 0
+    rate_per_s: float = 0.0
+
+
+def _age(now: datetime, oldest: datetime | None) -> float | None:
+    return None if oldest is None else max(0.0, (now - oldest).total_seconds())
+
+
+def _by_due_time(session: Session, group: Any, when: Any, where: Any, now: datetime) -> Any:
+    """Per group: items due now, items due later, and the oldest due time."""
+    return session.execute(
+        select(group, func.count().filter(when <= now), func.count().filter(when > now),
+               func.min(when).filter(when <= now))
+        .where(where)
+        .group_by(group)
+    ).all()  # fmt: skip
+
+
+def snapshot(session: Session) -> list[StageBacklog]:
+    now = utcnow()
+    stages = {name: StageBacklog(name, QUEUE_OF[name]) for name in STAGES}
+    m, c, r = messages_table.c, callbacks_table.c, receipts_table.c
+
+    rows = _by_due_time(session, m.stage, m.next_attempt_at, m.next_attempt_at.is_not(None), now)
+    for stage, due, later, oldest in rows:
+        if stage in LEASED:
+            stages[LEASED[stage]].in_flight += due + later
+        elif stage in stages:
+            stages[stage].depth, stages[stage].scheduled = due, later
+            stages[stage].oldest_s = _age(now, oldest)
+
+    callbacks = stages["callbacks"]
+    open_states = c.state.in_(("pending", "delivering"))
+    rows = _by_due_time(session, c.state, c.next_attempt_at, open_states, now)
+    for state, due, later, oldest in rows:
+        if state == "delivering":
+            callbacks.in_flight = due + later
+        else:
+            callbacks.depth, callbacks.scheduled = due, later
+            callbacks.oldest_s = _age(now, oldest)
+
+    receipts = stages["receipts"]
+    receipts.depth, oldest = session.execute(
+        select(func.count(), func.min(r.date_received)).where(r.applied_at.is_(None))
+    ).one()
+    receipts.oldest_s = _age(now, oldest)
+
+    a = stage_activity_table.c
+    since = int(now.timestamp()) - RATE_WINDOW_S
+    for stage, total in session.execute(
+        select(a.stage, func.sum(a.count)).where(a.window_start > since).group_by(a.stage)
+    ):
+        if stage in stages:
+            stages[stage].rate_per_s = float(total) / RATE_WINDOW_S
+    return list(stages.values())
+
+
+def messages_by_status(session: Session) -> dict[str, int]:
+    m = messages_table.c
+    rows = session.execute(select(m.status, func.count()).group_by(m.status)).all()
+    return {status: count for status, count in rows}
+
+
+def broker_depths() -> dict[str, int]:
+    """Wake-up calls waiting in each broker queue (few: they are coalesced).
+
+    A queue no worker has declared yet is left out; so is everything when the broker is away.
+    """
+    depths = {}
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            for queue in QUEUES:
+                with connection.channel() as channel:  # a refused declare closes its channel
+                    try:
+                        depths[queue] = channel.queue_declare(queue, passive=True).message_count
+                    except connection.channel_errors:
+                        log.debug("queue %s is not declared yet", queue)
+    except Exception as exc:
+        log.warning("broker queue depths unavailable: %s", exc)
+    return depths
