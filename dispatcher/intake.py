@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from schemas.models import Message, message_events_table, messages_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.segmentation import MAX_BODY_CHARS, segment
+
+log = logging.getLogger(__name__)
 
 MAX_MEDIA = 10  # Twilio's limit per message
 MAX_URL_CHARS = 2048  # longer URLs are refused by most servers anyway
@@ -196,6 +199,7 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
             if earlier is None:
                 raise
             return _replay(earlier, fingerprint)
+    log.info("%s is queued", message.sid, extra={"sid": message.sid, "status": message.status})
     return message
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO
 
 import httpx
 
@@ -63,9 +64,13 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
-def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A ``mycpaas`` subcommand (or any command) in its own process group."""
-    return subprocess.Popen(command, env={**os.environ, **(env or {})}, start_new_session=True)
+def start(
+    command: list[str], env: dict[str, str] | None = None, output: IO[bytes] | None = None
+) -> subprocess.Popen:
+    """A ``mycpaas`` subcommand (or any command) in its own process group; ``output`` takes
+    its stdout and stderr."""
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, start_new_session=True,
+                            stdout=output, stderr=output)  # fmt: skip
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 10) -> None:

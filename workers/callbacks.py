@@ -171,7 +171,8 @@ class Deliverer:
         try:
             outcome = self._deliver(row, token, secret)
         except Exception as exc:  # never lose a claimed callback to a bug: retry it later
-            log.exception("callback %s for %s crashed", row.id, row.message_sid)
+            log.exception("callback %s for %s crashed", row.id, row.message_sid,
+                          extra={"sid": row.message_sid})  # fmt: skip
             outcome = self._outcome(row, None, 0.0, None, f"internal error: {exc}", None)
         finally:
             self.room.release()

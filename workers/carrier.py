@@ -36,6 +36,7 @@ from workers.carriers.base import (
     Result,
     Submission,
     TransientCarrierError,
+    sid_of,
 )
 from workers.claims import claim_due, m
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
@@ -150,6 +151,10 @@ def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
     )
 
 
+def _sids(submissions: list[Submission]) -> list[str]:
+    return sorted({sid_of(s.reference) for s in submissions})
+
+
 def _submit(
     driver: CarrierDriver, rows: list[Row[Any]], segments: list[Row[Any]]
 ) -> dict[str, Result]:
@@ -167,9 +172,8 @@ def _submit(
                 results[reference] = Deferred(reference, 0.0, str(exc))
                 continue
             if known is not None:
-                log.info(
-                    "reconciled %s: the carrier already has it as %s", reference, known.carrier_id
-                )
+                log.info("reconciled %s: the carrier already has it as %s", reference,
+                         known.carrier_id, extra={"sid": row.sid})  # fmt: skip
                 results[reference] = known
                 continue
         submissions.append(
@@ -182,11 +186,13 @@ def _submit(
     try:
         answers: Sequence[Result] = driver.submit(submissions)
     except TransientCarrierError as exc:
-        log.warning("carrier unavailable for %d segments: %s", len(submissions), exc)
+        log.warning("carrier unavailable for %d segments: %s", len(submissions), exc,
+                    extra={"sids": _sids(submissions)})  # fmt: skip
         hint = exc.retry_after_s or 0.0
         answers = [Deferred(s.reference, hint, str(exc)) for s in submissions]
     except PermanentCarrierError as exc:
-        log.error("carrier refused %d segments: %s", len(submissions), exc)
+        log.error("carrier refused %d segments: %s", len(submissions), exc,
+                  extra={"sids": _sids(submissions)})  # fmt: skip
         answers = [Rejected(s.reference, REFUSED, str(exc)) for s in submissions]
     results.update({answer.reference: answer for answer in answers})
     return results

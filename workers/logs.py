@@ -6,6 +6,10 @@ from datetime import UTC, datetime
 
 from schemas.settings import get_settings
 
+# Fields a log call may add with ``extra=``: ``sid`` on every line about one message, ``sids`` on
+# a line about a batch.
+EXTRA_FIELDS = ("sid", "sids", "status", "error_code", "stage", "task", "queue")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -15,7 +19,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name in ("sid", "task", "queue"):
+        for name in EXTRA_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value

@@ -108,13 +108,14 @@ def _failed(session: Session, row: Row[Any], error: FetchError, lease: datetime)
             .values(stage="media", next_attempt_at=due, attempts=attempts, date_updated=now)
         )
         session.commit()
-        log.info("media of %s failed (%s); retry %d at %s", row.sid, error, attempts, due)
+        log.info("media of %s failed (%s); retry %d at %s", row.sid, error, attempts, due,
+                 extra={"sid": row.sid})  # fmt: skip
         return True
     move(session, [row.sid], MessageStatus.FAILED, error_code=error.code,
          error_message=str(error)[:500], now=now, only_if=_fence(lease), stage="done",
          next_attempt_at=None)  # fmt: skip
     session.commit()
-    log.warning("media of %s failed for good: %s", row.sid, error)
+    log.warning("media of %s failed for good: %s", row.sid, error, extra={"sid": row.sid})
     return False
 
 

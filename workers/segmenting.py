@@ -38,7 +38,7 @@ def segment_batch(session: Session) -> int:
                 {"message_sid": row.sid, "number": number, "total": len(parts), "text": text,
                  "udh_ref": udh_ref, "status": "pending", "date_updated": now}
             )  # fmt: skip
-        log.debug("segmented %s into %d parts", row.sid, len(parts))
+        log.debug("segmented %s into %d parts", row.sid, len(parts), extra={"sid": row.sid})
     if segments:
         session.execute(insert(segments_table), segments)
     session.commit()

@@ -43,7 +43,7 @@ def sweep(session: Session) -> Sweep:
     session.commit()
     report.reclaimed += media.reclaim(session)
     for sid in report.reclaimed:
-        log.warning("lease of %s expired in 'sending'; reconciling it with the carrier", sid)
+        log.warning("lease of %s expired; its stage takes it back", sid, extra={"sid": sid})
     for stage in WORK_STAGES:
         due = select(m.sid).where(m.stage == stage, m.next_attempt_at <= now).limit(1)
         if session.execute(due).first() is not None:

@@ -171,4 +171,5 @@ def sweep_task() -> None:
     with session_scope() as session:
         report = sweeper.sweep(session)
     if report.reclaimed or report.woken:
-        log.info("sweep: reclaimed %d leases, woke %s", len(report.reclaimed), report.woken)
+        log.info("sweep: reclaimed %d leases, woke %s", len(report.reclaimed), report.woken,
+                 extra={"sids": report.reclaimed})  # fmt: skip

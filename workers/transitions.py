@@ -5,6 +5,7 @@ status callback, in one transaction.
 current status may legally move to the new one, so a late or repeated change is a no-op.
 """
 
+import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,8 @@ from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
 from workers.metrics import MESSAGE_LATENCY, recorder
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
@@ -63,6 +66,8 @@ def move(
     moved = session.execute(statement).all()
     for row in moved:
         recorder.observe(MESSAGE_LATENCY, (now - row.date_created).total_seconds(), status=status)
+        log.info("%s is %s", row.sid, status, extra={"sid": row.sid, "status": str(status),
+                                                      "error_code": error_code})  # fmt: skip
     if moved:
         session.execute(
             insert(message_events_table),

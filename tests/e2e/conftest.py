@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -33,11 +34,14 @@ class Platform:
     workdir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def start_worker(self, queue: str, name: str | None = None, **env: str) -> subprocess.Popen:
+    def start_worker(
+        self, queue: str, name: str | None = None, output: IO[bytes] | None = None, **env: str
+    ) -> subprocess.Popen:
         name = name or queue
         proc = start(
             ["mycpaas", "worker", "-Q", queue, "-n", f"{name}-{free_port()}@%h"],
             {**self.env, **env},
+            output,
         )
         self.procs[name] = proc
         return proc

@@ -71,6 +71,11 @@ class Deferred:
 Result = Accepted | Rejected | Deferred
 
 
+def sid_of(reference: str) -> str:
+    """The message sid of a segment's reference ``<sid>-<part>``."""
+    return reference.rsplit("-", 1)[0]
+
+
 class CarrierError(Exception):
     """The whole request failed; no per-segment result exists."""
 

@@ -49,6 +49,7 @@ from workers.carriers.base import (
     Submission,
     TransientCarrierError,
     parse_retry_after,
+    sid_of,
 )
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def _result(reference: str, response: httpx.Response) -> Result:
             carrier_id = json_object(response).get("carrier_id")
         except MalformedAnswer as exc:
             carrier_id = None
-            log.warning("carrier: %s: %s", reference, exc.message)
+            log.warning("carrier: %s: %s", reference, exc.message, extra={"sid": sid_of(reference)})
         if isinstance(carrier_id, str) and carrier_id:
             return Accepted(reference, carrier_id)
         # It may have taken the segment; sending the same reference again tells us for sure.
@@ -236,5 +237,6 @@ def _defer_rest(
         submissions[0].reference,
         message,
         len(submissions) - 1,
+        extra={"sids": sorted({sid_of(s.reference) for s in submissions})},
     )
     return [Deferred(submission.reference, wait_s, message) for submission in submissions]
