@@ -5,11 +5,17 @@ The stage drains every due row, so duplicates and redeliveries find nothing and 
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
 
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from sqlalchemy.exc import OperationalError
 
 from schemas.db import dispose_engine, session_scope
@@ -33,6 +39,7 @@ from workers.throttle import TokenBucket, redis_client
 log = logging.getLogger(__name__)
 
 DRAIN_BUDGET_S = 20.0  # one task drains this long, then hands on to a fresh wake-up
+stopping = threading.Event()  # a warm shutdown began: finish the batch in hand, take no more
 DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
 
 
@@ -94,13 +101,19 @@ def _close_clients(**_: object) -> None:
     recorder.flush()
 
 
+@worker_shutting_down.connect
+def _stop_draining(**_: object) -> None:
+    stopping.set()
+
+
 def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
-    """Run ``batch`` until the stage has no more due rows or the budget is spent."""
+    """Run ``batch`` until the stage has no more due rows, the budget is spent or the worker
+    is shutting down; then what is left goes to a fresh wake-up (another worker's)."""
     wakeup.clear(stage)
     deadline = time.monotonic() + DRAIN_BUDGET_S
     while (claimed := batch()) >= batch_size:
         recorder.processed(stage, claimed)
-        if time.monotonic() > deadline:
+        if stopping.is_set() or time.monotonic() > deadline:
             wakeup.wake(stage)
             return
     recorder.processed(stage, claimed)

@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +17,17 @@ from typing import IO
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlmodel import Session
 
 from dispatcher.accounts import add_number, create_account
 from schemas.db import make_engine
+from schemas.models import messages_table
 from tests.conftest import RUN_DATABASE, admin, database_url
 from tests.processes import Account, free_port, new_account, random_number, start, stop, wait_http
 
 TERMINAL = {"delivered", "failed"}
+RABBITMQ_URL = os.environ.get("MYCPAAS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 
 
 @dataclass
@@ -35,14 +39,14 @@ class Platform:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start_worker(
-        self, queue: str, name: str | None = None, output: IO[bytes] | None = None, **env: str
-    ) -> subprocess.Popen:
+        self, queue: str, name: str | None = None, output: IO[bytes] | None = None,
+        concurrency: int | None = None, **env: str,
+    ) -> subprocess.Popen:  # fmt: skip
         name = name or queue
-        proc = start(
-            ["mycpaas", "worker", "-Q", queue, "-n", f"{name}-{free_port()}@%h"],
-            {**self.env, **env},
-            output,
-        )
+        command = ["mycpaas", "worker", "-Q", queue, "-n", f"{name}-{free_port()}@%h"]
+        if concurrency is not None:
+            command += ["-c", str(concurrency)]
+        proc = start(command, {**self.env, **env}, output)
         self.procs[name] = proc
         return proc
 
@@ -57,6 +61,17 @@ class Platform:
                 account, token = create_account(session, "test")
                 number = add_number(session, account.sid, random_number(), sps)
                 return Account(account.sid, token, number.phone_number)
+        finally:
+            engine.dispose()
+
+    def stages(self, sids: list[str]) -> Counter[str]:
+        """How many of these messages each pipeline stage holds (read from the database)."""
+        engine = make_engine(self.env.get("MYCPAAS_DATABASE_URL") or database_url(RUN_DATABASE))
+        try:
+            with Session(engine) as session:
+                m = messages_table.c
+                rows = session.execute(select(m.stage).where(m.sid.in_(sids))).scalars()
+                return Counter(rows)
         finally:
             engine.dispose()
 
@@ -181,7 +196,29 @@ def _processes(
         platform.stop_all()
 
 
-@pytest.fixture(scope="session")
-def platform(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with launch(tmp_path_factory.mktemp("platform"), isolated=False) as running:
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this run's own, so no run or platform shares a queue."""
+    vhost = f"mycpaas-test-{secrets.token_hex(4)}"
+    rabbitmqctl = ["rabbitmqctl", "-q"]
+    subprocess.run([*rabbitmqctl, "add_vhost", vhost], check=True, capture_output=True)
+    try:
+        subprocess.run([*rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                       check=True, capture_output=True)  # fmt: skip
+        yield f"{RABBITMQ_URL}/{vhost}"
+    finally:
+        subprocess.run([*rabbitmqctl, "delete_vhost", vhost], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+def platform(
+    request: pytest.FixtureRequest, database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The session's platform, once on each broker: every test using it runs on both."""
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if request.param == "rabbitmq":
+            env["MYCPAAS_BROKER_URL"] = stack.enter_context(rabbitmq_vhost())
+        workdir = tmp_path_factory.mktemp(f"platform-{request.param}")
+        running = stack.enter_context(launch(workdir, isolated=False, **env))
         yield running

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -81,6 +81,43 @@ def test_kill_9_of_a_carrier_worker_mid_batch(database: str, tmp_path: Path) -> 
     # then
     assert {message["status"] for message in done.values()} == {"delivered"}
     assert_handed_over_once(counts, sids)
+
+
+def test_warm_shutdown_finishes_the_batch_in_hand_and_hands_on_the_rest(
+    database: str, tmp_path: Path
+) -> None:
+    # given: 300 messages waiting for the carrier stage; the carrier answers a batch in 1 s
+    with launch(tmp_path, latency_ms=1000, workers=("segment", "maintenance")) as platform:
+        account = platform.new_account()
+        sids = [platform.send(account, random_number(), f"m{i}")["sid"] for i in range(300)]
+        wait_for(lambda: platform.stages(sids)["carrier"] == len(sids))
+        leaving = platform.start_worker("carrier", "leaving", concurrency=1)
+        wait_for(lambda: bool(platform.counters("")))  # its first batch is at the carrier
+        # when: it is asked to stop (SIGTERM: Celery's warm shutdown)
+        asked = time.monotonic()
+        os.killpg(leaving.pid, signal.SIGTERM)
+        leaving.wait(30)
+        took_s = time.monotonic() - asked
+        # then: it finished and recorded the batch in hand, and left the rest due, unclaimed
+        stages = platform.stages(sids)
+        assert leaving.returncode == 0
+        assert took_s < 5, f"shutdown took {took_s:.1f} s: it kept draining"
+        assert stages["sending"] == 0, stages
+        assert 0 < stages["carrier"] < len(sids), stages
+        # when: another worker takes over
+        platform.start_worker("carrier", "successor")
+        done = platform.wait_terminal(account, sids, timeout_s=90)
+        counts = platform.counters("")
+    # then
+    assert {message["status"] for message in done.values()} == {"delivered"}
+    assert_handed_over_once(counts, sids)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("fault", ["restart", "flush"])
