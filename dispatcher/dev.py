@@ -18,6 +18,7 @@ import click
 from sqlmodel import select
 
 from dispatcher.accounts import add_number, rotate_token
+from dispatcher.inbox import Inbox
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.migrate import upgrade
@@ -80,24 +81,35 @@ def _children(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[s
                 proc.wait()
 
 
-def _banner(base: str, sid: str, token: str) -> str:
+def _banner(base: str, sid: str, token: str, inbox: str, env: dict[str, str]) -> str:
     to = "+14155552671"
     return "\n".join(
         [
-            f"\nmycpaas dev is up: API {base}  (docs {base}/docs)",
+            f"\nmycpaas dev is up: API {base}  (docs {base}/docs, metrics {base}/metrics)",
             f"  AccountSid {sid}",
             f"  AuthToken  {token}",
             f"  From       {DEV_NUMBER}",
+            f"  Inbox      {inbox}  (status callbacks sent here are printed below)",
             "",
             f"  curl -u {sid}:{token} {base}/v1/Accounts/{sid}/Messages \\",
-            f"    --data-urlencode To={to} --data-urlencode From={DEV_NUMBER} -d Body=hi",
+            f"    --data-urlencode To={to} --data-urlencode From={DEV_NUMBER} -d Body=hi \\",
+            f"    --data-urlencode StatusCallback={inbox}",
             "",
             "Python, with the twilio SDK:",
             "",
             "from twilio.rest import Client",
             f'client = Client("{sid}", "{token}")',
             f'client.api.base_url = "{base}"',
-            f'print(client.messages.create(to="{to}", from_="{DEV_NUMBER}", body="hi").sid)',
+            f'print(client.messages.create(to="{to}", from_="{DEV_NUMBER}", body="hi",',
+            f'                             status_callback="{inbox}").sid)',
+            "",
+            "The queues, refreshed:",
+            "",
+            " ".join(
+                f"{name}={env[name]}"
+                for name in ("MYCPAAS_DATABASE_URL", "MYCPAAS_BROKER_URL", "MYCPAAS_REDIS_URL")
+            )
+            + " uv run mycpaas queues --watch",
             "",
             "Ctrl-C stops everything.",
         ]
@@ -123,8 +135,8 @@ def run_dev(data_dir: Path, port: int) -> None:
         [*me, "worker", "-Q", ",".join(QUEUES), "-c", "4", "-n", "dev@%h"],
         [*me, "beat", "--schedule-file", str(data_dir / "beat-schedule")],
     ]
-    with _children(commands, env) as procs:
-        click.echo(_banner(base, sid, token))
+    with Inbox(port + 200, token, click.echo) as inbox, _children(commands, env) as procs:
+        click.echo(_banner(base, sid, token, inbox.url, env))
         try:
             while all(proc.poll() is None for proc in procs):
                 time.sleep(0.5)

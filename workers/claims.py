@@ -3,17 +3,20 @@
 ``UPDATE messages SET … FROM (SELECT sid, next_attempt_at … FOR UPDATE SKIP LOCKED LIMIT n)
 RETURNING``: each due row goes to exactly one claimer; a claim that finds nothing returns an
 empty list. Each claimed row carries ``due_at``, when it became due (before the claim set a
-lease), for the stage's latency. (On SQLite, the embedded store, the single writer makes the
-statement atomic by itself.)
+lease), for the stage's latency.
+
+SQLite, the embedded store, cannot return a joined column; there the due rows are read first
+and the update claims only those still in the stage (its single writer makes that safe).
 """
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, case, literal, select, type_coerce, update
 from sqlmodel import Session
 
 from schemas.models import messages_table
+from schemas.types import UTCDateTime
 
 m = messages_table.c
 
@@ -27,13 +30,30 @@ def claim_due(
         .where(m.stage == stage, m.next_attempt_at <= now)
         .order_by(m.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
-        .subquery("due")
     )
+    if session.get_bind().dialect.name == "sqlite":
+        return _claim_on_sqlite(session, stage, due, sets)
+    locked = due.with_for_update(skip_locked=True).subquery("due")
     statement = (
         update(messages_table)
-        .where(m.sid == due.c.sid, m.stage == stage)
+        .where(m.sid == locked.c.sid, m.stage == stage)
         .values(**sets)
-        .returning(*messages_table.c, due.c.due_at)
+        .returning(*messages_table.c, locked.c.due_at)
+    )
+    return list(session.execute(statement).all())
+
+
+def _claim_on_sqlite(
+    session: Session, stage: str, due: Any, sets: dict[str, Any]
+) -> list[Row[Any]]:
+    found = {sid: due_at for sid, due_at in session.execute(due)}
+    if not found:
+        return []
+    due_at = case({sid: literal(at, UTCDateTime) for sid, at in found.items()}, value=m.sid)
+    statement = (
+        update(messages_table)
+        .where(m.sid.in_(found), m.stage == stage)
+        .values(**sets)
+        .returning(*messages_table.c, type_coerce(due_at, UTCDateTime).label("due_at"))
     )
     return list(session.execute(statement).all())

@@ -8,11 +8,32 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher.dev import dev_environment
+from tests.media_server import running_media_server
 from tests.processes import free_port, wait_http
 
 
-def test_dev_mode_delivers_a_message_and_stops_cleanly(tmp_path: Path) -> None:
+def send(api: str, sid: str, token: str, **params: str) -> dict:
+    params = {"To": "+14155552671", "From": "+15005550006", **params}
+    response = httpx.post(f"{api}/v1/Accounts/{sid}/Messages", data=params, auth=(sid, token))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_status(api: str, sid: str, token: str, message: dict, status: str) -> str:
+    deadline = time.monotonic() + 30
+    current = message["status"]
+    while current != status and time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = httpx.get(f"{api}{message['uri']}", auth=(sid, token)).json()["status"]
+    return current
+
+
+def test_dev_mode_delivers_sms_and_mms_with_callbacks_in_its_inbox_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
     # given: no Postgres, no Redis: only the embedded store and broker
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYCPAAS_")}
@@ -34,19 +55,36 @@ def test_dev_mode_delivers_a_message_and_stops_cleanly(tmp_path: Path) -> None:
         token = re.search(r"AuthToken  (\w+)", banner).group(1)  # type: ignore[union-attr]
         api = f"http://127.0.0.1:{port}"
         wait_http(f"{api}/healthz")
-        # when
-        created = httpx.post(
-            f"{api}/v1/Accounts/{sid}/Messages",
-            data={"To": "+14155552671", "From": "+15005550006", "Body": "hello dev"},
-            auth=(sid, token),
-        ).json()
-        deadline = time.monotonic() + 30
-        status = created["status"]
-        while status != "delivered" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            status = httpx.get(f"{api}{created['uri']}", auth=(sid, token)).json()["status"]
-        # then
-        assert status == "delivered"
+        inbox = re.search(r"Inbox      (\S+)", banner).group(1)  # type: ignore[union-attr]
+        with running_media_server() as media:
+            # when: an SMS and an MMS, each with the inbox as its status callback
+            sms = send(api, sid, token, Body="hello dev", StatusCallback=inbox)
+            mms = send(api, sid, token, Body="look", MediaUrl=media.url("/a.png"),
+                       StatusCallback=inbox)  # fmt: skip
+            # then: both are delivered, and the inbox got every status, signed
+            for message in (sms, mms):
+                assert wait_status(api, sid, token, message, "delivered") == "delivered"
+            expected = {(m["sid"], s) for m in (sms, mms) for s in ("sending", "sent", "delivered")}
+            got: set[tuple[str, str]] = set()
+            deadline = time.monotonic() + 30
+            while not expected <= got and time.monotonic() < deadline:
+                time.sleep(0.2)
+                got = {(c["params"]["MessageSid"], c["params"]["MessageStatus"])
+                       for c in httpx.get(inbox).json() if c["signed"]}  # fmt: skip
+            assert expected <= got
+            printed = output.read_text()
+            assert f"callback {mms['sid']} delivered  (signature ok)" in printed
+            media_list = httpx.get(f"{api}{mms['uri']}/Media", auth=(sid, token)).json()
+            assert [m["content_type"] for m in media_list["media"]] == ["image/png"]
+        # and: the queues are visible on the embedded store too
+        dev_env = {**env, **dev_environment(tmp_path / "data", port)}
+        queues = subprocess.run(["mycpaas", "queues"], env=dev_env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert queues.returncode == 0, queues.stderr
+        assert "delivered 2" in queues.stdout
+        metrics = httpx.get(f"{api}/metrics").text
+        families = {f.name for f in text_string_to_metric_families(metrics)}
+        assert {"mycpaas_queue_depth", "mycpaas_messages"} <= families
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
         assert proc.wait(20) is not None
