@@ -97,3 +97,10 @@ def test_the_readme_runs_the_commands_compose_runs() -> None:
     for service in APP_SERVICES.values():
         argv = service["command"]
         assert any(parse(line)[:1] == parse(argv)[:1] for line in readme), argv
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"MYCPAAS_{name.upper()}" for name in Settings.model_fields
+               if f"`MYCPAAS_{name.upper()}`" not in readme]  # fmt: skip
+    assert missing == []

@@ -64,16 +64,20 @@ class Platform:
         finally:
             engine.dispose()
 
-    def stages(self, sids: list[str]) -> Counter[str]:
-        """How many of these messages each pipeline stage holds (read from the database)."""
+    def _column(self, sids: list[str], column: str) -> dict[str, str]:
+        """One column of these messages, read from the platform's database."""
         engine = make_engine(self.env.get("MYCPAAS_DATABASE_URL") or database_url(RUN_DATABASE))
         try:
             with Session(engine) as session:
                 m = messages_table.c
-                rows = session.execute(select(m.stage).where(m.sid.in_(sids))).scalars()
-                return Counter(rows)
+                rows = session.execute(select(m.sid, m[column]).where(m.sid.in_(sids)))
+                return {sid: value for sid, value in rows}
         finally:
             engine.dispose()
+
+    def stages(self, sids: list[str]) -> Counter[str]:
+        """How many of these messages each pipeline stage holds."""
+        return Counter(self._column(sids, "stage").values())
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -96,20 +100,16 @@ class Platform:
     def wait_terminal(
         self, account: Account, sids: list[str], timeout_s: float = 30
     ) -> dict[str, dict]:
-        """Poll until every message is delivered or failed; returns them by sid."""
+        """Wait until every message is delivered or failed; returns them (the API's view)."""
         deadline = time.monotonic() + timeout_s
-        done: dict[str, dict] = {}
-        while time.monotonic() < deadline:
-            for sid in sids:
-                if sid not in done:
-                    message = self.fetch(account, sid)
-                    if message["status"] in TERMINAL:
-                        done[sid] = message
-            if len(done) == len(sids):
-                return done
+        while True:
+            statuses = self._column(sids, "status")
+            waiting = {sid: status for sid, status in statuses.items() if status not in TERMINAL}
+            if not waiting and len(statuses) == len(sids):
+                return {sid: self.fetch(account, sid) for sid in sids}
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not terminal after {timeout_s} s: {waiting}")
             time.sleep(0.1)
-        missing = {sid: self.fetch(account, sid)["status"] for sid in sids if sid not in done}
-        raise AssertionError(f"not terminal after {timeout_s} s: {missing}")
 
     def counters(self, prefix: str = "") -> dict[str, int]:
         """How many times the simulator received each reference."""
