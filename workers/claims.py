@@ -1,9 +1,9 @@
 """Claiming due work: a compare-and-set that many workers can run at once.
 
-``UPDATE messages SET … FROM (SELECT sid, next_attempt_at … FOR UPDATE SKIP LOCKED LIMIT n)
-RETURNING``: each due row goes to exactly one claimer; a claim that finds nothing returns an
-empty list. Each claimed row carries ``due_at``, when it became due (before the claim set a
-lease), for the stage's latency.
+``WITH due AS MATERIALIZED (SELECT sid, next_attempt_at … FOR UPDATE SKIP LOCKED LIMIT n)
+UPDATE messages SET … FROM due … RETURNING``: each due row goes to exactly one claimer; a claim
+that finds nothing returns an empty list. Each claimed row carries ``due_at``, when it became
+due (before the claim set a lease), for the stage's latency.
 
 SQLite, the embedded store, cannot return a joined column; there the due rows are read first
 and the update claims only those still in the stage (its single writer makes that safe).
@@ -33,7 +33,9 @@ def claim_due(
     )
     if session.get_bind().dialect.name == "sqlite":
         return _claim_on_sqlite(session, stage, due, sets)
-    locked = due.with_for_update(skip_locked=True).subquery("due")
+    # A CTE runs once. A subquery in FROM may be rescanned per row of a nested loop, and each
+    # rescan of ``LIMIT n … SKIP LOCKED`` may pick other rows: a claim would exceed its limit.
+    locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
     statement = (
         update(messages_table)
         .where(m.sid == locked.c.sid, m.stage == stage)

@@ -37,6 +37,7 @@ class Platform:
     env: dict[str, str]
     workdir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))  # keep-alive
 
     def start_worker(
         self, queue: str, name: str | None = None, output: IO[bytes] | None = None,
@@ -82,9 +83,10 @@ class Platform:
     def stop_all(self) -> None:
         for proc in self.procs.values():
             stop(proc)
+        self.http.close()
 
     def send(self, account: Account, to: str, body: str = "hello", **params: object) -> dict:
-        response = httpx.post(
+        response = self.http.post(
             f"{self.api}/v1/Accounts/{account.sid}/Messages",
             data={"To": to, "From": account.number, "Body": body, **params},
             auth=account.auth,
@@ -93,7 +95,7 @@ class Platform:
         return response.json()
 
     def fetch(self, account: Account, sid: str) -> dict:
-        return httpx.get(
+        return self.http.get(
             f"{self.api}/v1/Accounts/{account.sid}/Messages/{sid}", auth=account.auth
         ).json()
 
@@ -113,7 +115,7 @@ class Platform:
 
     def counters(self, prefix: str = "") -> dict[str, int]:
         """How many times the simulator received each reference."""
-        answer = httpx.get(f"{self.sim}/counters", params={"prefix": prefix}).json()
+        answer = self.http.get(f"{self.sim}/counters", params={"prefix": prefix}).json()
         return answer["submissions"]
 
 
