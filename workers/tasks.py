@@ -35,6 +35,7 @@ from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver
 from workers.metrics import recorder
 from workers.throttle import TokenBucket, redis_client
+from workers.transitions import callbacks_owed
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ def media_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with session_scope() as session:
             claimed, handed_on, retry_in_s = media.fetch_batch(session, fetcher())
+            owed = callbacks_owed(session)
+        if owed:
+            wakeup.wake("callbacks")
         if handed_on:
             wakeup.wake("segment")
         if retry_in_s is not None:
@@ -150,7 +154,10 @@ def carrier_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with session_scope() as session:
             result = carrier.hand_off_batch(session, driver(), sender_bucket())
+            owed = callbacks_owed(session)
             early = carrier.early_receipts_waiting(session, result.carrier_ids)
+        if owed:
+            wakeup.wake("callbacks")
         if early:
             wakeup.wake("receipts")
         if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:
@@ -164,7 +171,11 @@ def carrier_task(_sid: str | None = None) -> None:
 def receipts_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with session_scope() as session:
-            return receipts.apply_batch(session)
+            applied = receipts.apply_batch(session)
+            owed = callbacks_owed(session)
+        if owed:
+            wakeup.wake("callbacks")
+        return applied
 
     drain("receipts", batch, receipts.BATCH)
 

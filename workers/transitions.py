@@ -20,6 +20,7 @@ from workers.metrics import MESSAGE_LATENCY, recorder
 
 log = logging.getLogger(__name__)
 
+CALLBACKS_OWED = "mycpaas.callbacks_owed"  # a key of Session.info
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
 # For each status, the statuses a message may be in to move to it.
@@ -84,7 +85,14 @@ def move(
         ]
         if callbacks:
             session.execute(insert(callbacks_table), callbacks)
+            session.info[CALLBACKS_OWED] = True
     return [row.sid for row in moved]
+
+
+def callbacks_owed(session: Session) -> bool:
+    """Did ``move`` write callbacks in this session since the last ask? (Ask after commit, then
+    wake the callbacks stage: they are due at once.)"""
+    return bool(session.info.pop(CALLBACKS_OWED, False))
 
 
 def callback_row(
