@@ -385,11 +385,36 @@ def dispatch(session: Session, deliverer: Deliverer) -> int:
     if room <= 0:
         return 0
     rows = claim(session, room)
-    keys = credentials(session, {row.account_sid for row in rows}) if rows else {}
-    for row in rows:
+    sending = _skip_gone(session, rows)
+    keys = credentials(session, {row.account_sid for row in sending}) if sending else {}
+    for row in sending:
         token, secret = keys[row.account_sid]
         deliverer.submit(row, token, secret)
     return len(rows)
+
+
+def _skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
+    """Skip claimed callbacks to a URL that answered 410 for their message (including those
+    created after the 410 was recorded); returns the rest, to be delivered."""
+    if not rows:
+        return rows
+    gone = set(
+        session.execute(
+            select(c.message_sid, c.url).where(
+                c.message_sid.in_({row.message_sid for row in rows}), c.state == "gone"
+            )
+        ).all()
+    )
+    skipped = [row.id for row in rows if (row.message_sid, row.url) in gone]
+    if skipped:
+        session.execute(
+            update(callbacks_table)
+            .where(c.id.in_(skipped), c.state == DELIVERING)
+            .values(state="skipped", last_error=GONE_REASON, next_attempt_at=None,
+                    date_updated=utcnow())
+        )  # fmt: skip
+        session.commit()
+    return [row for row in rows if row.id not in skipped]
 
 
 def release_lost(session: Session) -> int:

@@ -7,7 +7,8 @@ The stage drains every due row, so duplicates and redeliveries find nothing and 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from celery.signals import (
@@ -17,6 +18,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
@@ -107,6 +109,17 @@ def _stop_draining(**_: object) -> None:
     stopping.set()
 
 
+@contextmanager
+def status_changes() -> Iterator[Session]:
+    """A session for a batch that may change statuses: the callbacks they owe (committed by
+    then) get their stage woken at the end."""
+    with session_scope() as session:
+        yield session
+        owed = callbacks_owed(session)
+    if owed:
+        wakeup.wake("callbacks")
+
+
 def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
     """Run ``batch`` until the stage has no more due rows, the budget is spent or the worker
     is shutting down; then what is left goes to a fresh wake-up (another worker's)."""
@@ -135,11 +148,8 @@ def segment_task(_sid: str | None = None) -> None:
 @app.task(name=MEDIA_TASK, **DB_RETRY)
 def media_task(_sid: str | None = None) -> None:
     def batch() -> int:
-        with session_scope() as session:
+        with status_changes() as session:
             claimed, handed_on, retry_in_s = media.fetch_batch(session, fetcher())
-            owed = callbacks_owed(session)
-        if owed:
-            wakeup.wake("callbacks")
         if handed_on:
             wakeup.wake("segment")
         if retry_in_s is not None:
@@ -152,12 +162,9 @@ def media_task(_sid: str | None = None) -> None:
 @app.task(name=CARRIER_TASK, **DB_RETRY)
 def carrier_task(_sid: str | None = None) -> None:
     def batch() -> int:
-        with session_scope() as session:
+        with status_changes() as session:
             result = carrier.hand_off_batch(session, driver(), sender_bucket())
-            owed = callbacks_owed(session)
             early = carrier.early_receipts_waiting(session, result.carrier_ids)
-        if owed:
-            wakeup.wake("callbacks")
         if early:
             wakeup.wake("receipts")
         if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:
@@ -170,12 +177,8 @@ def carrier_task(_sid: str | None = None) -> None:
 @app.task(name=RECEIPTS_TASK, **DB_RETRY)
 def receipts_task(_sid: str | None = None) -> None:
     def batch() -> int:
-        with session_scope() as session:
-            applied = receipts.apply_batch(session)
-            owed = callbacks_owed(session)
-        if owed:
-            wakeup.wake("callbacks")
-        return applied
+        with status_changes() as session:
+            return receipts.apply_batch(session)
 
     drain("receipts", batch, receipts.BATCH)
 
