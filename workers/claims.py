@@ -9,6 +9,7 @@ SQLite, the embedded store, cannot return a joined column; there the due rows ar
 and the update claims only those still in the stage (its single writer makes that safe).
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,11 +29,11 @@ def claim_due(
     due = (
         select(m.sid, m.next_attempt_at.label("due_at"))
         .where(m.stage == stage, m.next_attempt_at <= now)
-        .order_by(m.next_attempt_at)
+        .order_by(m.next_attempt_at, m.date_created)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "sqlite":
-        return _claim_on_sqlite(session, stage, due, sets)
+        return _oldest_first(_claim_on_sqlite(session, stage, due, sets))
     # A CTE runs once. A subquery in FROM may be rescanned per row of a nested loop, and each
     # rescan of ``LIMIT n … SKIP LOCKED`` may pick other rows: a claim would exceed its limit.
     locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
@@ -42,7 +43,14 @@ def claim_due(
         .values(**sets)
         .returning(*messages_table.c, locked.c.due_at)
     )
-    return list(session.execute(statement).all())
+    return _oldest_first(session.execute(statement).all())
+
+
+def _oldest_first(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+    """RETURNING has no order; a stage works its batch first due, first served, and among rows
+    due at once (a batch handed on together) first accepted: the throttle gives a sender's
+    earlier message the earlier slot."""
+    return sorted(rows, key=lambda row: (row.due_at, row.date_created, row.sid))
 
 
 def _claim_on_sqlite(

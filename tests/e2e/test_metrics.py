@@ -1,6 +1,7 @@
 """/metrics and ``mycpaas queues`` describe the running platform: backlog, statuses, latencies."""
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -145,3 +146,18 @@ def callbacks_of(platform: Platform, sid: str) -> list[Any]:
             return list(session.execute(select(c.id).where(c.message_sid == sid)).all())
     finally:
         engine.dispose()
+
+
+def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
+    # given
+    watching = subprocess.Popen(["mycpaas", "queues", "--watch", "--interval", "0.5"],
+                                env={**os.environ, **quiet.env}, stdout=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    # when: it runs a while, then gets Ctrl-C
+    time.sleep(5)
+    watching.send_signal(signal.SIGINT)
+    output, _ = watching.communicate(timeout=10)
+    # then: it drew the table again and again, and left quietly
+    assert watching.returncode == 0
+    assert output.count("stage ") >= 3
+    assert "Traceback" not in output

@@ -22,7 +22,8 @@ def make_due(account: Account, count: int, stage: str, spread: bool = True) -> l
          "smart_encoded": False, "media_urls": [], "validity_period_s": 36000,
          "expires_at": now + timedelta(hours=1), "stage": stage,
          "next_attempt_at": now - timedelta(seconds=n if spread else 0), "attempts": 0,
-         "throttle_reserved": False, "reconcile": False, "date_created": now,
+         "throttle_reserved": False, "reconcile": False,
+         "date_created": now - timedelta(seconds=count - n),
          "date_updated": now}
         for n in range(count)
     ]  # fmt: skip
@@ -48,7 +49,7 @@ def test_a_claim_takes_at_most_its_limit_oldest_first_with_the_due_time(account:
         left = session.execute(select(m.sid).where(m.sid.in_(sids), m.stage == stage)).all()
     # then
     assert [len(first), len(second), len(third), len(left)] == [10, 20, 0, 0]
-    assert {row.sid for row in first} == set(sids[-10:])  # the longest due first
+    assert [row.sid for row in first] == sids[::-1][:10]  # the longest due first, in order
     assert all(row.stage == "taken" for row in first)
     assert all(row.due_at <= now for row in first + second)
     assert sorted(row.sid for row in first + second) == sorted(sids)
@@ -68,10 +69,15 @@ def test_rows_not_due_yet_are_not_claimed(account: Account) -> None:
     assert sorted(row.sid for row in claimed) == sorted(sids[1:])
 
 
-def test_a_claim_takes_at_most_its_limit_when_rows_share_a_due_time(account: Account) -> None:
+def test_rows_due_at_once_are_claimed_at_most_limit_and_first_accepted_first(
+    account: Account,
+) -> None:
+    # given: 30 rows handed on together (one due time), accepted one after another
     stage = f"t{random_number()[-6:]}"
-    make_due(account, 30, stage, spread=False)
+    sids = make_due(account, 30, stage, spread=False)
+    # when
     with session_scope() as session:
         claimed = claim_due(session, stage, now=utcnow(), limit=10, sets={"stage": "taken"})
         session.commit()
-    assert len(claimed) == 10
+    # then
+    assert [row.sid for row in claimed] == sids[:10]
