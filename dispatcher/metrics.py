@@ -46,7 +46,7 @@ def _gauges(session: Session) -> Iterator[Metric]:
     broker = GaugeMetricFamily(
         "mycpaas_broker_queue_messages", "Wake-up calls waiting in the broker", labels=["queue"]
     )
-    for queue, count in backlog.broker_depths().items():
+    for queue, count in (backlog.broker_depths() or {}).items():
         broker.add_metric([queue], count)
     yield broker
 

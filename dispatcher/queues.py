@@ -35,7 +35,7 @@ def render() -> str:
     lines = ["  ".join(cell.rjust(w) if i > 1 else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]  # fmt: skip
-    waiting = ", ".join(f"{q} {n}" for q, n in broker.items()) if broker else "broker unreachable"
+    waiting = "unreachable" if broker is None else ", ".join(f"{q} {n}" for q, n in broker.items())
     counts = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())) or "none"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return "\n".join([stamp, *lines, "", f"wake-ups in the broker: {waiting}",

@@ -34,13 +34,13 @@ SELECT 'SM' || lpad(n::text, 32, '0'), 'ACbench', '+4915100000000', '+4915199999
          WHEN n % 1000 = 2 THEN 'sending' ELSE 'done' END,
     CASE WHEN n % 1000 < 3 THEN now() - interval '2 seconds' END,
     0, false, false, now() - (n || ' milliseconds')::interval, now()
-FROM generate_series(1, %(n)s) AS n;
+FROM generate_series(1, NROWS) AS n;
 INSERT INTO callbacks (message_sid, account_sid, url, status, params, webhook_id, state,
     attempts, next_attempt_at, date_created, date_updated)
 SELECT 'SM' || lpad(n::text, 32, '0'), 'ACbench', 'https://example.org/cb', 'delivered', '{}',
     'w' || n, CASE WHEN n % 500 = 0 THEN 'pending' ELSE 'delivered' END, 1,
     CASE WHEN n % 500 = 0 THEN now() END, now(), now()
-FROM generate_series(1, %(n)s / 2) AS n;
+FROM generate_series(1, NROWS / 2) AS n;
 INSERT INTO metric_counters
 SELECT 'mycpaas_stage_latency_seconds_bucket', 'le=' || b || ',stage=' || s, 1000
 FROM unnest(ARRAY['segment', 'media', 'carrier', 'callbacks']) AS s,
@@ -70,7 +70,9 @@ def main() -> None:
         admin.execute(f"CREATE DATABASE {DB_NAME}")
     subprocess.run(["mycpaas", "migrate"], env=env, check=True, capture_output=True)
     with psycopg.connect(DB_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(FILL, {"n": args.n})  # type: ignore[arg-type]
+        for statement in FILL.replace("NROWS", str(args.n)).split(";\n"):
+            if statement.strip():
+                conn.execute(statement)  # type: ignore[call-overload]
     server = subprocess.Popen(["mycpaas", "serve", "--port", "8631"], env=env)
     try:
         with httpx.Client(base_url="http://127.0.0.1:8631", timeout=30) as client:

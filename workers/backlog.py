@@ -12,7 +12,7 @@ stage that are due, callbacks pending, receipts not yet applied. For each stage:
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ from workers.app import QUEUES, app
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 60  # "the last minute"
+DUE_TOLERANCE_S = 1.0  # due within this counts as due now (see snapshot)
 BROKER_TIMEOUT_S = 2.0  # a scrape must not hang on a broker that is away
 
 # A stage and the queue its task runs on; the leased state that counts as its in-flight work.
@@ -54,22 +55,25 @@ def _age(now: datetime, oldest: datetime | None) -> float | None:
     return None if oldest is None else max(0.0, (now - oldest).total_seconds())
 
 
-def _by_due_time(session: Session, group: Any, when: Any, where: Any, now: datetime) -> Any:
-    """Per group: items due now, items due later, and the oldest due time."""
+def _by_due_time(session: Session, group: Any, when: Any, where: Any, due_by: datetime) -> Any:
+    """Per group: items due by ``due_by``, items due later, and the oldest due time."""
     return session.execute(
-        select(group, func.count().filter(when <= now), func.count().filter(when > now),
-               func.min(when).filter(when <= now))
+        select(group, func.count().filter(when <= due_by), func.count().filter(when > due_by),
+               func.min(when).filter(when <= due_by))
         .where(where)
         .group_by(group)
     ).all()  # fmt: skip
 
 
 def snapshot(session: Session) -> list[StageBacklog]:
+    # Rows committed while the snapshot runs are due "now" by their writer's clock: count
+    # what falls due within a second as waiting, not as scheduled for later.
     now = utcnow()
+    due_by = now + timedelta(seconds=DUE_TOLERANCE_S)
     stages = {name: StageBacklog(name, QUEUE_OF[name]) for name in STAGES}
     m, c, r = messages_table.c, callbacks_table.c, receipts_table.c
 
-    rows = _by_due_time(session, m.stage, m.next_attempt_at, m.next_attempt_at.is_not(None), now)
+    rows = _by_due_time(session, m.stage, m.next_attempt_at, m.next_attempt_at.is_not(None), due_by)
     for stage, due, later, oldest in rows:
         if stage in LEASED:
             stages[LEASED[stage]].in_flight += due + later
@@ -79,7 +83,7 @@ def snapshot(session: Session) -> list[StageBacklog]:
 
     callbacks = stages["callbacks"]
     open_states = c.state.in_(("pending", "delivering"))
-    rows = _by_due_time(session, c.state, c.next_attempt_at, open_states, now)
+    rows = _by_due_time(session, c.state, c.next_attempt_at, open_states, due_by)
     for state, due, later, oldest in rows:
         if state == "delivering":
             callbacks.in_flight = due + later
@@ -109,11 +113,10 @@ def messages_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def broker_depths() -> dict[str, int]:
-    """Wake-up calls waiting in each broker queue (few: they are coalesced).
-
-    A queue no worker has declared yet is left out; so is everything when the broker is away.
-    """
+def broker_depths() -> dict[str, int] | None:
+    """Wake-up calls waiting in each broker queue (few: they are coalesced); None when the
+    broker is unreachable. A queue the broker does not know (Redis keeps no empty list, and
+    a queue nobody consumed yet is not declared) holds nothing."""
     depths = {}
     try:
         with app.connection_for_read() as connection:
@@ -123,7 +126,8 @@ def broker_depths() -> dict[str, int]:
                     try:
                         depths[queue] = channel.queue_declare(queue, passive=True).message_count
                     except connection.channel_errors:
-                        log.debug("queue %s is not declared yet", queue)
+                        depths[queue] = 0
     except Exception as exc:
         log.warning("broker queue depths unavailable: %s", exc)
+        return None
     return depths
