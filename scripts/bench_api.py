@@ -30,10 +30,8 @@ What it does:
    server opened, and ``GET /healthz`` at the same concurrency as the HTTP stack's floor;
 6. prints a table and, as its last line, one JSON object with every figure.
 
-What-if switches, for comparing a proposed fix without touching the product:
-``--server-env MYCPAAS_DB_POOL_SIZE=40`` passes settings to the server, and ``--tcp-nodelay``
-serves the same app through this script with TCP_NODELAY on accepted sockets (see
-:func:`serve_nodelay`).
+What-if switch, for comparing a proposed fix without touching the product:
+``--server-env MYCPAAS_DB_POOL_SIZE=40`` passes settings to the server.
 
 The server is always stopped at the end, also on errors, Ctrl-C and SIGTERM. Wake-ups the
 creates publish land in the Redis database of ``--redis-url`` (default DB 8, not the
@@ -55,7 +53,6 @@ import random
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,7 +69,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import httpx
 import psycopg
 from psycopg import sql
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from scratch import free_port
 
 ACCOUNT_NAME = "bench"
 SENDER = "+4915799990000"
@@ -94,7 +91,6 @@ MESSAGE_COLUMNS = (
 SEED_CHUNK_ROWS = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SERVE_NODELAY = "serve-nodelay"  # internal: this script as the server, see serve_nodelay()
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -162,12 +158,6 @@ class Results:
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def basic_auth(sid: str, token: str) -> str:
@@ -528,30 +518,17 @@ def token_uri(
 # --------------------------------------------------------------------------- the server
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, setting TCP_NODELAY on the accepted socket (``--tcp-nodelay``)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
-
-
 class Server:
     """``mycpaas serve`` as a subprocess; stop() is safe to call more than once."""
 
-    def __init__(self, workers: int, env: dict[str, str], *, tcp_nodelay: bool = False) -> None:
+    def __init__(self, workers: int, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.log_path = Path(tempfile.gettempdir()) / f"mycpaas_bench_server_{self.port}.log"
         self._log = self.log_path.open("wb")
-        if tcp_nodelay:  # the what-if: this script serves the same app, sockets with NODELAY
-            command = [sys.executable, str(Path(__file__).resolve()), SERVE_NODELAY]
-        else:  # the real thing
-            command = [str(Path(sys.executable).with_name("mycpaas")), "serve"]
-        command += ["--port", str(self.port), "--workers", str(workers)]
+        command = [str(Path(sys.executable).with_name("mycpaas")), "serve",
+                   "--port", str(self.port), "--workers", str(workers)]  # fmt: skip
         self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.worker_pids: list[int] = []
 
@@ -609,34 +586,6 @@ def server_env(database_url: str, redis_url: str, overrides: Sequence[str] = ())
             raise ValueError(f"--server-env wants MYCPAAS_NAME=value, not {item!r}")
         env[name] = value
     return env
-
-
-def serve_nodelay(argv: Sequence[str]) -> None:
-    """``mycpaas serve`` with TCP_NODELAY set on every accepted connection.
-
-    Only for comparison: uvicorn's multi-worker mode binds its socket with proto 0, so asyncio
-    never sets TCP_NODELAY on accepted sockets and a response written in two parts (headers,
-    then body) waits for the client's delayed ACK (40 ms on Linux).
-    """
-    import uvicorn
-
-    from workers.logs import configure_logging
-
-    parser = argparse.ArgumentParser(prog=SERVE_NODELAY)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    configure_logging()
-    uvicorn.run(
-        "dispatcher.app:create_app",
-        factory=True,
-        host="127.0.0.1",
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_config=None,
-        http=NoDelayH11Protocol,
-    )
 
 
 def clear_bench_redis(redis_url: str, prefix: str) -> None:
@@ -1124,11 +1073,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="MYCPAAS_X=V",
         help="extra server setting, e.g. MYCPAAS_DB_POOL_SIZE=40 (repeatable)",
     )
-    parser.add_argument(
-        "--tcp-nodelay",
-        action="store_true",
-        help="what-if: serve through this script with TCP_NODELAY on accepted sockets",
-    )
     parser.add_argument("--skip-list", action="store_true")
     parser.add_argument("--skip-create", action="store_true")
     return parser.parse_args(argv)
@@ -1140,9 +1084,6 @@ def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [SERVE_NODELAY]:
-        serve_nodelay(argv[1:])
-        return 0
     args = parse_args(argv)
     db_url = with_database(args.database_url, args.db_name)
     # The project reads its settings once, from the environment: set it before any import.
@@ -1176,7 +1117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "db": args.db_name,
         "rate_limit": "MYCPAAS_API_RATE_LIMIT_PER_S=0 (off)",
-        "server": "this script, TCP_NODELAY forced" if args.tcp_nodelay else "mycpaas serve",
+        "server": "mycpaas serve",
         "server_env": args.server_env,
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg(),
@@ -1215,7 +1156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server: Server | None = None
     try:
         for index, workers in enumerate(args.workers):
-            server = Server(workers, env, tcp_nodelay=args.tcp_nodelay)
+            server = Server(workers, env)
             server.wait_ready()
             print(f"server {server.url} with {workers} workers (log {server.log_path})", flush=True)
             if index == 0 and not args.skip_list:

@@ -17,12 +17,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
-import httpx
 import psycopg
+from scratch import free_port, scratch_database, wait_http
 
-BASE = os.environ.get("MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DB_NAME = "mycpaas_bench_callbacks"
-DB_URL = BASE.rsplit("/", 1)[0] + "/" + DB_NAME
 REDIS = "redis://127.0.0.1:6379/6"
 RECEIVER = """
 async def app(scope, receive, send):
@@ -36,27 +33,20 @@ async def app(scope, receive, send):
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    env = {**os.environ, "MYCPAAS_DATABASE_URL": DB_URL, "MYCPAAS_BROKER_URL": REDIS,
-           "MYCPAAS_REDIS_URL": REDIS, "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
+    env = {**os.environ, "MYCPAAS_BROKER_URL": REDIS, "MYCPAAS_REDIS_URL": REDIS,
+           "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
            "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8", "MYCPAAS_LOG_LEVEL": "WARNING",
            "MYCPAAS_CALLBACK_MAX_PER_HOST": "64"}  # fmt: skip
-    with psycopg.connect(BASE, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(["mycpaas", "migrate"], env=env, check=True, capture_output=True)
+    with scratch_database("mycpaas_bench_callbacks", env) as db_url:
+        run(args, {**env, "MYCPAAS_DATABASE_URL": db_url}, db_url)
+
+
+def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
     os.environ.update(env)
     from dispatcher.accounts import add_number, create_account
     from schemas.db import session_scope
@@ -74,7 +64,7 @@ def main() -> None:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/status"
     now = datetime.now(UTC)
-    with psycopg.connect(DB_URL) as conn, conn.cursor() as cur:
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
         with cur.copy(
             'COPY messages (sid, account_sid, "to", from_number, body, status, direction,'
             " num_segments, num_media, encoding, smart_encoded, media_urls, status_callback,"
@@ -106,20 +96,14 @@ def main() -> None:
         for i in range(args.workers)
     ]
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{port}/")
         time.sleep(3)  # workers connect to the broker
         from workers import wakeup
 
         started = time.monotonic()
         wakeup.wake("callbacks")
         done = 0
-        with psycopg.connect(DB_URL, autocommit=True) as conn:
+        with psycopg.connect(db_url, autocommit=True) as conn:
             while time.monotonic() - started < 300:
                 done = conn.execute(
                     "SELECT count(*) FROM callbacks WHERE state = 'delivered'"

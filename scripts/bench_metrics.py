@@ -16,10 +16,8 @@ import time
 
 import httpx
 import psycopg
+from scratch import free_port, scratch_database, wait_http
 
-BASE = os.environ.get("MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DB_NAME = "mycpaas_bench_metrics"
-DB_URL = BASE.rsplit("/", 1)[0] + "/" + DB_NAME
 REDIS = "redis://127.0.0.1:6379/6"
 
 FILL = """
@@ -63,39 +61,28 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1_000_000)
     parser.add_argument("--scrapes", type=int, default=20)
     args = parser.parse_args()
-    env = {**os.environ, "MYCPAAS_DATABASE_URL": DB_URL, "MYCPAAS_BROKER_URL": REDIS,
-           "MYCPAAS_REDIS_URL": REDIS, "MYCPAAS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    with psycopg.connect(BASE, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(["mycpaas", "migrate"], env=env, check=True, capture_output=True)
-    with psycopg.connect(DB_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        for statement in FILL.replace("NROWS", str(args.n)).split(";\n"):
-            if statement.strip():
-                conn.execute(statement)  # type: ignore[call-overload]
-    server = subprocess.Popen(["mycpaas", "serve", "--port", "8631"], env=env)
-    try:
-        with httpx.Client(base_url="http://127.0.0.1:8631", timeout=30) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.2)
-            client.get("/metrics")  # warm the caches
-            scrapes = [timed(lambda: client.get("/metrics").raise_for_status())
-                       for _ in range(args.scrapes)]  # fmt: skip
-        queues = [timed(lambda: subprocess.run(["mycpaas", "queues"], env=env, check=True,
-                                               capture_output=True))
-                  for _ in range(3)]  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait()
-        with psycopg.connect(BASE, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    env = {**os.environ, "MYCPAAS_BROKER_URL": REDIS, "MYCPAAS_REDIS_URL": REDIS,
+           "MYCPAAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    with scratch_database("mycpaas_bench_metrics", env) as url:
+        env["MYCPAAS_DATABASE_URL"] = url
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in FILL.replace("NROWS", str(args.n)).split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)  # type: ignore[call-overload]
+        port = free_port()
+        server = subprocess.Popen(["mycpaas", "serve", "--port", str(port)], env=env)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                client.get("/metrics")  # warm the caches
+                scrapes = [timed(lambda: client.get("/metrics").raise_for_status())
+                           for _ in range(args.scrapes)]  # fmt: skip
+            queues = [timed(lambda: subprocess.run(["mycpaas", "queues"], env=env, check=True,
+                                                   capture_output=True))
+                      for _ in range(3)]  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait()
     result = {
         "messages": args.n,
         "metrics_median_ms": round(statistics.median(scrapes), 1),
