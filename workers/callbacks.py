@@ -37,6 +37,7 @@ from schemas.models import accounts_table, callback_attempts_table, callbacks_ta
 from schemas.settings import get_settings
 from schemas.types import utcnow
 from workers.carriers.base import parse_retry_after
+from workers.claims import claim_rows
 from workers.metrics import CALLBACK_ATTEMPTS, STAGE_LATENCY, recorder
 from workers.outbound import GuardedTransport, OutboundRefused
 from workers.signing import standard_webhook_signature, strip_fragment, twilio_signature
@@ -71,6 +72,7 @@ class Outcome:
     next_attempt_at: datetime | None
     counted: bool  # False when the callback was postponed without calling the endpoint
     created_at: datetime  # when the status change that owes this callback happened
+    lease: datetime  # the claim's lease: a result recorded after it expired changes nothing
 
 
 def backoff_s(attempts: int, retry_after_s: float | None) -> float:
@@ -212,8 +214,11 @@ class Deliverer:
             "webhook-signature": standard_webhook_signature(secret, row.webhook_id, stamp, body),
         }
         started = time.monotonic()
+        deadline = started + get_settings().callback_timeout_s
         try:
-            response = self._client().post(url, content=body.encode(), headers=headers)
+            with self._client().stream("POST", url, content=body.encode(),
+                                       headers=headers) as response:  # fmt: skip
+                excerpt = _excerpt(response, deadline)
         except OutboundRefused as exc:
             self.breaker.record(host, ok=True)  # our refusal says nothing about the host
             return self._outcome(row, None, 0.0, None, f"refused: {exc}", "failed")
@@ -223,7 +228,6 @@ class Deliverer:
             return self._outcome(row, None, latency, None, f"{type(exc).__name__}: {exc}", None)
         latency = (time.monotonic() - started) * 1000
         code = response.status_code
-        excerpt = response.text[:EXCERPT_CHARS] if response.content else None
         retryable = code == 429 or code >= 500
         self.breaker.record(host, ok=not retryable)
         if 200 <= code < 300:
@@ -253,13 +257,14 @@ class Deliverer:
                 state = PENDING
                 due = now + timedelta(seconds=backoff_s(attempts, retry_after_s))
         return Outcome(row.id, row.message_sid, row.url, now, latency_ms, code, error, excerpt,
-                       state, due, counted=True, created_at=row.date_created)  # fmt: skip
+                       state, due, counted=True, created_at=row.date_created,
+                       lease=row.next_attempt_at)  # fmt: skip
 
     def _postpone(self, row: Row[Any], delay_s: float, reason: str) -> Outcome:
         now = utcnow()
         return Outcome(row.id, row.message_sid, row.url, now, 0.0, None, reason, None, PENDING,
                        now + timedelta(seconds=delay_s), counted=False,
-                       created_at=row.date_created)  # fmt: skip
+                       created_at=row.date_created, lease=row.next_attempt_at)  # fmt: skip
 
     # --- recording ----------------------------------------------------------------------
 
@@ -291,6 +296,23 @@ class Deliverer:
                 log.warning("after-delivery hook failed", exc_info=True)
 
 
+def _excerpt(response: httpx.Response, deadline: float) -> str | None:
+    """The start of the answer's body, read no further than the excerpt and no later than
+    ``deadline``: an endpoint that trickles its answer cannot hold a delivery for long."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= EXCERPT_CHARS * 4:  # enough bytes for the excerpt in any UTF-8
+            break
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer took longer than the callback timeout")
+    if not size:
+        return None
+    return b"".join(chunks).decode(response.encoding or "utf-8", "replace")[:EXCERPT_CHARS]
+
+
 def _count(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         if not o.counted:
@@ -302,7 +324,8 @@ def _count(outcomes: list[Outcome]) -> None:
 
 
 def record(session: Session, outcomes: list[Outcome]) -> None:
-    """Write attempts and new states; a 410 skips the message's later callbacks to that URL."""
+    """Write attempts and new states, each only if its lease still holds (a delivery that
+    outlived its lease was handed to another worker, whose result counts)."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -315,61 +338,37 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
     now = utcnow()
     session.execute(
         update(callbacks_table)
-        .where(c.id == bindparam("b_id"), c.state == DELIVERING)
+        .where(c.id == bindparam("b_id"), c.state == DELIVERING,
+               c.next_attempt_at == bindparam("b_lease"))
         .values(state=bindparam("b_state"), next_attempt_at=bindparam("b_due"),
                 attempts=c.attempts + bindparam("b_add"), last_status_code=bindparam("b_code"),
                 last_error=bindparam("b_error"), date_updated=now),
         [
-            {"b_id": o.callback_id, "b_state": o.state, "b_due": o.next_attempt_at,
+            {"b_id": o.callback_id, "b_lease": o.lease, "b_state": o.state,
+             "b_due": o.next_attempt_at,
              "b_add": 1 if o.counted else 0, "b_code": o.status_code, "b_error": o.error}
             for o in outcomes
         ],
     )  # fmt: skip
-    for gone in (o for o in outcomes if o.state == "gone"):
-        session.execute(
-            update(callbacks_table)
-            .where(c.message_sid == gone.message_sid, c.url == gone.url, c.state == PENDING)
-            .values(state="skipped", last_error=GONE_REASON, date_updated=now, next_attempt_at=None)
-        )
     session.commit()
 
 
 def claim(session: Session, limit: int) -> list[Row[Any]]:
-    """Due callbacks whose message has no earlier one still open, as ``delivering``."""
+    """Due callbacks whose message has no earlier one still open, as ``delivering`` under a
+    lease (``next_attempt_at``): the lease fences what this delivery may record."""
     now = utcnow()
     earlier = aliased(callbacks_table)
     blocked = exists().where(
         and_(earlier.c.message_sid == c.message_sid, earlier.c.id < c.id,
              earlier.c.state.in_(OPEN_STATES))
     )  # fmt: skip
-    due = (
-        select(c.id)
-        .where(c.state == PENDING, c.next_attempt_at <= now, ~blocked)
-        .order_by(c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = session.execute(
-        update(callbacks_table)
-        .where(c.id.in_(due.scalar_subquery()), c.state == PENDING)
-        .values(
-            state=DELIVERING,
-            next_attempt_at=now + timedelta(seconds=get_settings().callback_lease_s),
-            date_updated=now,
-        )
-        .returning(
-            c.id,
-            c.message_sid,
-            c.account_sid,
-            c.url,
-            c.params,
-            c.webhook_id,
-            c.attempts,
-            c.date_created,
-        )
-    ).all()
+    lease = now + timedelta(seconds=get_settings().callback_lease_s)
+    sets = {"state": DELIVERING, "next_attempt_at": lease, "date_updated": now}
+    rows = claim_rows(session, callbacks_table, due=c.next_attempt_at,
+                      where=[c.state == PENDING, c.next_attempt_at <= now, ~blocked],
+                      still=c.state == PENDING, limit=limit, sets=sets)  # fmt: skip
     session.commit()
-    return list(rows)
+    return rows
 
 
 def credentials(session: Session, account_sids: set[str]) -> dict[str, tuple[str, str]]:
@@ -394,8 +393,8 @@ def dispatch(session: Session, deliverer: Deliverer) -> int:
 
 
 def _skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
-    """Skip claimed callbacks to a URL that answered 410 for their message (including those
-    created after the 410 was recorded); returns the rest, to be delivered."""
+    """Skip claimed callbacks to a URL that answered 410 for their message; returns the rest,
+    to be delivered. (A message's later callbacks are claimed only once the 410 is recorded.)"""
     if not rows:
         return rows
     gone = set(

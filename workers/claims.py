@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, literal, select, type_coerce, update
+from sqlalchemy import Column, ColumnElement, Row, Table, case, literal, select, type_coerce, update
 from sqlmodel import Session
 
 from schemas.models import messages_table
@@ -25,23 +25,35 @@ m = messages_table.c
 def claim_due(
     session: Session, stage: str, *, now: datetime, limit: int, sets: dict[str, Any]
 ) -> list[Row[Any]]:
-    """Take up to ``limit`` rows of ``stage`` that are due, setting the columns ``sets``."""
-    due = (
-        select(m.sid, m.next_attempt_at.label("due_at"))
-        .where(m.stage == stage, m.next_attempt_at <= now)
-        .order_by(m.next_attempt_at, m.date_created)
+    """Take up to ``limit`` messages of ``stage`` that are due, setting the columns ``sets``."""
+    return claim_rows(session, messages_table, due=m.next_attempt_at,
+                      where=[m.stage == stage, m.next_attempt_at <= now], still=m.stage == stage,
+                      limit=limit, sets=sets)  # fmt: skip
+
+
+def claim_rows(
+    session: Session, table: Table, *, due: ColumnElement[Any], where: list[ColumnElement[bool]],
+    still: ColumnElement[bool], limit: int, sets: dict[str, Any],
+) -> list[Row[Any]]:  # fmt: skip
+    """Take up to ``limit`` rows of ``table`` matching ``where``, the longest due first, and
+    set ``sets`` on those that still match ``still``; each row comes with ``due_at``."""
+    key = table.primary_key.columns.values()[0]
+    candidates = (
+        select(key, due.label("due_at"))
+        .where(*where)
+        .order_by(due, table.c.date_created)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "sqlite":
-        return _oldest_first(_claim_on_sqlite(session, stage, due, sets))
+        return _oldest_first(_claim_on_sqlite(session, table, key, candidates, still, sets))
     # A CTE runs once. A subquery in FROM may be rescanned per row of a nested loop, and each
     # rescan of ``LIMIT n … SKIP LOCKED`` may pick other rows: a claim would exceed its limit.
-    locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+    locked = candidates.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
     statement = (
-        update(messages_table)
-        .where(m.sid == locked.c.sid, m.stage == stage)
+        update(table)
+        .where(key == locked.c[key.name], still)
         .values(**sets)
-        .returning(*messages_table.c, locked.c.due_at)
+        .returning(*table.c, locked.c.due_at)
     )
     return _oldest_first(session.execute(statement).all())
 
@@ -50,20 +62,21 @@ def _oldest_first(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
     """RETURNING has no order; a stage works its batch first due, first served, and among rows
     due at once (a batch handed on together) first accepted: the throttle gives a sender's
     earlier message the earlier slot."""
-    return sorted(rows, key=lambda row: (row.due_at, row.date_created, row.sid))
+    return sorted(rows, key=lambda row: (row.due_at, row.date_created, row[0]))
 
 
 def _claim_on_sqlite(
-    session: Session, stage: str, due: Any, sets: dict[str, Any]
-) -> list[Row[Any]]:
-    found = {sid: due_at for sid, due_at in session.execute(due)}
+    session: Session, table: Table, key: Column[Any], candidates: Any, still: ColumnElement[bool],
+    sets: dict[str, Any],
+) -> list[Row[Any]]:  # fmt: skip
+    found = {row_key: due_at for row_key, due_at in session.execute(candidates)}
     if not found:
         return []
-    due_at = case({sid: literal(at, UTCDateTime) for sid, at in found.items()}, value=m.sid)
+    due_at = case({row_key: literal(at, UTCDateTime) for row_key, at in found.items()}, value=key)
     statement = (
-        update(messages_table)
-        .where(m.sid.in_(found), m.stage == stage)
+        update(table)
+        .where(key.in_(found), still)
         .values(**sets)
-        .returning(*messages_table.c, type_coerce(due_at, UTCDateTime).label("due_at"))
+        .returning(*table.c, type_coerce(due_at, UTCDateTime).label("due_at"))
     )
     return list(session.execute(statement).all())
