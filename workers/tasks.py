@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from typing import Generic, TypeVar
 
 from celery.signals import (
     worker_process_init,
@@ -40,34 +40,55 @@ from workers.throttle import TokenBucket, redis_client
 from workers.transitions import callbacks_owed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DRAIN_BUDGET_S = 20.0  # one task drains this long, then hands on to a fresh wake-up
 stopping = threading.Event()  # a warm shutdown began: finish the batch in hand, take no more
 DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
 
 
-@lru_cache
-def driver() -> CarrierDriver:
+class PerProcess(Generic[T]):
+    """One object per worker process, built by the first thread that asks (only once, however
+    many task threads ask at the same moment: a second Deliverer would never be closed)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
+
+    def pop(self) -> T | None:
+        """Forget the object (returned, for closing; None if never built)."""
+        with self._lock:
+            value, self._value = self._value, None
+        return value
+
+
+def _make_driver() -> CarrierDriver:
     settings = get_settings()
     return make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
 
 
-@lru_cache
-def sender_bucket() -> TokenBucket:
+def _make_bucket() -> TokenBucket:
     settings = get_settings()
     return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}sender")
 
 
-@lru_cache
-def fetcher() -> media.Fetcher:
-    return media.Fetcher()
-
-
-@lru_cache
-def deliverer() -> callbacks.Deliverer:
+def _make_deliverer() -> callbacks.Deliverer:
     running = callbacks.Deliverer()
     running.on_flush.append(_after_callbacks)
     return running
+
+
+driver = PerProcess(_make_driver)
+sender_bucket = PerProcess(_make_bucket)
+fetcher = PerProcess(media.Fetcher)
+deliverer = PerProcess(_make_deliverer)
 
 
 def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
@@ -84,23 +105,17 @@ def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
 @worker_process_init.connect
 def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
-    driver.cache_clear()
-    deliverer.cache_clear()
-    fetcher.cache_clear()
+    for one in (driver, deliverer, fetcher):
+        one.pop()
 
 
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def _close_clients(**_: object) -> None:
-    if driver.cache_info().currsize:
-        driver().close()
-        driver.cache_clear()
-    if fetcher.cache_info().currsize:
-        fetcher().close()
-        fetcher.cache_clear()
-    if deliverer.cache_info().currsize:
-        deliverer().close()  # finishes deliveries in flight and records them
-        deliverer.cache_clear()
+    for one in (driver, fetcher, deliverer):  # a Deliverer finishes and records its deliveries
+        built = one.pop()
+        if built is not None:
+            built.close()
     recorder.flush()
 
 
