@@ -67,8 +67,10 @@ def checked_address(
     except ValueError:
         try:
             candidates = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(url.host, port)]
-        except (OSError, UnicodeError) as exc:
-            raise OutboundRefused(f"cannot resolve {url.host}: {exc}") from exc
+        except UnicodeError as exc:
+            raise OutboundRefused(f"not a valid host name {url.host}: {exc}") from exc
+        except OSError as exc:  # DNS may be down for a moment: a connect error, retried
+            raise httpx.ConnectError(f"cannot resolve {url.host}: {exc}") from exc
     if not candidates:
         raise OutboundRefused(f"{url.host} has no address")
     if allow is None:

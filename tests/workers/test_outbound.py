@@ -1,6 +1,8 @@
 """The SSRF guard refuses before any connection: a resolver stub says where names point, and
 the transport behind the guard fails the test if it is ever asked to connect."""
 
+import socket
+
 import httpx
 import pytest
 
@@ -85,3 +87,14 @@ def test_other_schemes_are_refused(url: str) -> None:
     client = httpx.Client(transport=GuardedTransport(MustNotConnect(), stub_resolver, allow=()))
     with pytest.raises((OutboundRefused, httpx.UnsupportedProtocol)):
         client.get(url)
+
+
+def test_a_name_that_fails_to_resolve_is_a_connect_error_to_retry_not_a_refusal() -> None:
+    # given: DNS answers "try again" (EAI_AGAIN)
+    def failing_resolver(host: str, _port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    client = httpx.Client(transport=GuardedTransport(MustNotConnect(), failing_resolver, allow=()))
+    # when / then: callbacks and media fetches retry a connect error; a refusal is final
+    with pytest.raises(httpx.ConnectError, match="cannot resolve"):
+        client.post("http://flaky-dns.test/status", content=b"x")
