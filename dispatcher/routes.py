@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from dispatcher.accounts import authenticate, recently_verified
@@ -54,19 +55,25 @@ def admitted_create(account: str, params: Params, idempotency_key: str | None) -
 
 
 def media_of(message_sid: str) -> list[Media]:
+    """The message's media without their bytes (metadata is all a list shows)."""
     with session_scope() as session:
         return list(
             session.exec(
-                select(Media).where(Media.message_sid == message_sid).order_by(col(Media.position))
+                select(Media)
+                .options(defer(Media.content))  # type: ignore[arg-type]
+                .where(Media.message_sid == message_sid)
+                .order_by(col(Media.position))
             ).all()
         )
 
 
-def load_media(account_sid: str, message_sid: str, media_sid: str) -> Media:
+def load_media(account_sid: str, message_sid: str, media_sid: str, *, content: bool) -> Media:
+    """One attachment of the account's message; its bytes only when ``content``."""
     message = load_message(account_sid, message_sid)
     if is_sid(media_sid, "ME"):
+        options = [] if content else [defer(Media.content)]  # type: ignore[arg-type]
         with session_scope() as session:
-            item = session.get(Media, media_sid)
+            item = session.get(Media, media_sid, options=options)
         if item is not None and item.message_sid == message.sid:
             return item
     raise NotFound(f"The requested resource /Media/{media_sid} was not found")
@@ -122,7 +129,7 @@ def messages_router(
     @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}")
     def fetch_media(sid: str, media_sid: str, account: AccountDep) -> JSONResponse:
         """One attachment's metadata: type decided by its bytes, size and sha256."""
-        item = load_media(account, sid, media_sid)
+        item = load_media(account, sid, media_sid, content=False)
         return JSONResponse(media_item(item, path_of(account), suffix))
 
     content_path = "" if suffix else "/Content"  # Twilio serves the bytes without ".json"
@@ -130,7 +137,7 @@ def messages_router(
     @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{content_path}")
     def media_content(sid: str, media_sid: str, account: AccountDep) -> Response:
         """The attachment's bytes, as fetched."""
-        item = load_media(account, sid, media_sid)
+        item = load_media(account, sid, media_sid, content=True)
         return Response(item.content, media_type=item.content_type)
 
     @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks{suffix}")

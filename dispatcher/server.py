@@ -81,11 +81,13 @@ def serve(host: str, port: int, workers: int) -> None:
     for child in children:
         child.start()
 
-    def forward(signum: int, _frame: object) -> None:
+    def forward(_signum: int, _frame: object) -> None:
+        # Always SIGTERM, uvicorn's graceful stop: after Ctrl-C the children already have the
+        # terminal's SIGINT, and a second SIGINT would make them drop requests in flight.
         for child in children:
             if child.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signum)
+                    os.kill(child.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

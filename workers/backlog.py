@@ -25,7 +25,7 @@ from schemas.models import (
     stage_activity_table,
 )
 from schemas.types import utcnow
-from workers.app import QUEUES, app
+from workers.app import QUEUES, ROUTES, STAGE_TASKS, app
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,8 @@ DUE_TOLERANCE_S = 1.0  # due within this counts as due now (see snapshot)
 BROKER_TIMEOUT_S = 2.0  # a scrape must not hang on a broker that is away
 
 # A stage and the queue its task runs on; the leased state that counts as its in-flight work.
-STAGES = ("segment", "media", "carrier", "receipts", "callbacks")
-QUEUE_OF = {"segment": "segment", "media": "media", "carrier": "carrier",
-            "receipts": "carrier", "callbacks": "callbacks"}  # fmt: skip
+STAGES = tuple(STAGE_TASKS)
+QUEUE_OF = {stage: ROUTES[task] for stage, task in STAGE_TASKS.items()}
 LEASED = {"media_fetching": "media", "sending": "carrier"}
 
 

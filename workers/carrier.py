@@ -36,7 +36,7 @@ from workers.carriers.base import (
     Result,
     Submission,
     TransientCarrierError,
-    sid_of,
+    sids_of,
 )
 from workers.claims import claim_due, m
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
@@ -151,10 +151,6 @@ def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
     )
 
 
-def _sids(submissions: list[Submission]) -> list[str]:
-    return sorted({sid_of(s.reference) for s in submissions})
-
-
 def _submit(
     driver: CarrierDriver, rows: list[Row[Any]], segments: list[Row[Any]]
 ) -> dict[str, Result]:
@@ -187,12 +183,12 @@ def _submit(
         answers: Sequence[Result] = driver.submit(submissions)
     except TransientCarrierError as exc:
         log.warning("carrier unavailable for %d segments: %s", len(submissions), exc,
-                    extra={"sids": _sids(submissions)})  # fmt: skip
+                    extra={"sids": sids_of(submissions)})  # fmt: skip
         hint = exc.retry_after_s or 0.0
         answers = [Deferred(s.reference, hint, str(exc)) for s in submissions]
     except PermanentCarrierError as exc:
         log.error("carrier refused %d segments: %s", len(submissions), exc,
-                  extra={"sids": _sids(submissions)})  # fmt: skip
+                  extra={"sids": sids_of(submissions)})  # fmt: skip
         answers = [Rejected(s.reference, REFUSED, str(exc)) for s in submissions]
     results.update({answer.reference: answer for answer in answers})
     return results

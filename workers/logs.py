@@ -8,7 +8,7 @@ from schemas.settings import get_settings
 
 # Fields a log call may add with ``extra=``: ``sid`` on every line about one message, ``sids`` on
 # a line about a batch.
-EXTRA_FIELDS = ("sid", "sids", "status", "error_code", "stage", "task", "queue")
+EXTRA_FIELDS = ("sid", "sids", "status", "error_code")
 
 
 class JsonFormatter(logging.Formatter):

@@ -30,7 +30,7 @@ from workers.transitions import move
 log = logging.getLogger(__name__)
 
 BATCH = 4  # messages per claim: each may fetch ten URLs at once
-LEASE_S = 120  # longer than a message's total fetch time
+LEASE_MARGIN_S = 15.0  # per message beyond its fetch deadline: 4 connects of 3 s, storing
 MAX_ATTEMPTS = 3  # transient failures before 11200
 BACKOFF_BASE_S = 2.0  # 2 s, then 4 s between attempts
 
@@ -122,7 +122,8 @@ def _failed(session: Session, row: Row[Any], error: FetchError, lease: datetime)
 def fetch_batch(session: Session, fetcher: Fetcher) -> tuple[int, int, float | None]:
     """Fetch one batch; returns (claimed, handed to segmentation, soonest retry in s)."""
     now = utcnow()
-    lease = now + timedelta(seconds=LEASE_S)
+    # The batch's messages are fetched one after another: the lease covers all their deadlines.
+    lease = now + timedelta(seconds=BATCH * (get_settings().media_total_s + LEASE_MARGIN_S))
     rows = claim_due(session, "media", now=now, limit=BATCH,
                      sets={"stage": "media_fetching", "next_attempt_at": lease})  # fmt: skip
     session.commit()
@@ -141,9 +142,8 @@ def fetch_batch(session: Session, fetcher: Fetcher) -> tuple[int, int, float | N
     return len(rows), handed_on, retry
 
 
-def reclaim(session: Session) -> list[str]:
+def reclaim(session: Session, now: datetime) -> list[str]:
     """Rows left in ``media_fetching`` by a dead worker go back to ``media``; their sids."""
-    now = utcnow()
     sids = list(
         session.execute(
             update(messages_table)

@@ -41,7 +41,7 @@ def sweep(session: Session) -> Sweep:
         ).scalars()
     )
     session.commit()
-    report.reclaimed += media.reclaim(session)
+    report.reclaimed += media.reclaim(session, now)
     for sid in report.reclaimed:
         log.warning("lease of %s expired; its stage takes it back", sid, extra={"sid": sid})
     for stage in WORK_STAGES:

@@ -76,6 +76,11 @@ def sid_of(reference: str) -> str:
     return reference.rsplit("-", 1)[0]
 
 
+def sids_of(submissions: Sequence[Submission]) -> list[str]:
+    """The messages these segments belong to, each once (for log lines)."""
+    return sorted({sid_of(submission.reference) for submission in submissions})
+
+
 class CarrierError(Exception):
     """The whole request failed; no per-segment result exists."""
 

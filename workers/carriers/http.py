@@ -50,6 +50,7 @@ from workers.carriers.base import (
     TransientCarrierError,
     parse_retry_after,
     sid_of,
+    sids_of,
 )
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,6 @@ def _defer_rest(
         submissions[0].reference,
         message,
         len(submissions) - 1,
-        extra={"sids": sorted({sid_of(s.reference) for s in submissions})},
+        extra={"sids": sids_of(submissions)},
     )
     return [Deferred(submission.reference, wait_s, message) for submission in submissions]
