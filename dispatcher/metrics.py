@@ -78,6 +78,8 @@ def _counter(name: str, family: Family, stored: dict[Key, float]) -> CounterMetr
         if stored_name == name:
             labels = decode_labels(encoded)
             metric.add_metric([labels.get(label, "") for label in family.labels], value)
+    if not family.labels and not metric.samples:  # a counter meant to stay 0 shows its 0
+        metric.add_metric([], 0.0)
     return metric
 
 

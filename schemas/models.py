@@ -61,6 +61,13 @@ class Message(SQLModel, table=True):
         ),
         # Each stage's claim and the sweeper's scan: unfinished work by stage and due time;
         # finished rows (next_attempt_at NULL) stay out of the index.
+        # The sweeper's safety net: messages in 'sent' by when they entered it (few at a time).
+        Index(
+            "ix_messages_sent_updated",
+            "date_updated",
+            postgresql_where=text("status = 'sent'"),
+            sqlite_where=text("status = 'sent'"),
+        ),
         Index(
             "ix_messages_due",
             "stage",
@@ -219,7 +226,14 @@ class CallbackAttempt(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    callback_id: int = Field(foreign_key="callbacks.id", index=True)
+    callback_id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"),
+            ForeignKey("callbacks.id"),
+            nullable=False,
+            index=True,
+        )
+    )
     url: str = Field(sa_column=Column(Text, nullable=False))
     date_attempted: datetime = Field(sa_type=UTCDateTime)
     status_code: int | None = None

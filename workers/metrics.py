@@ -48,6 +48,7 @@ CARRIER_RESULTS = "mycpaas_carrier_results"
 CALLBACK_ATTEMPTS = "mycpaas_callback_attempts"
 THROTTLE_WAIT = "mycpaas_throttle_wait_seconds"
 STAGE_PROCESSED = "mycpaas_stage_processed"
+SETTLE_RESCUES = "mycpaas_settle_rescues"
 
 FAMILIES = {
     STAGE_LATENCY: Family(
@@ -70,6 +71,11 @@ FAMILIES = {
         "histogram", "How long messages were held back by their sender's throughput", ()
     ),
     STAGE_PROCESSED: Family("counter", "Items each stage took off its queue", ("stage",)),
+    SETTLE_RESCUES: Family(
+        "counter",
+        "Messages the sweeper settled because every segment was final (should stay 0)",
+        (),
+    ),
 }
 
 Key = tuple[str, str]  # (stored name, labels)

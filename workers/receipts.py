@@ -4,6 +4,15 @@ The carrier may report on a segment before the hand-off that gave it its carrier
 committed. So a receipt is first stored (the inbox); applying joins the inbox with segments by
 carrier id, and whatever does not match yet waits for the hand-off, which wakes this stage
 again once its ids are committed.
+
+A message is decided from its segments, and two batches may hold receipts for segments of the
+same message. Counting under READ COMMITTED while the other batch is uncommitted lets each miss
+the other's segment (write skew: every segment delivered, the message left ``sent``). So the
+messages are locked, in sid order, after their segments are written and before they are
+counted: the second batch waits for the first to commit and then counts what it wrote. Every
+writer takes segment rows before message rows (the hand-off does too), so the locks cannot
+cycle. :func:`settle_stranded` is the sweeper's safety net for whatever still slips through;
+each message it settles is counted in ``mycpaas_settle_rescues_total``, which should stay 0.
 """
 
 import logging
@@ -11,18 +20,22 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
-from schemas.models import receipts_table, segments_table
+from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
+from workers.metrics import SETTLE_RESCUES, recorder
 from workers.transitions import move
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # receipts applied per transaction
 ORPHAN_AFTER = timedelta(days=1)  # a receipt no segment claims by then is dropped (and logged)
+STRANDED_AFTER = timedelta(seconds=10)  # a settled-looking 'sent' message younger than this ...
+STRANDED_WITHIN = timedelta(days=2)  # ... or older than this is not the safety net's to check
+STRANDED_BATCH = 500  # messages the safety net settles per sweep
 DELIVERED, UNDELIVERED, FAILED = "delivered", "undelivered", "failed"
 RECEIPT_STATUSES = frozenset({DELIVERED, UNDELIVERED, FAILED})
 ERROR_MESSAGES = {
@@ -36,6 +49,8 @@ UNKNOWN_ERROR = 30008
 
 r = receipts_table.c
 s = segments_table.c
+m = messages_table.c
+FINAL_SEGMENT = ("delivered", "failed")
 
 
 def store(session: Session, receipts: list[dict[str, Any]], now: datetime | None = None) -> None:
@@ -59,6 +74,8 @@ def apply_batch(session: Session) -> int:
     if not matched:
         session.commit()
         return 0
+    # In key order, so two batches that share segments (a repeated receipt) cannot deadlock.
+    ordered = sorted(matched, key=lambda row: (row.message_sid, row.number))
     session.execute(
         update(segments_table)
         .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
@@ -68,7 +85,7 @@ def apply_batch(session: Session) -> int:
             {"b_sid": row.message_sid, "b_number": row.number,
              "b_status": "delivered" if row.status == DELIVERED else "failed",
              "b_code": None if row.status == DELIVERED else (row.error_code or UNKNOWN_ERROR)}
-            for row in matched
+            for row in ordered
         ],
     )  # fmt: skip
     session.execute(
@@ -79,8 +96,13 @@ def apply_batch(session: Session) -> int:
     return len(matched)
 
 
-def _settle_messages(session: Session, sids: set[str], now: datetime) -> None:
-    """A message is delivered when every segment is; failed as soon as one segment failed."""
+def _settle_messages(session: Session, sids: set[str], now: datetime) -> list[str]:
+    """A message is delivered when every segment is; failed as soon as one segment failed.
+
+    Locks the messages first (see the module's docstring); returns the sids it moved."""
+    session.execute(
+        select(m.sid).where(m.sid.in_(sorted(sids))).order_by(m.sid).with_for_update()
+    ).all()
     totals = session.execute(
         select(
             s.message_sid,
@@ -96,11 +118,43 @@ def _settle_messages(session: Session, sids: set[str], now: datetime) -> None:
     for sid, _count, _done, code in totals:
         if code is not None:
             failed[code].append(sid)
-    move(session, delivered, MessageStatus.DELIVERED, now=now, stage="done", next_attempt_at=None)
+    moved = move(session, delivered, MessageStatus.DELIVERED, now=now, stage="done",
+                 next_attempt_at=None)  # fmt: skip
     for code, failed_sids in failed.items():
         message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[UNKNOWN_ERROR])
-        move(session, failed_sids, MessageStatus.FAILED, error_code=code, error_message=message,
-             now=now, stage="done", next_attempt_at=None)  # fmt: skip
+        moved += move(session, failed_sids, MessageStatus.FAILED, error_code=code,
+                      error_message=message, now=now, stage="done",
+                      next_attempt_at=None)  # fmt: skip
+    return moved
+
+
+def settle_stranded(session: Session) -> list[str]:
+    """The sweeper's safety net: settle ``sent`` messages whose segments are all final.
+
+    Only messages that have waited a little (a batch settling them may be about to commit) and
+    entered ``sent`` recently (one that never gets a receipt stays ``sent``; it is not rescanned
+    forever). Each message settled here is a settlement the receipts stage missed: counted and
+    logged."""
+    now = utcnow()
+    unsettled = exists().where(s.message_sid == m.sid, s.status.not_in(FINAL_SEGMENT))
+    stranded = set(
+        session.execute(
+            select(m.sid)
+            .where(m.status == MessageStatus.SENT.value,
+                   m.date_updated.between(now - STRANDED_WITHIN, now - STRANDED_AFTER),
+                   ~unsettled)
+            .limit(STRANDED_BATCH)
+        ).scalars()
+    )  # fmt: skip
+    if not stranded:
+        return []
+    rescued = _settle_messages(session, stranded, now)
+    session.commit()
+    for sid in rescued:
+        recorder.count(SETTLE_RESCUES)
+        log.error("%s had every segment final but was still sent; settled by the sweeper", sid,
+                  extra={"sid": sid})  # fmt: skip
+    return rescued
 
 
 def drop_orphans(session: Session) -> int:

@@ -4,7 +4,9 @@
 - rows in ``sending`` past their lease go back to the carrier stage to be reconciled by
   reference (their worker died or hung), never blindly resent;
 - receipts waiting in the inbox get the receipts stage woken; those no segment claimed for a
-  day are dropped.
+  day are dropped;
+- a ``sent`` message whose segments are all final is settled (a safety net that should find
+  nothing: each one it finds is counted and logged).
 """
 
 import logging
@@ -51,6 +53,8 @@ def sweep(session: Session) -> Sweep:
     if receipts.waiting(session):
         report.woken.append("receipts")
     receipts.drop_orphans(session)
+    if receipts.settle_stranded(session):
+        report.woken.append("callbacks")
     metrics.prune_activity(session)
     if callbacks.release_lost(session) or callbacks.due(session):
         report.woken.append("callbacks")

@@ -107,6 +107,8 @@ def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> 
     assert grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="segment", le="1.0") == 0
     assert grew(samples, "mycpaas_carrier_results_total", result="accepted", code="") == 25
     assert grew(samples, "mycpaas_stage_processed_total", stage="segment") == 25
+    assert ("mycpaas_settle_rescues_total", frozenset()) in samples  # shown, and stays 0
+    assert value(samples, "mycpaas_settle_rescues_total") == 0
     row = stage_row(queues_command(quiet), "segment")
     assert row[2] == "0"
     assert float(row[6]) > 0  # the last minute's rate
