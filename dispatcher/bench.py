@@ -4,7 +4,10 @@ It creates a bench account and sender (fast: ``--sps``) in the database, sends `
 with ``-c`` concurrent clients (optionally paced to ``--rate`` per second), waits until every
 message is delivered or failed, and reports throughput and latency percentiles from acceptance
 (``date_created``) to ``date_sent`` and to delivery. ``--spawn`` starts the whole platform
-(API, simulator, workers, beat) itself, so one command measures everything on one machine.
+(API, simulator, workers, beat) itself on a scratch store of its own (a database created next
+to the configured Postgres, or a SQLite file), so one command measures everything on one
+machine and leaves nothing behind. ``--callbacks`` gives every message a ``StatusCallback`` on
+one local receiver (:mod:`dispatcher.sink`) and reports when the last callback arrived.
 """
 
 import asyncio
@@ -16,17 +19,22 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import click
 import httpx
+import psycopg
+import redis
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import add_number, create_account
-from schemas.db import session_scope
-from schemas.models import message_events_table, messages_table
+from schemas.db import dispose_engine, session_scope
+from schemas.migrate import upgrade
+from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.settings import get_settings
 
 STARTUP_TIMEOUT_S = 30.0
@@ -40,6 +48,7 @@ class Options:
     concurrency: int
     rate: float | None
     timeout_s: float
+    callback_url: str | None = None  # every message's StatusCallback (a sink's), or none
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -82,11 +91,11 @@ async def _send_all(api: str, sid: str, token: str, sender: str, options: Option
                     slot, next_slot = next_slot, max(next_slot, time.monotonic()) + 1 / options.rate
                     await asyncio.sleep(max(0.0, slot - time.monotonic()))
                 started = time.monotonic()
-                response = await client.post(
-                    f"/v1/Accounts/{sid}/Messages",
-                    data={"To": f"+1202555{index % 10000:04d}", "From": sender,
-                          "Body": f"bench message {index}"},
-                )  # fmt: skip
+                data = {"To": f"+1202555{index % 10000:04d}", "From": sender,
+                        "Body": f"bench message {index}"}  # fmt: skip
+                if options.callback_url:
+                    data["StatusCallback"] = options.callback_url
+                response = await client.post(f"/v1/Accounts/{sid}/Messages", data=data)
                 if response.status_code != 201:
                     raise click.ClickException(
                         f"create answered {response.status_code}: {response.text}"
@@ -139,6 +148,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
         time.sleep(POLL_S)
     finished_s = time.monotonic() - started
     to_sent, to_delivered, statuses = _timings(sender)
+    callbacks = _callbacks_report(sid, sender, options, deadline) if options.callback_url else {}
     ms = 1000.0
     report: dict[str, object] = {
         "messages": options.count,
@@ -159,6 +169,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
         if to_delivered
         else None,
         "wall_s": round(finished_s, 2),
+        **callbacks,
     }
     click.echo(
         "\n".join(
@@ -174,8 +185,112 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
             ]
         )
     )
+    if callbacks:
+        click.echo(
+            f"callbacks  {callbacks['callbacks_received']} of {callbacks['callbacks_owed']} "
+            f"received at {callbacks['callbacks_per_s']}/s, the last "
+            f"{callbacks['callbacks_after_last_terminal_s']} s after the last message settled"
+        )
     click.echo(json.dumps(report))
     return report
+
+
+def _callbacks_report(
+    account_sid: str, sender: str, options: Options, deadline: float
+) -> dict[str, object]:
+    """Wait until the sink has every callback the run owes; when did the last one arrive?"""
+    assert options.callback_url is not None
+    stats_url = options.callback_url.rsplit("/", 1)[0] + "/stats"
+    c = callbacks_table.c
+    e = message_events_table.c
+    with session_scope() as session:
+        owed = session.execute(
+            select(func.count()).where(c.account_sid == account_sid)
+        ).scalar_one()
+        last_terminal = session.execute(
+            select(func.max(e.date_created))
+            .join(messages_table, m.sid == e.message_sid)
+            .where(m.from_number == sender, e.status.in_(["delivered", "failed"]))
+        ).scalar_one()
+    while True:
+        stats = httpx.get(stats_url, timeout=5).json()
+        if stats["count"] >= owed or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_S / 5)
+    span = (stats["last_at"] or 0) - (stats["first_at"] or 0)
+    after = (stats["last_at"] or 0) - last_terminal.timestamp() if last_terminal else None
+    return {
+        "callbacks_owed": owed,
+        "callbacks_received": stats["count"],
+        "callbacks_by_status": stats["by_status"],
+        "callbacks_per_s": round(stats["count"] / span, 1) if span > 0 else None,
+        "callbacks_after_last_terminal_s": round(after, 2) if after is not None else None,
+    }
+
+
+@contextlib.contextmanager
+def scratch_store() -> Iterator[None]:
+    """Point this process (and what it spawns) at a fresh, migrated store of its own: a
+    database created beside the configured Postgres, or a SQLite file; removed on exit."""
+    settings = get_settings()
+    suffix = f"{os.getpid()}_{random.randrange(16**6):06x}"
+    url = make_url(settings.database_url)
+    _check_broker(settings.broker_url, settings.redis_url)
+    with contextlib.ExitStack() as cleanup:
+        if url.get_backend_name() == "postgresql":
+            name = f"mycpaas_bench_{suffix}"
+            admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+            except psycopg.Error as exc:
+                raise click.ClickException(
+                    f"cannot create a scratch database beside {url.render_as_string()}: "
+                    f"{str(exc).strip()}"
+                ) from exc
+            cleanup.callback(_drop_database, admin, name)
+            store = url.set(database=name).render_as_string(hide_password=False)
+        else:
+            directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mycpaas-bench-"))
+            store = f"sqlite:///{directory}/bench.db"
+        saved = {
+            key: os.environ.get(key) for key in ("MYCPAAS_DATABASE_URL", "MYCPAAS_REDIS_PREFIX")
+        }
+        cleanup.callback(_restore_environment, saved)
+        os.environ["MYCPAAS_DATABASE_URL"] = store
+        os.environ["MYCPAAS_REDIS_PREFIX"] = f"{settings.redis_prefix}bench-{suffix}:"
+        get_settings.cache_clear()
+        dispose_engine()
+        upgrade(store)
+        yield
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    dispose_engine()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+def _drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _check_broker(broker_url: str, redis_url: str) -> None:
+    """One clear line, not a traceback from the first worker, when Redis is not there."""
+    for setting, url in (("MYCPAAS_BROKER_URL", broker_url), ("MYCPAAS_REDIS_URL", redis_url)):
+        if not url.startswith(("redis://", "rediss://")):
+            continue
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            raise click.ClickException(
+                f"mycpaas bench --spawn needs Redis at {url} ({exc}); start it or set {setting}"
+            ) from exc
 
 
 @contextlib.contextmanager
@@ -187,6 +302,7 @@ def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int)
         "MYCPAAS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "MYCPAAS_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
         "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
+        "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # the callback sink
         "MYCPAAS_LOG_LEVEL": settings.log_level if settings.log_level != "INFO" else "WARNING",
     }
     me = [sys.executable, "-m", "dispatcher.cli"]
@@ -198,22 +314,41 @@ def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int)
             [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
             for n in range(carriers)
         ),
+        [*me, "worker", "-Q", "callbacks"],
         [*me, "worker", "-Q", "maintenance"],
         [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
     ]
-    procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
-    try:
+    with _spawned(commands, env):
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{port}/healthz"):
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url, timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise click.ClickException(f"{url} did not come up")
-                time.sleep(0.2)
+            _wait_up(url, deadline)
         time.sleep(2)  # workers connect to the broker
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def callback_sink(port: int) -> Iterator[str]:
+    """A fast local receiver for every status callback of the run (its own process)."""
+    with _spawned([[sys.executable, "-m", "dispatcher.sink", "--port", str(port)]], {**os.environ}):
+        _wait_up(f"http://127.0.0.1:{port}/stats", time.monotonic() + STARTUP_TIMEOUT_S)
+        yield f"http://127.0.0.1:{port}/status"
+
+
+def _wait_up(url: str, deadline: float) -> None:
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{url} did not come up")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _spawned(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
+    procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
+    try:
+        yield
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):

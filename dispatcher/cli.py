@@ -1,5 +1,6 @@
 """The ``mycpaas`` command."""
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import click
 
 from dispatcher.accounts import add_number, create_account
-from dispatcher.bench import Options, run_bench, spawned_platform
+from dispatcher.bench import Options, callback_sink, run_bench, scratch_store, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.publish import wake
@@ -148,18 +149,23 @@ def beat(schedule_file: Path) -> None:
 @click.option("--spawn", is_flag=True, help="Start API, simulator, workers and beat for the run.")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Simulator latency (--spawn).")
 @click.option("--carriers", default=1, show_default=True, help="Carrier workers (--spawn).")
+@click.option(
+    "--callbacks", "sink_port", type=int, default=None, metavar="PORT",
+    help="A StatusCallback on every message, to a local sink on this port; reports arrivals.",
+)  # fmt: skip
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int,
+    latency_ms: float, carriers: int, sink_port: int | None,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
-    options = Options(count, concurrency, rate, timeout_s)
-    if not spawn:
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
+        options = Options(count, concurrency, rate, timeout_s, sink)
+        if spawn:
+            stack.enter_context(scratch_store())
+            port = int(url.rsplit(":", 1)[1])
+            url = stack.enter_context(spawned_platform(port, port + 100, latency_ms, carriers))
         run_bench(url, options)
-        return
-    port = int(url.rsplit(":", 1)[1])
-    with spawned_platform(port, port + 100, latency_ms, carriers) as api:
-        run_bench(api, options)
 
 
 @main.command("carrier-sim")

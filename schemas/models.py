@@ -204,6 +204,8 @@ class Callback(SQLModel, table=True):
     message_sid: str = Field(foreign_key="messages.sid", max_length=34)
     account_sid: str = Field(max_length=34)
     url: str = Field(sa_column=Column(Text, nullable=False))
+    # Scheme, host and port the URL reaches: the unit of per-endpoint concurrency and breaking.
+    endpoint: str = Field(default="", max_length=300)
     status: str = Field(max_length=16)  # the message status this callback reports
     params: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     webhook_id: str = Field(max_length=64)  # stable across retries: the receiver's dedupe key

@@ -38,6 +38,8 @@ class Receiver:
     down: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0  # requests being answered now
+    most_in_flight: int = 0  # the most answered at once
     _tries: Counter[str] = field(default_factory=Counter)
 
     def url(self, path: str) -> str:
@@ -73,7 +75,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 receiver.requests.append(entry)
                 receiver._tries[entry.headers.get("webhook-id", "")] += 1
                 tries = receiver._tries[entry.headers.get("webhook-id", "")]
-            self._answer(self.path, tries)
+                receiver.in_flight += 1
+                receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+            try:
+                self._answer(self.path, tries)
+            finally:
+                with receiver.lock:
+                    receiver.in_flight -= 1
 
         def _answer(self, path: str, tries: int) -> None:
             status, headers = 200, {}

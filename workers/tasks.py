@@ -23,7 +23,7 @@ from sqlmodel import Session
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import callbacks, carrier, media, receipts, segmenting, sweeper, wakeup
+from workers import callbacks, carrier, delivery, media, receipts, segmenting, sweeper, wakeup
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
@@ -62,6 +62,11 @@ class PerProcess(Generic[T]):
                 self._value = self._build()
             return self._value
 
+    def built(self) -> T | None:
+        """The object if this process built it already; None otherwise (builds nothing)."""
+        with self._lock:
+            return self._value
+
     def pop(self) -> T | None:
         """Forget the object (returned, for closing; None if never built)."""
         with self._lock:
@@ -79,9 +84,10 @@ def _make_bucket() -> TokenBucket:
     return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}sender")
 
 
-def _make_deliverer() -> callbacks.Deliverer:
-    running = callbacks.Deliverer()
+def _make_deliverer() -> delivery.Deliverer:
+    running = delivery.Deliverer()
     running.on_flush.append(_after_callbacks)
+    running.on_backlog.append(lambda: wakeup.wake("callbacks"))
     return running
 
 
@@ -92,9 +98,7 @@ deliverer = PerProcess(_make_deliverer)
 
 
 def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
-    """Settled callbacks may unblock a message's next one; retries due soon need a wake-up."""
-    if any(outcome.state != callbacks.PENDING for outcome in outcomes):
-        wakeup.wake("callbacks")
+    """Retries due soon need a wake-up (any worker's: this one may be gone by then)."""
     soonest = min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None)
     if soonest is not None:
         delay = (soonest - utcnow()).total_seconds()
@@ -122,6 +126,9 @@ def _close_clients(**_: object) -> None:
 @worker_shutting_down.connect
 def _stop_draining(**_: object) -> None:
     stopping.set()
+    running = deliverer.built()
+    if running is not None:
+        running.stop_claiming()
 
 
 @contextmanager
@@ -198,14 +205,13 @@ def receipts_task(_sid: str | None = None) -> None:
     drain("receipts", batch, receipts.BATCH)
 
 
-@app.task(name=CALLBACK_TASK, **DB_RETRY)
+@app.task(name=CALLBACK_TASK)
 def callbacks_task(_sid: str | None = None) -> None:
-    def batch() -> int:
-        with session_scope() as session:
-            return callbacks.dispatch(session, deliverer())
-
-    # Claims stop when the pool is full; its threads' results wake the stage again.
-    drain("callbacks", batch, 1)
+    # The process's deliverer claims and delivers on threads of its own, as its endpoints have
+    # room; this wake-up only tells it that something became due.
+    wakeup.clear("callbacks")
+    if not stopping.is_set():
+        deliverer().wake()
 
 
 @app.task(name=SWEEP_TASK, **DB_RETRY)

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
+from workers.callbacks import endpoint_of
 from workers.metrics import MESSAGE_LATENCY, recorder
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def callback_row(
         "message_sid": message.sid,
         "account_sid": message.account_sid,
         "url": message.status_callback,
+        "endpoint": endpoint_of(message.status_callback),
         "status": status.value,
         "params": params,
         # Each status is entered once, so this names the event across retries and replays.

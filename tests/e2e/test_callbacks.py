@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
 from twilio.request_validator import RequestValidator
@@ -193,12 +194,11 @@ def test_a_hanging_endpoint_does_not_slow_a_healthy_one(
             time.sleep(0.05)  # its callbacks are now holding connections open
         assert len(hanging.requests) >= 8
         loaded = statistics.median(healthy_latencies(20))
-    # then: healthy callbacks never wait for a hanging one to time out (3 s here). Their median
-    # still grows beside the hanging endpoint (2-3x on 2 cores, printed below): the worker's
-    # threads, the database and the CPU are shared.
+    # then: healthy callbacks never wait for a hanging one to time out (3 s here): their median
+    # grows by less than half again (printed below; the database and the CPU are shared)
     print(f"healthy endpoint median latency: baseline {baseline * 1000:.0f} ms, "
           f"beside a hanging endpoint {loaded * 1000:.0f} ms")  # fmt: skip
-    assert loaded < float(platform.env["MYCPAAS_CALLBACK_TIMEOUT_S"])
+    assert loaded < 2 * baseline
 
 
 def test_kill_9_mid_delivery_still_delivers_with_the_same_webhook_id(
@@ -227,3 +227,34 @@ def test_kill_9_mid_delivery_still_delivers_with_the_same_webhook_id(
     assert statuses[0] == statuses[1] == "sending"
     assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"]
     assert statuses[-3:] == ORDER
+
+
+def test_a_busy_endpoint_costs_no_database_writes(database: str, tmp_path: Path) -> None:
+    with (
+        running_receiver() as receiver,
+        launch(tmp_path, MYCPAAS_CALLBACK_MAX_PER_HOST="2") as platform,
+    ):
+        # given: an endpoint that takes up to 150 ms per callback, capped at 2 at once
+        account = platform.new_account()
+        # when: 30 messages owe it 90 callbacks, most of them due while it is busy
+        sids = [
+            platform.send(account, random_number(), f"b{i}", StatusCallback=receiver.url("/slow"))[
+                "sid"
+            ]
+            for i in range(30)
+        ]
+        for sid in sids:
+            assert [r.params["MessageStatus"] for r in receiver.wait_for(sid, 3, 60)] == ORDER
+        platform.stop_all()  # the platform's connections close: their statistics are flushed
+        time.sleep(0.5)
+        with psycopg.connect(platform.env["MYCPAAS_DATABASE_URL"]) as conn:
+            attempts = conn.execute("SELECT count(*) FROM callback_attempts").fetchone()
+            updates = conn.execute(
+                "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'callbacks'"
+            ).fetchone()
+    # then: the cap held, and each callback cost its claim and its result, nothing more (a
+    # callback waiting for a slot waited in memory, not as a postponement written back)
+    assert receiver.most_in_flight <= 2
+    assert attempts == (90,)
+    assert updates is not None
+    assert updates[0] <= 2 * 90

@@ -1,0 +1,50 @@
+"""An endpoint's concurrency limit: grows while answers are fast, halves when it is overloaded."""
+
+import time
+
+import pytest
+
+from workers.delivery import CUT_EVERY_S, Limit
+
+
+def test_a_limit_starts_where_told_and_never_above_its_ceiling() -> None:
+    assert Limit(32, 64).slots == 32
+    assert Limit(32, 8).slots == 8
+
+
+def test_fast_answers_grow_the_limit_by_about_one_per_limits_worth() -> None:
+    limit = Limit(4, 64)
+    for _ in range(4):
+        limit.answered(overloaded=False, latency_s=0.01)
+    assert limit.slots == 4  # 4.93: each answer adds 1/limit
+    limit.answered(overloaded=False, latency_s=0.01)
+    assert limit.slots == 5
+
+
+def test_slow_answers_hold_the_limit() -> None:
+    limit = Limit(4, 64)
+    for _ in range(20):
+        limit.answered(overloaded=False, latency_s=2.0)
+    assert limit.slots == 4
+
+
+def test_growth_stops_at_the_ceiling() -> None:
+    limit = Limit(8, 10)
+    for _ in range(1000):
+        limit.answered(overloaded=False, latency_s=0.01)
+    assert limit.slots == 10
+
+
+def test_overload_halves_once_per_spell_and_never_below_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    limit = Limit(32, 64)
+    for _ in range(10):  # ten timeouts of one slow spell
+        limit.answered(overloaded=True, latency_s=5.0)
+    assert limit.slots == 16
+    for _ in range(10):
+        clock[0] += CUT_EVERY_S
+        limit.answered(overloaded=True, latency_s=5.0)
+    assert limit.slots == 1

@@ -1,0 +1,454 @@
+"""Delivering status callbacks: one lane per endpoint, adaptive concurrency, a circuit breaker.
+
+One :class:`Deliverer` per worker process. Its claimer thread claims due callbacks
+(:func:`workers.callbacks.claim`) while the process has room, skipping endpoints that are busy
+or broken, and puts each into its endpoint's lane; a lane starts deliveries on the shared
+thread pool up to its endpoint's current limit. A callback waiting for its endpoint's slot
+waits in memory, its lease renewed while it waits, and an endpoint whose lane is full is not
+claimed for at all: a busy endpoint costs no database write. Only real attempts (and callbacks
+put back because an endpoint's circuit opened) are written, in batches, by a recorder thread.
+
+Per endpoint the limit adapts, as TCP's window does: it starts at ``LIMIT_START``, grows by one
+per limit's worth of fast answers, halves (at most once per ``CUT_EVERY_S``) on a timeout, a
+connect error, 429 or 5xx, and stays between 1 and ``callback_max_per_host``. A run of failures
+opens the endpoint's circuit: it is not called, nor claimed for, until the circuit half-opens.
+So one slow endpoint holds a few threads and a bounded lane, never the others' turn.
+"""
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from sqlalchemy import Row
+
+from schemas.db import session_scope
+from schemas.settings import get_settings
+from schemas.types import utcnow
+from workers import callbacks
+from workers.callbacks import Outcome
+from workers.carriers.base import parse_retry_after
+from workers.metrics import recorder
+from workers.outbound import GuardedTransport, OutboundRefused
+from workers.signing import standard_webhook_signature, strip_fragment, twilio_signature
+
+log = logging.getLogger(__name__)
+
+POOL_THREADS = 64  # deliveries in flight per worker process (32: 617/s, 64: 756/s here)
+HELD_MAX = 4 * POOL_THREADS  # callbacks a process holds, waiting or in flight
+CLAIM_MAX = 128  # callbacks one claim takes
+LIMIT_START = 32  # an endpoint's first concurrency limit
+LANE_DEPTH = 2  # an endpoint holding this many times its limit is not claimed for
+FAST_S = 0.5  # an answer faster than this lets the endpoint's limit grow
+CUT_EVERY_S = 1.0  # a limit halves at most this often: one slow spell is one cut, not ten
+CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
+# A claim that leaves busy endpoints out may scan past their due callbacks; while it finds
+# little, it runs at most this often (what another endpoint's callback may wait at worst).
+SKIPPING_CLAIM_EVERY_S = 0.05
+LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
+IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
+EXCERPT_CHARS = 500  # of a response body kept in the attempt log
+RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
+USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
+
+
+class Breaker:
+    """Per-endpoint circuit breaker: after N consecutive failures, stop calling for a while."""
+
+    def __init__(self, failures: int, open_s: float) -> None:
+        self._threshold, self._open_s = failures, open_s
+        self._failures: dict[str, int] = defaultdict(int)
+        self._open_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def open_for_s(self, endpoint: str) -> float:
+        with self._lock:
+            return max(0.0, self._open_until.get(endpoint, 0.0) - time.monotonic())
+
+    def open_endpoints(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            return [endpoint for endpoint, until in self._open_until.items() if until > now]
+
+    def record(self, endpoint: str, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._failures.pop(endpoint, None)
+                self._open_until.pop(endpoint, None)
+                return
+            self._failures[endpoint] += 1
+            if self._failures[endpoint] >= self._threshold:
+                self._open_until[endpoint] = time.monotonic() + self._open_s
+                self._failures[endpoint] = self._threshold - 1  # half-open: one more re-opens
+                log.warning("circuit open for %s for %.0f s", endpoint, self._open_s)
+
+
+class Limit:
+    """One endpoint's concurrency limit: additive increase, multiplicative decrease."""
+
+    def __init__(self, start: int, ceiling: int) -> None:
+        self.ceiling = max(1, ceiling)
+        self.value = float(min(start, self.ceiling))
+        self._last_cut = 0.0
+
+    @property
+    def slots(self) -> int:
+        return int(self.value)
+
+    def answered(self, overloaded: bool, latency_s: float) -> None:
+        if overloaded:
+            now = time.monotonic()
+            if now - self._last_cut >= CUT_EVERY_S:
+                self.value = max(1.0, self.value / 2)
+                self._last_cut = now
+        elif latency_s < FAST_S:
+            self.value = min(float(self.ceiling), self.value + 1 / self.value)
+
+
+@dataclass
+class Held:
+    """A claimed callback in this process, with what delivering it takes."""
+
+    row: Row[Any]
+    token: str
+    secret: str
+    lease: datetime  # the claim's lease, renewed while the callback waits for a slot
+
+
+@dataclass
+class Lane:
+    limit: Limit
+    waiting: deque[Held]
+    in_flight: int = 0
+
+    def full(self) -> bool:
+        return self.in_flight + len(self.waiting) >= LANE_DEPTH * self.limit.slots
+
+    def idle(self) -> bool:
+        return not self.in_flight and not self.waiting
+
+
+class Deliverer:
+    """One per worker process: the claimer, the lanes, the pool, the HTTP clients, the
+    recorder. ``wake()`` asks it to claim; ``close()`` gives back what waits, finishes what is
+    in flight and records it."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self._timeout_s = settings.callback_timeout_s
+        self._timeout = httpx.Timeout(self._timeout_s, connect=min(2.0, self._timeout_s))
+        self._lease_s = settings.callback_lease_s
+        self._ceiling = settings.callback_max_per_host
+        # One small client per delivery thread: a pool shared by dozens of threads spends more
+        # CPU assigning requests to connections than sending them.
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="callback")
+        self.breaker = Breaker(settings.callback_breaker_failures, settings.callback_breaker_open_s)
+        self._lanes: dict[str, Lane] = {}
+        self._held = 0  # claimed and not finished: waiting in a lane or in flight
+        self._in_flight = 0
+        self._backlog = False  # the last claim was cut short by room: more is due
+        self._pause_s = CLAIM_EVERY_S  # after a claim, before the next
+        self._claiming = True
+        self._lock = threading.Lock()
+        self._done: list[Outcome] = []
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self.on_flush: list[Callable[[list[Outcome]], None]] = []  # given each flushed batch
+        self.on_backlog: list[Callable[[], None]] = []  # more is due than this process holds
+        self._threads = [
+            threading.Thread(target=self._claim_loop, name="callback-claimer", daemon=True),
+            threading.Thread(target=self._record_loop, name="callback-recorder", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self) -> None:
+        """Claim what is due, as far as there is room (called by the stage's task)."""
+        self._wanted.set()
+
+    def stop_claiming(self) -> None:
+        """A warm shutdown began: take no more callbacks."""
+        self._claiming = False
+
+    def close(self) -> None:
+        self._claiming = False
+        self._stop.set()
+        self._wanted.set()
+        self._threads[0].join(10)
+        with self._lock:
+            left = [held for lane in self._lanes.values() for held in lane.waiting]
+            for lane in self._lanes.values():
+                lane.waiting.clear()
+            self._held -= len(left)
+        if left:
+            with session_scope() as session:
+                callbacks.release(session, {held.row.id: held.lease for held in left})
+            log.info("gave back %d waiting callbacks at shutdown", len(left))
+        self.pool.shutdown(wait=True)
+        self._threads[1].join(5)
+        self.flush()
+        for client in self._clients:
+            client.close()
+
+    # --- claiming -----------------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wanted.wait(IDLE_CHECK_S)
+            if self._stop.is_set():
+                return
+            self._wanted.clear()
+            try:
+                self._renew_leases()
+                if self._claiming:
+                    self._claim()
+            except Exception:  # the database may be away: try again shortly
+                log.exception("claiming callbacks failed; will retry")
+                time.sleep(1)
+                self._wanted.set()
+            time.sleep(self._pause_s)
+
+    def _room(self) -> tuple[int, list[str]]:
+        """How many callbacks to claim, and the endpoints to leave out of the claim."""
+        skip = set(self.breaker.open_endpoints())
+        with self._lock:
+            skip.update(endpoint for endpoint, lane in self._lanes.items() if lane.full())
+            return min(CLAIM_MAX, HELD_MAX - self._held), sorted(skip)
+
+    def _claim(self) -> None:
+        room, skip = self._room()
+        if room <= 0:
+            return
+        with session_scope() as session:
+            rows = callbacks.claim(session, room, skip)
+            sending = callbacks.skip_gone(session, rows)
+            keys = callbacks.credentials(session, {row.account_sid for row in sending})
+        recorder.processed("callbacks", len(rows))
+        self._enqueue(
+            Held(row, *keys[row.account_sid], lease=row.next_attempt_at) for row in sending
+        )
+        # A full claim leaves more due: claim again as room frees, and let other processes help.
+        # A claim that left endpoints out claims again when their lanes have room.
+        self._backlog = len(rows) == room or bool(skip)
+        self._pause_s = SKIPPING_CLAIM_EVERY_S if skip and len(rows) < room else CLAIM_EVERY_S
+        if len(rows) == room:
+            self._wanted.set()
+            for hook in self.on_backlog:
+                hook()
+
+    def _renew_leases(self) -> None:
+        """Keep the leases of callbacks still waiting for a slot from running out."""
+        soon = utcnow() + timedelta(seconds=self._lease_s / 2)
+        with self._lock:
+            due: list[tuple[Lane, Held]] = []
+            for lane in self._lanes.values():
+                keep = deque(held for held in lane.waiting if held.lease > soon)
+                due += [(lane, held) for held in lane.waiting if held.lease <= soon]
+                lane.waiting = keep
+        if not due:
+            return
+        lease = utcnow() + timedelta(seconds=self._lease_s)
+        try:
+            with session_scope() as session:
+                kept = callbacks.renew(session, {held.row.id: held.lease for _, held in due}, lease)
+        except Exception:
+            kept = set()  # unknown: the sweeper gives them back once their leases run out
+            log.exception("renewing the leases of %d waiting callbacks failed", len(due))
+        with self._lock:
+            for lane, held in reversed(due):
+                if held.row.id in kept:
+                    held.lease = lease
+                    lane.waiting.appendleft(held)
+                else:
+                    self._held -= 1
+        self._pump()
+
+    # --- delivering ---------------------------------------------------------------------
+
+    def _enqueue(self, items: Iterable[Held]) -> None:
+        with self._lock:
+            for held in items:
+                endpoint = held.row.endpoint
+                lane = self._lanes.get(endpoint)
+                if lane is None:
+                    if len(self._lanes) >= LANES_KEPT:
+                        self._lanes = {e: x for e, x in self._lanes.items() if not x.idle()}
+                    lane = Lane(Limit(LIMIT_START, self._ceiling), deque())
+                    self._lanes[endpoint] = lane
+                lane.waiting.append(held)
+                self._held += 1
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start what the lanes' limits and the pool allow, one per lane per round."""
+        start: list[Held] = []
+        postpone: list[tuple[Held, float]] = []
+        with self._lock:
+            for endpoint, lane in list(self._lanes.items()):
+                wait = self.breaker.open_for_s(endpoint) if lane.waiting else 0.0
+                if wait > 0:  # the circuit opened: what waits goes back until it half-opens
+                    postpone += [(held, wait) for held in lane.waiting]
+                    self._held -= len(lane.waiting)
+                    lane.waiting.clear()
+            ready = [lane for lane in self._lanes.values() if lane.waiting]
+            progress = True
+            while progress and self._in_flight < POOL_THREADS:
+                progress = False
+                for lane in ready:
+                    if lane.waiting and lane.in_flight < lane.limit.slots:
+                        start.append(lane.waiting.popleft())
+                        lane.in_flight += 1
+                        self._in_flight += 1
+                        progress = True
+                        if self._in_flight >= POOL_THREADS:
+                            break
+            self._done += [
+                callbacks.postponed(held.row, held.lease, wait, "circuit open")
+                for held, wait in postpone
+            ]
+        for held in start:
+            self.pool.submit(self._run, held)
+
+    def _run(self, held: Held) -> None:
+        overloaded, latency_s = False, 0.0
+        try:
+            outcome = self._deliver(held)
+            overloaded = outcome.state in (callbacks.PENDING, "dead") and outcome.counted
+            latency_s = outcome.latency_ms / 1000
+        except Exception as exc:  # never lose a claimed callback to a bug: retry it later
+            log.exception("callback %s for %s crashed", held.row.id, held.row.message_sid,
+                          extra={"sid": held.row.message_sid})  # fmt: skip
+            outcome = callbacks.attempted(held.row, held.lease, None, 0.0, None,
+                                          f"internal error: {exc}", None)  # fmt: skip
+        with self._lock:
+            lane = self._lanes[held.row.endpoint]
+            lane.in_flight -= 1
+            lane.limit.answered(overloaded, latency_s)
+            self._in_flight -= 1
+            self._held -= 1
+            self._done.append(outcome)
+        self._pump()
+        if self._backlog:
+            self._wanted.set()
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(
+                transport=GuardedTransport(),
+                timeout=self._timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+                headers={"user-agent": USER_AGENT},
+            )
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _deliver(self, held: Held) -> Outcome:
+        row, endpoint = held.row, held.row.endpoint
+        wait = self.breaker.open_for_s(endpoint)
+        if wait > 0:
+            return callbacks.postponed(row, held.lease, wait, f"circuit open for {endpoint}")
+        url = strip_fragment(row.url)
+        params: dict[str, str] = row.params
+        body = urlencode(params)
+        stamp = int(time.time())
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": twilio_signature(held.token, url, params),
+            "i-twilio-idempotency-token": row.webhook_id,
+            "webhook-id": row.webhook_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": standard_webhook_signature(
+                held.secret, row.webhook_id, stamp, body
+            ),
+        }
+        started = time.monotonic()
+        deadline = started + self._timeout_s
+        try:
+            with self._client().stream("POST", url, content=body.encode(),
+                                       headers=headers) as response:  # fmt: skip
+                excerpt = _excerpt(response, deadline)
+        except OutboundRefused as exc:
+            self.breaker.record(endpoint, ok=True)  # our refusal says nothing about the host
+            return callbacks.attempted(row, held.lease, None, 0.0, None, f"refused: {exc}",
+                                       "failed")  # fmt: skip
+        except httpx.HTTPError as exc:
+            latency = (time.monotonic() - started) * 1000
+            self.breaker.record(endpoint, ok=False)
+            return callbacks.attempted(row, held.lease, None, latency, None,
+                                       f"{type(exc).__name__}: {exc}", None)  # fmt: skip
+        latency = (time.monotonic() - started) * 1000
+        code = response.status_code
+        retryable = code == 429 or code >= 500
+        self.breaker.record(endpoint, ok=not retryable)
+        if 200 <= code < 300:
+            state: str | None = "delivered"
+        elif code == 410:
+            state = "gone"
+        elif retryable:
+            state = None
+        else:
+            state = "failed"
+        hint = parse_retry_after(response.headers.get("retry-after")) if retryable else None
+        return callbacks.attempted(row, held.lease, code, latency, hint,
+                                   None if state else f"HTTP {code}", state, excerpt)  # fmt: skip
+
+    # --- recording ----------------------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        while not self._stop.wait(RECORD_EVERY_S):
+            try:
+                self.flush()
+            except Exception:  # the database may be away; outcomes stay queued for the next try
+                log.exception("recording callback outcomes failed; will retry")
+                time.sleep(1)
+
+    def flush(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+        if not done:
+            return
+        try:
+            with session_scope() as session:
+                callbacks.record(session, done)
+        except Exception:
+            with self._lock:
+                self._done[:0] = done
+            raise
+        callbacks.count(done)
+        if any(outcome.state != callbacks.PENDING for outcome in done):
+            self._wanted.set()  # a settled callback lets its message's next one be claimed
+        for hook in self.on_flush:
+            try:
+                hook(done)
+            except Exception:  # a wake-up lost here is the sweeper's to publish; nothing is lost
+                log.warning("after-delivery hook failed", exc_info=True)
+
+
+def _excerpt(response: httpx.Response, deadline: float) -> str | None:
+    """The start of the answer's body, read no further than the excerpt and no later than
+    ``deadline``: an endpoint that trickles its answer cannot hold a delivery for long."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= EXCERPT_CHARS * 4:  # enough bytes for the excerpt in any UTF-8
+            break
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer took longer than the callback timeout")
+    if not size:
+        return None
+    return b"".join(chunks).decode(response.encoding or "utf-8", "replace")[:EXCERPT_CHARS]
