@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     # are private; empty in production. Dev mode and tests allow loopback.
     outbound_allow_cidrs: str = ""
     callback_timeout_s: float = 5.0  # connect + read + write of one callback; Twilio waits 15 s
-    callback_max_per_host: int = 8  # concurrent callbacks to one host per worker process
+    # Ceiling of the concurrent callbacks to one endpoint per worker process; below it the limit
+    # adapts to the endpoint's answers (starts at 32, halves on overload, grows while fast).
+    callback_max_per_host: int = 64
     callback_breaker_failures: int = 5  # consecutive failures that open a host's circuit ...
     callback_breaker_open_s: float = 30.0  # ... for this long; then one probe is let through
     callback_backoff_base_s: float = 5.0  # first retry; doubles per attempt up to an hour

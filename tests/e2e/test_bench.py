@@ -1,0 +1,44 @@
+"""The README's bench command works as written: on the default store, with callbacks."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import BASE_REDIS_URL
+from tests.processes import free_port
+
+BENCH_TIMEOUT_S = 240
+
+
+def bench(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "MYCPAAS_BROKER_URL": BASE_REDIS_URL,
+                   "MYCPAAS_REDIS_URL": BASE_REDIS_URL, **env}  # fmt: skip
+    environment.pop("MYCPAAS_DATABASE_URL", None)  # the default: a SQLite file store
+    return subprocess.run(
+        ["mycpaas", "bench", "--spawn", "--url", f"http://127.0.0.1:{free_port()}", *args],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )  # fmt: skip
+
+
+def test_bench_spawns_on_a_scratch_store_of_its_own_and_counts_every_callback(
+    tmp_path: Path,
+) -> None:
+    # when: the bench runs on a fresh checkout's default settings, never migrated
+    result = bench(tmp_path, "-n", "30", "-c", "4", "--callbacks", str(free_port()))
+    # then
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith('{"messages"')]
+    report = json.loads(line)
+    assert report["statuses"] == {"delivered": 30}
+    assert report["callbacks_owed"] == report["callbacks_received"] == 90
+    assert report["callbacks_by_status"] == {"sending": 30, "sent": 30, "delivered": 30}
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_bench_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
+    result = bench(tmp_path, "-n", "1", MYCPAAS_BROKER_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1
+    assert "MYCPAAS_BROKER_URL" in error[0]
