@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from dispatcher.errors import ApiError, AuthenticationError
 from dispatcher.phone import to_e164
-from schemas.credentials import auth_token, token_hash
+from schemas.credentials import auth_token
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Account, PhoneNumber
@@ -25,14 +25,11 @@ _owners: dict[str, tuple[str | None, float]] = {}
 def rotate_token(account: Account) -> str:
     """Give the account a new auth token (and webhook secret); returns the token."""
     account.token_salt = secrets.token_hex(8)
-    token = auth_token(account.sid, account.token_salt)
-    account.auth_token_sha256 = token_hash(token)
-    return token
+    return auth_token(account.sid, account.token_salt)
 
 
 def create_account(session: Session, friendly_name: str = "") -> tuple[Account, str]:
-    account = Account(sid=new_sid("AC"), friendly_name=friendly_name, auth_token_sha256="",
-                      token_salt="")  # fmt: skip
+    account = Account(sid=new_sid("AC"), friendly_name=friendly_name, token_salt="")
     token = rotate_token(account)
     session.add(account)
     session.commit()
@@ -73,20 +70,22 @@ def _credentials(authorization: str | None) -> tuple[str, str]:
 def recently_verified(authorization: str | None) -> str | None:
     """The account sid when these credentials were verified moments ago (no I/O), else None."""
     sid, token = _credentials(authorization)
-    return sid if _verified.get((sid, token_hash(token)), 0.0) > time.monotonic() else None
+    return sid if _verified.get((sid, token), 0.0) > time.monotonic() else None
 
 
 def authenticate(authorization: str | None) -> str:
-    """The account sid whose credentials the header carries; AuthenticationError otherwise."""
+    """The account sid whose credentials the header carries; AuthenticationError otherwise.
+
+    The token is derived again from the secret key, as callbacks are signed with it: a token
+    the API accepts is the one every signature uses."""
     sid, token = _credentials(authorization)
-    digest = token_hash(token)
-    key = (sid, digest)
+    key = (sid, token)
     now = time.monotonic()
     if _verified.get(key, 0.0) > now:
         return sid
     with session_scope() as session:
-        stored = session.exec(select(Account.auth_token_sha256).where(Account.sid == sid)).first()
-    if stored is None or not hmac.compare_digest(stored, digest):
+        salt = session.exec(select(Account.token_salt).where(Account.sid == sid)).first()
+    if salt is None or not hmac.compare_digest(auth_token(sid, salt), token):
         raise AuthenticationError("Authentication failed: unknown AccountSid or wrong AuthToken")
     if len(_verified) >= AUTH_CACHE_MAX:
         _verified.clear()

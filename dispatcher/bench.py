@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -253,12 +254,13 @@ def scratch_store() -> Iterator[None]:
         else:
             directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mycpaas-bench-"))
             store = f"sqlite:///{directory}/bench.db"
-        saved = {
-            key: os.environ.get(key) for key in ("MYCPAAS_DATABASE_URL", "MYCPAAS_REDIS_PREFIX")
+        scratch = {
+            "MYCPAAS_DATABASE_URL": store,
+            "MYCPAAS_REDIS_PREFIX": f"{settings.redis_prefix}bench-{suffix}:",
+            "MYCPAAS_SECRET_KEY": secrets.token_hex(16),  # a store of its own, a key of its own
         }
-        cleanup.callback(_restore_environment, saved)
-        os.environ["MYCPAAS_DATABASE_URL"] = store
-        os.environ["MYCPAAS_REDIS_PREFIX"] = f"{settings.redis_prefix}bench-{suffix}:"
+        cleanup.callback(_restore_environment, {key: os.environ.get(key) for key in scratch})
+        os.environ.update(scratch)
         get_settings.cache_clear()
         dispose_engine()
         upgrade(store)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlmodel import select
 
 from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import Options, callback_sink, run_bench, scratch_store, spawned_platform
@@ -14,9 +15,16 @@ from dispatcher.errors import ApiError
 from dispatcher.publish import wake
 from dispatcher.queues import show as show_queues
 from dispatcher.server import serve as run_server
-from schemas.credentials import webhook_secret
+from schemas.credentials import (
+    SecretKeyError,
+    adopt_secret_key,
+    auth_token,
+    check_secret_key,
+    webhook_secret,
+)
 from schemas.db import session_scope
 from schemas.migrate import upgrade
+from schemas.models import Account
 from schemas.settings import get_settings
 from workers import callbacks
 from workers.app import QUEUES
@@ -31,11 +39,41 @@ def main() -> None:
     configure_logging()
 
 
+def require_secret_key() -> None:
+    """Refuse to run with a key the database's tokens were not issued under (one line)."""
+    try:
+        with session_scope() as session:
+            check_secret_key(session)
+    except SecretKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command()
 def migrate() -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database schema (and record the secret key's fingerprint)."""
     upgrade()
+    require_secret_key()
     click.echo("database is at the latest schema")
+
+
+@main.group("secret-key")
+def secret_key() -> None:
+    """The key every auth token and webhook secret is derived from."""
+
+
+@secret_key.command("rotate")
+@click.option("--yes", is_flag=True, required=True, help="Every token and secret changes.")
+def secret_key_rotate(yes: bool) -> None:
+    """Make this process's MYCPAAS_SECRET_KEY the database's; prints each account's new auth
+    token and webhook secret (one JSON line per account). Stop every process first, then
+    start them all with the new key."""
+    with session_scope() as session:
+        adopt_secret_key(session)
+        for account in session.exec(select(Account).order_by(Account.sid)):
+            sid, salt = account.sid, account.token_salt
+            line = {"sid": sid, "name": account.friendly_name, "auth_token": auth_token(sid, salt),
+                    "webhook_secret": webhook_secret(sid, salt)}  # fmt: skip
+            click.echo(json.dumps(line))
 
 
 @main.group()
@@ -48,6 +86,7 @@ def accounts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the sid and token as JSON.")
 def accounts_create(name: str, as_json: bool) -> None:
     """Create an account; its auth token is printed once and never again."""
+    require_secret_key()
     with session_scope() as session:
         account, token = create_account(session, name)
     secret = webhook_secret(account.sid, account.token_salt)
@@ -114,6 +153,7 @@ def queues(watch: bool, interval_s: float) -> None:
 @click.option("--workers", default=1, show_default=True, help="Server processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API."""
+    require_secret_key()
     run_server(host, port, workers)
 
 
@@ -125,6 +165,7 @@ def serve(host: str, port: int, workers: int) -> None:
 def worker(queues: str, pool: str | None, concurrency: int | None, hostname: str | None) -> None:
     """Run a pipeline worker for one or more queues."""
     names = [name.strip() for name in queues.split(",") if name.strip()]
+    require_secret_key()
     try:
         run_worker(names, pool, concurrency, get_settings().log_level, hostname)
     except ValueError as exc:

@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from dispatcher.accounts import add_number, rotate_token
 from dispatcher.inbox import Inbox
+from schemas.credentials import SecretKeyError, check_secret_key
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.migrate import upgrade
@@ -52,10 +53,7 @@ def _dev_account() -> tuple[str, str]:
             select(Account).where(Account.friendly_name == DEV_ACCOUNT_NAME)
         ).first()
         if account is None:
-            account = Account(
-                sid=new_sid("AC"), friendly_name=DEV_ACCOUNT_NAME, auth_token_sha256="",
-                token_salt="",
-            )  # fmt: skip
+            account = Account(sid=new_sid("AC"), friendly_name=DEV_ACCOUNT_NAME, token_salt="")
         token = rotate_token(account)
         session.add(account)
         session.commit()
@@ -126,6 +124,11 @@ def run_dev(data_dir: Path, port: int) -> None:
     os.environ.update(env)
     get_settings.cache_clear()
     upgrade()
+    try:
+        with session_scope() as session:
+            check_secret_key(session)
+    except SecretKeyError as exc:
+        raise click.ClickException(f"{exc} (or start afresh with another --data-dir)") from exc
     sid, token = _dev_account()
     base = f"http://127.0.0.1:{port}"
     me = [sys.executable, "-m", "dispatcher.cli"]

@@ -26,7 +26,6 @@ class Account(SQLModel, table=True):
 
     sid: str = Field(primary_key=True, max_length=34)
     friendly_name: str = Field(default="", max_length=200)
-    auth_token_sha256: str = Field(max_length=64)  # the token itself is never stored
     token_salt: str = Field(max_length=32)  # see schemas/credentials.py
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -262,6 +261,15 @@ class Media(SQLModel, table=True):
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class PlatformState(SQLModel, table=True):
+    """Facts about the installation itself, by name (the secret key's fingerprint)."""
+
+    __tablename__ = "platform_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
+
+
 class MetricCounter(SQLModel, table=True):
     """A counter the workers add to (see workers/metrics.py): one row per name and label set."""
 
@@ -292,5 +300,6 @@ callbacks_table: Table = Callback.__table__  # type: ignore[attr-defined]
 callback_attempts_table: Table = CallbackAttempt.__table__  # type: ignore[attr-defined]
 accounts_table: Table = Account.__table__  # type: ignore[attr-defined]
 media_table: Table = Media.__table__  # type: ignore[attr-defined]
+platform_state_table: Table = PlatformState.__table__  # type: ignore[attr-defined]
 metric_counters_table: Table = MetricCounter.__table__  # type: ignore[attr-defined]
 stage_activity_table: Table = StageActivity.__table__  # type: ignore[attr-defined]

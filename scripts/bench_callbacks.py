@@ -1,11 +1,16 @@
-"""Callbacks per second from one callbacks worker to a fast local receiver.
+"""Callbacks per second to one fast local receiver: the commonest deployment, one webhook host.
 
-    uv run python scripts/bench_callbacks.py [-n 5000] [--workers 1]
+    uv run python scripts/bench_callbacks.py pipeline [-n 5000]
+    uv run python scripts/bench_callbacks.py drain [-n 5000] [--workers 1]
 
-Creates its own database, stores N delivered messages each owing one status callback to a
+``pipeline`` runs ``mycpaas bench --spawn --callbacks`` (the whole platform, 20 ms carrier,
+32 clients, every message with a StatusCallback on one receiver) and reports when the last
+callback arrived after the last message settled: callbacks must keep pace with the pipeline.
+``drain`` creates its own database, stores N delivered messages each owing one callback to a
 receiver on loopback (a minimal ASGI app under uvicorn that answers 200), starts
 ``mycpaas worker -Q callbacks`` and times from the first wake-up until every callback is
-recorded as delivered. Prints a table and one JSON line.
+recorded as delivered: the callbacks stage alone, with nothing else running.
+Each prints a summary and one JSON line.
 """
 
 import argparse
@@ -18,7 +23,7 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-from scratch import free_port, scratch_database, wait_http
+from scratch import ADMIN_URL, free_port, scratch_database, wait_http
 
 REDIS = "redis://127.0.0.1:6379/6"
 RECEIVER = """
@@ -35,21 +40,32 @@ async def app(scope, receive, send):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["pipeline", "drain"])
     parser.add_argument("-n", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="callbacks workers (drain)")
     args = parser.parse_args()
     env = {**os.environ, "MYCPAAS_BROKER_URL": REDIS, "MYCPAAS_REDIS_URL": REDIS,
            "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
-           "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8", "MYCPAAS_LOG_LEVEL": "WARNING",
-           "MYCPAAS_CALLBACK_MAX_PER_HOST": "64"}  # fmt: skip
+           "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8", "MYCPAAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    if args.scenario == "pipeline":
+        pipeline(args, env)
+        return
     with scratch_database("mycpaas_bench_callbacks", env) as db_url:
         run(args, {**env, "MYCPAAS_DATABASE_URL": db_url}, db_url)
+
+
+def pipeline(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """The whole platform with every callback to one receiver (``mycpaas bench`` does it)."""
+    command = ["mycpaas", "bench", "--spawn", "-n", str(args.n), "-c", "32", "--latency-ms",
+               "20", "--url", f"http://127.0.0.1:{free_port()}", "--callbacks", str(free_port())]  # fmt: skip
+    subprocess.run(command, env={**env, "MYCPAAS_DATABASE_URL": ADMIN_URL}, check=True)
 
 
 def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
     os.environ.update(env)
     from dispatcher.accounts import add_number, create_account
     from schemas.db import session_scope
+    from workers.callbacks import endpoint_of
 
     with session_scope() as session:
         account, _token = create_account(session, "bench")
@@ -77,14 +93,15 @@ def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
                                 "delivered", "outbound-api", 1, 0, "GSM-7", False, "[]", url,
                                 36000, now, "done", 0, False, False, now, now))  # fmt: skip
         with cur.copy(
-            "COPY callbacks (message_sid, account_sid, url, status, params, webhook_id, state,"
-            " attempts, next_attempt_at, date_created, date_updated) FROM STDIN"
+            "COPY callbacks (message_sid, account_sid, url, endpoint, status, params, webhook_id,"
+            " state, attempts, next_attempt_at, date_created, date_updated) FROM STDIN"
         ) as copy:
+            endpoint = endpoint_of(url)
             for sid in sids:
                 params = json.dumps({"MessageSid": sid, "MessageStatus": "delivered",
                                      "AccountSid": account.sid})  # fmt: skip
-                copy.write_row((sid, account.sid, url, "delivered", params, f"{sid}.delivered",
-                                "pending", 0, now, now, now))  # fmt: skip
+                copy.write_row((sid, account.sid, url, endpoint, "delivered", params,
+                                f"{sid}.delivered", "pending", 0, now, now, now))  # fmt: skip
         conn.commit()
     workers = [
         subprocess.Popen(

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 
+# Processes pointed at Postgres refuse the built-in development key; scratch stores get this one.
+os.environ.setdefault("MYCPAAS_SECRET_KEY", "bench-secret-key")
 ADMIN_URL = os.environ.get("MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

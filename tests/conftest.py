@@ -43,6 +43,7 @@ os.environ.update(
         "MYCPAAS_REDIS_PREFIX": RUN_REDIS_PREFIX,
         "MYCPAAS_LOG_LEVEL": "WARNING",
         "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # local receivers only
+        "MYCPAAS_SECRET_KEY": "test-secret-key",  # Postgres refuses the development key
     }
 )
 for variable in ("TWILIO_REGION", "TWILIO_EDGE"):

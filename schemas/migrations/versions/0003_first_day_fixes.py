@@ -1,4 +1,5 @@
-"""callbacks.endpoint; callback_attempts.callback_id as wide as callbacks.id; 'sent' index
+"""callbacks.endpoint; callback_attempts.callback_id as wide as callbacks.id; 'sent' index;
+platform_state (the secret key's fingerprint); tokens are derived, no longer hashed
 
 Revision ID: 0003
 Revises: 0002
@@ -22,6 +23,15 @@ def endpoint(url: str) -> str:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "platform_state",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    # A token is checked by deriving it from the secret key again: one source of truth.
+    with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("auth_token_sha256")
     with op.batch_alter_table("callbacks") as batch:
         batch.add_column(sa.Column("endpoint", sa.String(length=300), nullable=False,
                                    server_default=""))  # fmt: skip
@@ -68,6 +78,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.add_column(sa.Column("auth_token_sha256", sa.String(length=64), nullable=False,
+                                   server_default=""))  # fmt: skip
+    op.drop_table("platform_state")
     with op.batch_alter_table("callbacks") as batch:
         batch.drop_column("endpoint")
     op.drop_index(
