@@ -44,9 +44,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1, help="callbacks workers (drain)")
     args = parser.parse_args()
-    env = {**os.environ, "MYCPAAS_BROKER_URL": REDIS, "MYCPAAS_REDIS_URL": REDIS,
-           "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
-           "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8", "MYCPAAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MYCPAAS_BROKER_URL": REDIS,
+        "MYCPAAS_REDIS_URL": REDIS,
+        "MYCPAAS_REDIS_PREFIX": f"bench-cb-{secrets.token_hex(3)}:",
+        "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8",
+        "MYCPAAS_LOG_LEVEL": "WARNING",
+    }
     if args.scenario == "pipeline":
         pipeline(args, env)
         return
@@ -56,8 +61,9 @@ def main() -> None:
 
 def pipeline(args: argparse.Namespace, env: dict[str, str]) -> None:
     """The whole platform with every callback to one receiver (``mycpaas bench`` does it)."""
-    command = ["mycpaas", "bench", "--spawn", "-n", str(args.n), "-c", "32", "--latency-ms",
-               "20", "--url", f"http://127.0.0.1:{free_port()}", "--callbacks", str(free_port())]  # fmt: skip
+    api, sink = f"http://127.0.0.1:{free_port()}", str(free_port())
+    command = ["mycpaas", "bench", "--spawn", "-n", str(args.n), "-c", "32", "--latency-ms", "20",
+               "--url", api, "--callbacks", sink]  # fmt: skip
     subprocess.run(command, env={**env, "MYCPAAS_DATABASE_URL": ADMIN_URL}, check=True)
 
 
