@@ -16,6 +16,7 @@ from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
 from schemas.db import session_scope
+from workers import carrier_health
 from workers.app import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,16 @@ def broker_ready() -> bool:
     return True
 
 
+def carrier_ready() -> str:
+    """`ok`, or since when the carrier refuses our credentials (as a worker recorded it)."""
+    try:
+        with session_scope() as session:
+            refusal = carrier_health.current(session)
+    except Exception:
+        return "unknown"  # the database check says why
+    return "ok" if refusal is None else f"refuses our credentials since {refusal}"
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="mycpaas dispatch",
@@ -107,11 +118,15 @@ def create_app() -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
-        """The database and the broker are reachable (503 with the failing part otherwise)."""
-        checks = {"database": database_ready(), "broker": broker_ready()}
-        status = 200 if all(checks.values()) else 503
-        return JSONResponse({name: "ok" if ok else "unavailable" for name, ok in checks.items()},
-                            status_code=status)  # fmt: skip
+        """The database and the broker are reachable and the carrier takes our credentials
+        (503 naming the failing part otherwise)."""
+        checks = {
+            "database": "ok" if database_ready() else "unavailable",
+            "broker": "ok" if broker_ready() else "unavailable",
+            "carrier": carrier_ready(),
+        }
+        status = 200 if all(value == "ok" for value in checks.values()) else 503
+        return JSONResponse(checks, status_code=status)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlmodel import Session
 
-from workers import backlog
+from workers import backlog, carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
 
 
@@ -49,6 +49,12 @@ def _gauges(session: Session) -> Iterator[Metric]:
     for queue, count in (backlog.broker_depths() or {}).items():
         broker.add_metric([queue], count)
     yield broker
+    refused = GaugeMetricFamily(
+        "mycpaas_carrier_credentials_refused",
+        "1 while the carrier refuses the platform's credentials (401/403): messages wait",
+    )
+    refused.add_metric([], 0.0 if carrier_health.current(session) is None else 1.0)
+    yield refused
 
 
 def _histogram(name: str, family: Family, stored: dict[Key, float]) -> HistogramMetricFamily:

@@ -26,10 +26,12 @@ from schemas.models import messages_table, phone_numbers_table, receipts_table, 
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
+from workers import carrier_health
 from workers.carriers.base import (
     Accepted,
     CarrierDriver,
     CarrierError,
+    CredentialsRefused,
     Deferred,
     PermanentCarrierError,
     Rejected,
@@ -181,6 +183,10 @@ def _submit(
         return results
     try:
         answers: Sequence[Result] = driver.submit(submissions)
+    except CredentialsRefused as exc:  # the platform's fault: wait, with backoff; logged there
+        carrier_health.refused(exc.message)
+        answers = [Deferred(s.reference, 0.0, f"carrier refused our credentials: {exc}")
+                   for s in submissions]  # fmt: skip
     except TransientCarrierError as exc:
         log.warning("carrier unavailable for %d segments: %s", len(submissions), exc,
                     extra={"sids": sids_of(submissions)})  # fmt: skip
@@ -190,6 +196,8 @@ def _submit(
         log.error("carrier refused %d segments: %s", len(submissions), exc,
                   extra={"sids": sids_of(submissions)})  # fmt: skip
         answers = [Rejected(s.reference, REFUSED, str(exc)) for s in submissions]
+    if any(isinstance(answer, Accepted) for answer in answers):
+        carrier_health.accepted()
     results.update({answer.reference: answer for answer in answers})
     return results
 
@@ -251,6 +259,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
                     reconcile=False),
             [{"b_sid": sid, "b_due": due} for sid, due in retry.items()],
         )  # fmt: skip
+    carrier_health.sync(session)
     session.commit()
     for row in rows:
         if row.sid not in retry:

@@ -5,7 +5,8 @@ segment, in order. A result is about that one segment; an exception is about the
 
 CarrierError                  the request as a whole got no per-segment answer
 ├── TransientCarrierError     connect error, timeout, 429, 5xx: may be retried (``retry_after_s``)
-│   └── MalformedAnswer       the carrier answered, but not in the contract's shape
+│   ├── MalformedAnswer       the carrier answered, but not in the contract's shape
+│   └── CredentialsRefused    401/403: the platform's credentials, not the message, are wrong
 └── PermanentCarrierError     refused as sent (a 4xx other than 429, a 3xx since redirects are
                               not followed, an unusable URL): the same request would fail again
 
@@ -106,6 +107,11 @@ class TransientCarrierError(CarrierError):
 
 class MalformedAnswer(TransientCarrierError):
     """The carrier answered outside the contract (not JSON, wrong shape, results missing)."""
+
+
+class CredentialsRefused(TransientCarrierError):
+    """The carrier refused our credentials (401/403): a configuration fault of the platform.
+    The messages wait (with backoff, within their validity) until it is fixed."""
 
 
 class PermanentCarrierError(CarrierError):

@@ -10,8 +10,10 @@ request carries ``Authorization: Bearer <token>``.
      "part": 1, "total": 1, "udh_ref": 17, "media": []}
 
 * ``2xx {"carrier_id": "…"}``: accepted. The gateway's receipts name that ``carrier_id``.
-* ``4xx {"error_code": 30006, "message": "…"}`` (any 4xx but 429): rejected for good; a missing
-  ``error_code`` is read as 30008 (unknown error).
+* ``4xx {"error_code": 30006, "message": "…"}`` (any 4xx but 401, 403 and 429): rejected for
+  good; a missing ``error_code`` is read as 30008 (unknown error).
+* ``401`` or ``403``: the gateway refuses the platform's credentials. No message is at fault:
+  the call raises :class:`CredentialsRefused` and its segments wait, with backoff.
 * ``429`` or ``5xx`` (``Retry-After`` honoured, else 1 s), a connect error or a timeout: deferred;
   the same reference may be sent again. Anything else (``3xx``; redirects are never followed)
   is deferred as well.
@@ -41,6 +43,7 @@ import httpx
 
 from workers.carriers.base import (
     Accepted,
+    CredentialsRefused,
     Deferred,
     MalformedAnswer,
     PermanentCarrierError,
@@ -89,8 +92,18 @@ def send(client: httpx.Client, method: str, url: str, body: object = None) -> ht
         raise MalformedAnswer(f"carrier answer unreadable: {type(exc).__name__}: {exc}") from exc
 
 
+def check_credentials(response: httpx.Response) -> None:
+    """Raise CredentialsRefused for a 401 or 403."""
+    if response.status_code in (401, 403):
+        raise CredentialsRefused(
+            f"HTTP {response.status_code}: {response.text[:EXCERPT_CHARS]}",
+            status_code=response.status_code,
+        )
+
+
 def check_status(response: httpx.Response) -> None:
     """Raise for an answer that refuses the request as a whole; return for a 2xx."""
+    check_credentials(response)
     code = response.status_code
     if code == 429 or code >= 500:
         raise TransientCarrierError(
@@ -179,6 +192,12 @@ class HttpCarrierDriver(ClientDriver):
                 response = send(self._client, "POST", "/messages", wire_submission(submission))
             except TransientCarrierError as exc:
                 return results + _defer_rest(submissions[position:], exc.retry_after_s, exc.message)
+            try:
+                check_credentials(response)
+            except CredentialsRefused as exc:
+                if not results:
+                    raise
+                return results + _defer_rest(submissions[position:], None, exc.message)
             if response.status_code == 429:
                 retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
                 return results + _defer_rest(
