@@ -3,18 +3,26 @@
 It needs no server: the record is a SQLite file and the broker is kombu's SQLAlchemy transport
 on a second SQLite file (durable, no daemon, and the same kombu code path as production brokers;
 slower than Redis, which does not matter for one developer). Ctrl-C stops every child.
+
+The console stays readable: the banner comes once every part answers, then one line per status
+change (read from the record) and per callback the inbox receives. Each child's own output
+(Celery's banners, request and task lines) goes to ``<data-dir>/logs/<part>.log``.
 """
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
+import httpx
+from sqlalchemy import func
 from sqlmodel import select
 
 from dispatcher.accounts import add_number, rotate_token
@@ -23,13 +31,16 @@ from schemas.credentials import SecretKeyError, check_secret_key
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.migrate import upgrade
-from schemas.models import Account
+from schemas.models import Account, message_events_table
 from schemas.settings import get_settings
 from workers.app import QUEUES
 
 DEV_ACCOUNT_NAME = "dev"
 DEV_NUMBER = "+15005550006"  # Twilio's magic "valid" test number; valid for libphonenumber too
 STOP_GRACE_S = 10.0  # children get this long to finish their work after Ctrl-C
+READY_TIMEOUT_S = 60.0  # every part answers within this, or dev says which did not
+FEED_EVERY_S = 0.5  # status changes are printed this often
+WORKER_READY = " ready."  # what Celery logs once the worker consumes
 
 
 def dev_environment(data_dir: Path, port: int) -> dict[str, str]:
@@ -62,21 +73,97 @@ def _dev_account() -> tuple[str, str]:
 
 
 @contextmanager
-def _children(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[subprocess.Popen]]:
-    procs = [subprocess.Popen(command, env=env) for command in commands]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in procs:
+def _children(
+    commands: dict[str, list[str]], env: dict[str, str], logs: Path
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start each part with its output in ``logs/<part>.log``; stop them all on exit."""
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    with ExitStack() as files:
+        for name, command in commands.items():
+            log = files.enter_context((logs / f"{name}.log").open("ab"))
+            procs[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield procs
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for proc in procs.values():
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _wait_ready(checks: dict[str, Callable[[], bool]], procs: dict[str, subprocess.Popen],
+                logs: Path) -> None:  # fmt: skip
+    """Return once every check passes; fail naming the part that exited or never answered."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = dict(checks)
+    while waiting:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"{name} exited with {proc.returncode}; see {logs / f'{name}.log'}"
+                )
+        waiting = {name: check for name, check in waiting.items() if not check()}
+        if waiting and time.monotonic() > deadline:
+            raise click.ClickException(
+                f"{', '.join(waiting)} did not answer within {READY_TIMEOUT_S:.0f} s; see {logs}"
+            )
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _logged(path: Path, text: str) -> Callable[[], bool]:
+    return lambda: path.exists() and text in path.read_text(errors="replace")
+
+
+class StatusFeed:
+    """Prints each status change as the record gets it: ``SM… sent``."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._stop = threading.Event()
+        with session_scope() as session:
+            self._last = session.exec(select(func.max(message_events_table.c.id))).one() or 0
+        self._thread = threading.Thread(target=self._run, name="status-feed", daemon=True)
+
+    def __enter__(self) -> "StatusFeed":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        e = message_events_table.c
+        while not self._stop.wait(FEED_EVERY_S):
             try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                with session_scope() as session:
+                    rows = session.exec(
+                        select(e.id, e.message_sid, e.status, e.error_code)
+                        .where(e.id > self._last).order_by(e.id).limit(500)
+                    ).all()  # fmt: skip
+            except Exception as exc:  # the store is busy or gone; the next round tries again
+                self._say(f"(status feed: {exc})")
+                continue
+            for event_id, sid, status, code in rows:
+                self._last = event_id
+                self._say(f"message  {sid} {status}{f' error {code}' if code else ''}")
 
 
 def _banner(base: str, sid: str, token: str, inbox: str, env: dict[str, str]) -> str:
@@ -120,6 +207,7 @@ def _stop_on_sigterm(_signum: int, _frame: object) -> None:
 
 def run_dev(data_dir: Path, port: int) -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    logging.getLogger().setLevel(logging.WARNING)  # this console is for the banner and feed
     env = {**os.environ, **dev_environment(data_dir, port)}
     os.environ.update(env)
     get_settings.cache_clear()
@@ -131,17 +219,31 @@ def run_dev(data_dir: Path, port: int) -> None:
         raise click.ClickException(f"{exc} (or start afresh with another --data-dir)") from exc
     sid, token = _dev_account()
     base = f"http://127.0.0.1:{port}"
+    sim = f"http://127.0.0.1:{port + 100}"
+    logs = data_dir / "logs"
     me = [sys.executable, "-m", "dispatcher.cli"]
-    commands = [
-        [*me, "serve", "--port", str(port)],
-        [*me, "carrier-sim", "--port", str(port + 100)],
-        [*me, "worker", "-Q", ",".join(QUEUES), "-c", "4", "-n", "dev@%h"],
-        [*me, "beat", "--schedule-file", str(data_dir / "beat-schedule")],
-    ]
-    with Inbox(port + 200, token, click.echo) as inbox, _children(commands, env) as procs:
+    commands = {
+        "api": [*me, "serve", "--port", str(port)],
+        "carrier-sim": [*me, "carrier-sim", "--port", str(port + 100)],
+        "worker": [*me, "worker", "-Q", ",".join(QUEUES), "-c", "4", "-n", "dev@%h"],
+        "beat": [*me, "beat", "--schedule-file", str(data_dir / "beat-schedule")],
+    }
+    with (
+        Inbox(port + 200, token, click.echo) as inbox,
+        _children(commands, env, logs) as procs,
+    ):
+        checks = {"api": _answers(f"{base}/readyz"), "carrier-sim": _answers(f"{sim}/healthz"),
+                  "worker": _logged(logs / "worker.log", WORKER_READY)}  # fmt: skip
+        click.echo(f"starting: API, carrier simulator, worker, beat (logs in {logs}/)")
+        _wait_ready(checks, procs, logs)
         click.echo(_banner(base, sid, token, inbox.url, env))
-        try:
-            while all(proc.poll() is None for proc in procs):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            click.echo("stopping…")
+        with StatusFeed(click.echo):
+            try:
+                while all(proc.poll() is None for proc in procs.values()):
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                click.echo("stopping…")
+                return
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                click.echo(f"{name} exited with {proc.returncode}; see {logs / f'{name}.log'}")

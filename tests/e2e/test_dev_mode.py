@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.dev import dev_environment
 from tests.media_server import running_media_server
-from tests.processes import free_port, wait_http
+from tests.processes import free_port
 
 
 def send(api: str, sid: str, token: str, **params: str) -> dict:
@@ -54,7 +54,7 @@ def test_dev_mode_delivers_sms_and_mms_with_callbacks_in_its_inbox_and_stops_cle
         sid = re.search(r"AccountSid (AC\w+)", banner).group(1)  # type: ignore[union-attr]
         token = re.search(r"AuthToken  (\w+)", banner).group(1)  # type: ignore[union-attr]
         api = f"http://127.0.0.1:{port}"
-        wait_http(f"{api}/healthz")
+        assert httpx.get(f"{api}/readyz").status_code == 200  # the banner waits for every part
         inbox = re.search(r"Inbox      (\S+)", banner).group(1)  # type: ignore[union-attr]
         with running_media_server() as media:
             # when: an SMS and an MMS, each with the inbox as its status callback
@@ -74,6 +74,16 @@ def test_dev_mode_delivers_sms_and_mms_with_callbacks_in_its_inbox_and_stops_cle
             assert expected <= got
             printed = output.read_text()
             assert f"callback {mms['sid']} delivered  (signature ok)" in printed
+            deadline = time.monotonic() + 5  # the feed reads the record twice a second
+            while f"message  {sms['sid']} delivered" not in printed:
+                assert time.monotonic() < deadline, printed
+                time.sleep(0.2)
+                printed = output.read_text()
+            # the console shows the banner and one line per event; the parts log to files
+            assert "SecurityWarning" not in printed
+            assert "celery@" not in printed
+            assert "HTTP Request" not in printed
+            assert " ready." in (tmp_path / "data" / "logs" / "worker.log").read_text()
             media_list = httpx.get(f"{api}{mms['uri']}/Media", auth=(sid, token)).json()
             assert [m["content_type"] for m in media_list["media"]] == ["image/png"]
         # and: the queues are visible on the embedded store too
