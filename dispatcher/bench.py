@@ -32,10 +32,16 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from dispatcher import cputime
 from dispatcher.accounts import add_number, create_account
 from schemas.db import dispose_engine, session_scope
 from schemas.migrate import upgrade
-from schemas.models import callbacks_table, message_events_table, messages_table
+from schemas.models import (
+    callback_attempts_table,
+    callbacks_table,
+    message_events_table,
+    messages_table,
+)
 from schemas.settings import get_settings
 
 STARTUP_TIMEOUT_S = 30.0
@@ -134,10 +140,16 @@ def _timings(sender: str) -> tuple[list[float], list[float], dict[str, int]]:
     return to_sent, to_delivered, statuses
 
 
-def run_bench(api: str, options: Options) -> dict[str, object]:
+def run_bench(
+    api: str, options: Options, sessions: dict[str, int] | None = None
+) -> dict[str, object]:
+    """Run the bench against ``api``; ``sessions`` (part name → session id of the spawned
+    processes) adds the CPU each part spent, per message."""
     sid, token, sender = _bench_sender()
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, "
                f"rate {options.rate or 'unlimited'}/s, sender {sender}")  # fmt: skip
+    measure_cpu = sessions is not None and cputime.available()
+    cpu_before = cputime.snapshot(sessions or {}) if measure_cpu else {}
     started = time.monotonic()
     request_latencies = asyncio.run(_send_all(api, sid, token, sender, options))
     accepted_s = time.monotonic() - started
@@ -150,6 +162,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
     finished_s = time.monotonic() - started
     to_sent, to_delivered, statuses = _timings(sender)
     callbacks = _callbacks_report(sid, sender, options, deadline) if options.callback_url else {}
+    cpu = cputime.spent(cpu_before, cputime.snapshot(sessions or {})) if measure_cpu else {}
     ms = 1000.0
     report: dict[str, object] = {
         "messages": options.count,
@@ -172,6 +185,9 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
         "wall_s": round(finished_s, 2),
         **callbacks,
     }
+    if cpu:
+        report["cpu_s"] = cpu
+        report["cpu_ms_per_message"] = round(sum(cpu.values()) * 1000 / options.count, 2)
     click.echo(
         "\n".join(
             [
@@ -192,6 +208,13 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
             f"received at {callbacks['callbacks_per_s']}/s, the last "
             f"{callbacks['callbacks_after_last_terminal_s']} s after the last message settled"
         )
+    if cpu:
+        parts = "  ".join(
+            f"{name} {seconds * 1000 / options.count:.2f}"
+            for name, seconds in sorted(cpu.items(), key=lambda item: -item[1])
+        )
+        click.echo(f"cpu        {report['cpu_ms_per_message']} ms per message: {parts} "
+                   "(postgres and redis-server: everything they served meanwhile)")  # fmt: skip
     click.echo(json.dumps(report))
     return report
 
@@ -218,6 +241,16 @@ def _callbacks_report(
         if stats["count"] >= owed or time.monotonic() > deadline:
             break
         time.sleep(POLL_S / 5)
+    a = callback_attempts_table.c
+    with session_scope() as session:
+        failed_attempts = dict(
+            session.execute(
+                select(a.error, func.count())
+                .join(callbacks_table, c.id == a.callback_id)
+                .where(c.account_sid == account_sid, a.error.is_not(None))
+                .group_by(a.error)
+            ).all()
+        )
     span = (stats["last_at"] or 0) - (stats["first_at"] or 0)
     after = (stats["last_at"] or 0) - last_terminal.timestamp() if last_terminal else None
     return {
@@ -226,6 +259,7 @@ def _callbacks_report(
         "callbacks_by_status": stats["by_status"],
         "callbacks_per_s": round(stats["count"] / span, 1) if span > 0 else None,
         "callbacks_after_last_terminal_s": round(after, 2) if after is not None else None,
+        "callback_attempts_failed": failed_attempts,
     }
 
 
@@ -296,8 +330,11 @@ def _check_broker(broker_url: str, redis_url: str) -> None:
 
 
 @contextlib.contextmanager
-def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int) -> Iterator[str]:
-    """The whole platform as child processes on loopback, for one bench run."""
+def spawned_platform(
+    port: int, sim_port: int, latency_ms: float, carriers: int
+) -> Iterator[tuple[str, dict[str, int]]]:
+    """The whole platform as child processes on loopback, for one bench run; yields the API's
+    URL and each part's session id (for its CPU time)."""
     settings = get_settings()
     env = {
         **os.environ,
@@ -308,30 +345,32 @@ def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int)
         "MYCPAAS_LOG_LEVEL": settings.log_level if settings.log_level != "INFO" else "WARNING",
     }
     me = [sys.executable, "-m", "dispatcher.cli"]
-    commands = [
-        [*me, "carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms)],
-        [*me, "serve", "--port", str(port), "--workers", "2"],
-        [*me, "worker", "-Q", "segment"],
-        *(
-            [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
+    commands = {
+        "carrier-sim": [*me, "carrier-sim", "--port", str(sim_port), "--latency-ms",
+                        str(latency_ms)],
+        "api": [*me, "serve", "--port", str(port), "--workers", "2"],
+        "segment": [*me, "worker", "-Q", "segment"],
+        **{
+            f"carrier{n}": [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
             for n in range(carriers)
-        ),
-        [*me, "worker", "-Q", "callbacks"],
-        [*me, "worker", "-Q", "maintenance"],
-        [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
-    ]
-    with _spawned(commands, env):
+        },
+        "callbacks": [*me, "worker", "-Q", "callbacks"],
+        "maintenance": [*me, "worker", "-Q", "maintenance"],
+        "beat": [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
+    }  # fmt: skip
+    with _spawned(commands, env) as sessions:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{port}/healthz"):
             _wait_up(url, deadline)
         time.sleep(2)  # workers connect to the broker
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", sessions
 
 
 @contextlib.contextmanager
 def callback_sink(port: int) -> Iterator[str]:
     """A fast local receiver for every status callback of the run (its own process)."""
-    with _spawned([[sys.executable, "-m", "dispatcher.sink", "--port", str(port)]], {**os.environ}):
+    command = [sys.executable, "-m", "dispatcher.sink", "--port", str(port)]
+    with _spawned({"sink": command}, {**os.environ}):
         _wait_up(f"http://127.0.0.1:{port}/stats", time.monotonic() + STARTUP_TIMEOUT_S)
         yield f"http://127.0.0.1:{port}/status"
 
@@ -347,15 +386,19 @@ def _wait_up(url: str, deadline: float) -> None:
 
 
 @contextlib.contextmanager
-def _spawned(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
-    procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
+def _spawned(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[dict[str, int]]:
+    """Each command in a session of its own (stopped as a group); yields name → session id."""
+    procs = {
+        name: subprocess.Popen(command, env=env, start_new_session=True)
+        for name, command in commands.items()
+    }
     try:
-        yield
+        yield {name: proc.pid for name, proc in procs.items()}
     finally:
-        for proc in procs:
+        for proc in procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
+        for proc in procs.values():
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -202,11 +202,14 @@ def bench(
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
         options = Options(count, concurrency, rate, timeout_s, sink)
+        sessions = None
         if spawn:
             stack.enter_context(scratch_store())
             port = int(url.rsplit(":", 1)[1])
-            url = stack.enter_context(spawned_platform(port, port + 100, latency_ms, carriers))
-        run_bench(url, options)
+            url, sessions = stack.enter_context(
+                spawned_platform(port, port + 100, latency_ms, carriers)
+            )
+        run_bench(url, options, sessions)
 
 
 @main.command("carrier-sim")
