@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import Row
+from sqlmodel import Session
 
 from schemas.db import session_scope
 from schemas.settings import get_settings
@@ -55,6 +56,7 @@ SKIPPING_CLAIM_EVERY_S = 0.05
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
 EXCERPT_CHARS = 500  # of a response body kept in the attempt log
+KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
 USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
 
@@ -153,6 +155,7 @@ class Deliverer:
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="callback")
         self.breaker = Breaker(settings.callback_breaker_failures, settings.callback_breaker_open_s)
         self._lanes: dict[str, Lane] = {}
+        self._keys: dict[str, tuple[float, tuple[str, str]]] = {}  # account → (until, keys)
         self._held = 0  # claimed and not finished: waiting in a lane or in flight
         self._in_flight = 0
         self._backlog = False  # the last claim was cut short by room: more is due
@@ -231,7 +234,7 @@ class Deliverer:
         with session_scope() as session:
             rows = callbacks.claim(session, room, skip)
             sending = callbacks.skip_gone(session, rows)
-            keys = callbacks.credentials(session, {row.account_sid for row in sending})
+            keys = self._signing_keys(session, {row.account_sid for row in sending})
         recorder.processed("callbacks", len(rows))
         self._enqueue(
             Held(row, *keys[row.account_sid], lease=row.next_attempt_at) for row in sending
@@ -244,6 +247,15 @@ class Deliverer:
             self._wanted.set()
             for hook in self.on_backlog:
                 hook()
+
+    def _signing_keys(self, session: Session, accounts: set[str]) -> dict[str, tuple[str, str]]:
+        """(auth token, webhook secret) per account, read at most every ``KEYS_TTL_S``."""
+        now = time.monotonic()
+        stale = {sid for sid in accounts if self._keys.get(sid, (0.0,))[0] <= now}
+        if stale:
+            fresh = callbacks.credentials(session, stale)
+            self._keys.update({sid: (now + KEYS_TTL_S, keys) for sid, keys in fresh.items()})
+        return {sid: self._keys[sid][1] for sid in accounts}
 
     def _renew_leases(self) -> None:
         """Keep the leases of callbacks still waiting for a slot from running out."""
