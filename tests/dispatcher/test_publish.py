@@ -84,6 +84,9 @@ def test_readyz_reports_the_broker(api_url: str) -> None:
     with start_api(free_port(), env={"MYCPAAS_BROKER_URL": dead}) as url:
         unready = httpx.get(f"{url}/readyz", timeout=10)
     # then
-    assert (ready.status_code, ready.json()) == (200, {"database": "ok", "broker": "ok"})
+    assert (ready.status_code, ready.json()) == (
+        200,
+        {"database": "ok", "broker": "ok", "carrier": "ok"},
+    )
     assert unready.status_code == 503
-    assert unready.json() == {"database": "ok", "broker": "unavailable"}
+    assert unready.json() == {"database": "ok", "broker": "unavailable", "carrier": "ok"}
