@@ -4,7 +4,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select
@@ -15,11 +15,13 @@ from dispatcher.accounts import owns_number
 from dispatcher.errors import BadRequest, IdempotencyConflict, InvalidParameter
 from dispatcher.params import Params, reject_unknown, single
 from dispatcher.phone import to_e164
+from dispatcher.scheduling import parse_schedule
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Message, message_events_table, messages_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
+from workers.scheduling import SCHEDULED_STAGE
 from workers.segmentation import MAX_BODY_CHARS, segment
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,29 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 VALIDITY_MIN_S, VALIDITY_MAX_S = 1, 36000  # Twilio's bounds; the maximum is the default
 
 CREATE_PARAMS = frozenset(
-    {"To", "From", "Body", "MediaUrl", "StatusCallback", "ValidityPeriod", "SmartEncoded"}
-)
-# Parameters the twilio SDK may send that the platform accepts and ignores.
-IGNORED_PARAMS = frozenset(
-    {
-        "MessagingServiceSid", "SendAt", "ScheduleType", "SendAsMms", "ContentRetention",
-        "AddressRetention", "ProvideFeedback", "Attempt", "MaxPrice", "ForceDelivery",
-        "ShortenUrls", "ContentSid", "ContentVariables", "RiskCheck", "ApplicationSid",
-        "PersistentAction", "TrafficType", "Tags",
-    }
+    {"To", "From", "Body", "MediaUrl", "StatusCallback", "ValidityPeriod", "SmartEncoded",
+     "ScheduleType", "SendAt"}
 )  # fmt: skip
+# Parameters the twilio SDK may send that change nothing the platform sends, when or to whom:
+# accepted and ignored (the README lists them).
+IGNORED_PARAMS = frozenset(
+    {"ProvideFeedback", "AddressRetention", "ContentRetention", "TrafficType", "Tags"}
+)
+# Parameters accepted only with the value that changes nothing (the platform does not shorten
+# links, convert to MMS, force delivery or screen for SMS pumping); any other value is refused.
+NO_OP_VALUES = {"ShortenUrls": "false", "SendAsMms": "false", "ForceDelivery": "false",
+                "RiskCheck": "disable"}  # fmt: skip
+# Parameters that would change what is sent, when or to whom, and that the platform does not
+# implement: refused by name rather than ignored.
+REFUSED_PARAMS = {
+    "MessagingServiceSid": "Messaging Services are not supported yet; send with From",
+    "ContentSid": "Content templates are not supported; send the text as Body",
+    "ContentVariables": "Content templates are not supported; send the text as Body",
+    "PersistentAction": "Persistent actions are not supported",
+    "ApplicationSid": "Applications are not supported; give StatusCallback instead",
+    "MaxPrice": "Messages are not priced here, so a MaxPrice cannot be enforced",
+    "Attempt": "Attempt is not supported; each message is sent until its validity ends",
+}
 
 
 @dataclass(frozen=True)
@@ -52,9 +66,11 @@ class NewMessage:
     status_callback: str | None
     validity_period_s: int
     smart_encoded: bool
+    send_at: datetime | None  # ScheduleType=fixed: when it enters the pipeline
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()
+        document = json.dumps(self.__dict__, sort_keys=True, default=str)
+        return hashlib.sha256(document.encode()).hexdigest()
 
 
 def _is_http_url(value: str) -> bool:
@@ -92,9 +108,21 @@ def _boolean(params: Params, name: str) -> bool:
     raise BadRequest(f"Parameter {name} must be true or false")
 
 
-def parse_new_message(params: Params) -> NewMessage:
+def _refuse_unsupported(params: Params) -> None:
+    """A parameter that would change delivery is implemented or refused, never ignored."""
+    for name, reason in REFUSED_PARAMS.items():
+        if name in params:
+            raise BadRequest(f"Parameter {name} is not supported: {reason}")
+    for name, harmless in NO_OP_VALUES.items():
+        value = single(params, name)
+        if value is not None and value.lower() != harmless:
+            raise BadRequest(f"Parameter {name} is supported only as {name}={harmless}")
+
+
+def parse_new_message(params: Params, now: datetime) -> NewMessage:
     """Check every parameter against DESIGN's error table, in Twilio's order."""
-    reject_unknown(params, CREATE_PARAMS | IGNORED_PARAMS)
+    reject_unknown(params, CREATE_PARAMS | IGNORED_PARAMS | set(NO_OP_VALUES) | set(REFUSED_PARAMS))
+    _refuse_unsupported(params)
     to = _number(params, "To", missing=21604, invalid=21211)
     from_ = _number(params, "From", missing=21603, invalid=21212)
     body = single(params, "Body") or ""
@@ -131,6 +159,7 @@ def parse_new_message(params: Params) -> NewMessage:
         status_callback=callback or None,
         validity_period_s=validity,
         smart_encoded=_boolean(params, "SmartEncoded"),
+        send_at=parse_schedule(params, now),
     )
 
 
@@ -147,21 +176,22 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
     """Store a new 'queued' message (or return the one an Idempotency-Key already made)."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
-    new = parse_new_message(params)
+    now = utcnow()
+    new = parse_new_message(params, now)
     fingerprint = new.fingerprint() if idempotency_key else None
     if idempotency_key is not None:
         earlier = _find_by_key(account_sid, idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
     segmented = segment(new.body, smart_encoding=new.smart_encoded)
-    now = utcnow()
+    starts = new.send_at or now  # the validity period runs from when it may be sent
     message = Message(
         sid=new_sid("MM" if new.media_urls else "SM"),
         account_sid=account_sid,
         to=new.to,
         from_=new.from_,
         body=new.body,
-        status=MessageStatus.QUEUED.value,
+        status=(MessageStatus.SCHEDULED if new.send_at else MessageStatus.QUEUED).value,
         num_segments=1 if new.media_urls else segmented.num_segments,  # MMS text travels whole
         num_media=len(new.media_urls),
         encoding=segmented.encoding.value,
@@ -169,11 +199,14 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
         media_urls=list(new.media_urls),
         status_callback=new.status_callback,
         validity_period_s=new.validity_period_s,
-        expires_at=now + timedelta(seconds=new.validity_period_s),
+        send_at=new.send_at,
+        expires_at=starts + timedelta(seconds=new.validity_period_s),
         idempotency_key=idempotency_key,
         idempotency_fingerprint=fingerprint,
-        stage="media" if new.media_urls else "segment",
-        next_attempt_at=now,  # due at once; the sweeper wakes the stage if the wake-up is lost
+        stage=_first_stage(new),
+        # Due at once (the sweeper wakes the stage if the wake-up is lost), or at SendAt, when
+        # the sweeper releases it.
+        next_attempt_at=starts,
         date_created=now,
         date_updated=now,
     )
@@ -199,8 +232,15 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
             if earlier is None:
                 raise
             return _replay(earlier, fingerprint)
-    log.info("%s is queued", message.sid, extra={"sid": message.sid, "status": message.status})
+    log.info("%s is %s", message.sid, message.status,
+             extra={"sid": message.sid, "status": message.status})  # fmt: skip
     return message
+
+
+def _first_stage(new: NewMessage) -> str:
+    if new.send_at is not None:
+        return SCHEDULED_STAGE
+    return "media" if new.media_urls else "segment"
 
 
 def _replay(earlier: Message, fingerprint: str | None) -> Message:

@@ -28,6 +28,7 @@ from dispatcher.render import (
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import Media, Message
+from schemas.status import MessageStatus
 from workers import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
@@ -100,10 +101,12 @@ def messages_router(
         background: BackgroundTasks,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """Send a message: stored as 'queued' and handed to the pipeline."""
+        """Send a message: stored as 'queued' and handed to the pipeline, or, with
+        ``ScheduleType=fixed`` and ``SendAt``, stored as 'scheduled' until that time."""
         params = await read_body(request)
         message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
-        background.add_task(wake, message.stage, message.sid)
+        if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
+            background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
     @router.get(f"/Accounts/{{account_sid}}/Messages{suffix}")
