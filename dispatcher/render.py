@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from schemas.db import session_scope
-from schemas.models import Callback, CallbackAttempt, Media, Message
+from schemas.models import Callback, CallbackAttempt, Media, Message, PhoneNumber
 from workers.transitions import API_VERSION
 
 
@@ -164,4 +164,28 @@ def media_page(
         "first_page_uri": f"{uri}?PageSize=50&Page=0",
         "next_page_uri": None,
         "previous_page_uri": None,
+    }
+
+
+def incoming_number(
+    number: PhoneNumber, service_sid: str | None, surface: str
+) -> dict[str, object]:
+    """One of the account's numbers as an IncomingPhoneNumber (``surface``: ``/v1`` or Twilio's
+    ``/2010-04-01``, which renders dates its way)."""
+    twilio = surface == f"/{API_VERSION}"
+    stamp = _rfc2822 if twilio else _iso
+    suffix = ".json" if twilio else ""
+    return {
+        "sid": number.sid,
+        "account_sid": number.account_sid,
+        "friendly_name": number.phone_number,
+        "phone_number": number.phone_number,
+        "api_version": API_VERSION,
+        "capabilities": {"voice": False, "sms": True, "mms": True, "fax": False},
+        "status": "in-use",
+        "segments_per_second": number.segments_per_second,
+        "messaging_service_sid": service_sid,
+        "date_created": stamp(number.date_created),
+        "date_updated": stamp(number.date_created),
+        "uri": f"{surface}/Accounts/{number.account_sid}/IncomingPhoneNumbers/{number.sid}{suffix}",
     }
