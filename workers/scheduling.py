@@ -7,7 +7,6 @@ sweep at or after its time: never earlier, at most one sweep interval later, and
 worker restarted or broker lost its messages in between.
 """
 
-import logging
 from datetime import datetime
 
 from sqlalchemy import case, select
@@ -16,8 +15,6 @@ from sqlmodel import Session
 from schemas.models import messages_table
 from schemas.status import MessageStatus
 from workers.transitions import move
-
-log = logging.getLogger(__name__)
 
 SCHEDULED_STAGE = "scheduled"
 BATCH = 5000  # messages released per transaction; a big scheduled campaign takes a few
@@ -47,6 +44,4 @@ def release_due(session: Session, now: datetime) -> list[str]:
         released += moved
         if len(due) < BATCH:
             break
-    for sid in released:
-        log.info("%s released at its SendAt", sid, extra={"sid": sid})
-    return released
+    return released  # each logged by ``move`` as it entered 'queued'

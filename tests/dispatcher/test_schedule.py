@@ -150,3 +150,9 @@ def test_parameters_without_effect_on_delivery_are_accepted(api_url: str, accoun
               "ForceDelivery": "false", "RiskCheck": "disable"},
     )  # fmt: skip
     assert response.status_code == 201, response.text
+
+
+def test_metrics_show_every_status(api_url: str) -> None:
+    text = httpx.get(f"{api_url}/metrics").text
+    for status in ("scheduled", "queued", "canceled", "delivered"):
+        assert f'mycpaas_messages{{status="{status}"}}' in text
