@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_MEDIA = 10  # Twilio's limit per message
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+UNKNOWN_SERVICE = 21701  # MessagingServiceSid names no service of this account
 
 CREATE_PARAMS = frozenset(
     {"To", "From", "Body", "MediaUrl", "StatusCallback", "ValidityPeriod", "SmartEncoded",
@@ -60,9 +61,6 @@ REFUSED_PARAMS = {
     "MaxPrice": "Messages are not priced here, so a MaxPrice cannot be enforced",
     "Attempt": "Attempt is not supported; each message is sent until its validity ends",
 }
-
-
-UNKNOWN_SERVICE = 21701  # MessagingServiceSid names no service of this account
 
 
 @dataclass(frozen=True)
