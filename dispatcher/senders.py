@@ -10,7 +10,7 @@ each number send.
 
 import random
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -33,6 +33,13 @@ def spread(rates: dict[str, float]) -> str:
 
 def choose_sender(session: Session, service: MessagingService, to: str) -> str:
     """The number ``service`` sends to ``to`` from; the caller commits with its message."""
+    key = (st.service_sid == service.sid, st.to == to)
+    if service.sticky_sender:
+        # A number that leaves the pool takes its sticky rows along (services.remove_from_pool),
+        # so a row found here names a member: one read per message once a destination is known.
+        current = session.execute(select(st.phone_number).where(*key)).scalar()
+        if current is not None:
+            return str(current)
     default = get_settings().default_sender_sps
     rates = {
         number.phone_number: number.segments_per_second or default
@@ -42,15 +49,8 @@ def choose_sender(session: Session, service: MessagingService, to: str) -> str:
         raise InvalidParameter(
             f"Messaging Service {service.sid} has no phone numbers to send from", code=EMPTY_POOL
         )
-    if not service.sticky_sender:
-        return spread(rates)
-    key = (st.service_sid == service.sid, st.to == to)
-    current = session.execute(select(st.phone_number).where(*key)).scalar()
-    if current in rates:
-        return str(current)
     chosen = spread(rates)
-    if current is not None:  # its number left the pool: stick to the new one
-        session.execute(update(sticky_senders_table).where(*key).values(phone_number=chosen))
+    if not service.sticky_sender:
         return chosen
     row = {"service_sid": service.sid, "to": to, "phone_number": chosen, "date_created": utcnow()}
     # A concurrent first message to ``to`` may insert first: then both use its choice.

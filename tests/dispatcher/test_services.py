@@ -290,3 +290,20 @@ def test_the_cli_creates_lists_and_fills_a_service(account: Account) -> None:
     assert sid.startswith("MG")
     assert filled.split()[0] == added.split()[0]
     assert f"{sid}  cli pool  (sticky)  {number}" in listed
+
+
+def test_a_destination_stuck_to_a_removed_number_gets_another(
+    client: Client, account: Account
+) -> None:
+    # given: a destination stuck to one of two numbers
+    numbers = [account.number, *more_numbers(account, 1000.0)]
+    sid = service_with(client, numbers, sticky_sender=True)
+    to = random_number()
+    first = client.messages.create(to=to, messaging_service_sid=sid, body="x").from_
+    # when: that number leaves the pool
+    client.messaging.v1.services(sid).phone_numbers(number_sid(client, first)).delete()
+    later = {
+        client.messages.create(to=to, messaging_service_sid=sid, body="x").from_ for _ in range(3)
+    }
+    # then
+    assert later == set(numbers) - {first}
