@@ -1,6 +1,7 @@
 """The sweeper's release of scheduled messages: at their SendAt, never before, into the right
 first stage, with the status change recorded and its callback owed."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -64,3 +65,46 @@ def test_a_released_message_is_not_released_twice(api_url: str, account: Account
         second = release_due(session, send_at)
     assert sid in first
     assert sid not in second
+
+
+def test_cancel_racing_the_release_leaves_each_message_one_way(
+    api_url: str, account: Account
+) -> None:
+    # given: twenty messages due at one time
+    send_at = (datetime.now(UTC) + timedelta(days=22, seconds=11)).replace(microsecond=0)
+    sids = [schedule(api_url, account, send_at) for _ in range(20)]
+
+    def cancel(sid: str) -> int:
+        return httpx.post(
+            f"{api_url}/v1/Accounts/{account.sid}/Messages/{sid}",
+            data={"Status": "canceled"}, auth=account.auth,
+        ).status_code  # fmt: skip
+
+    def release() -> list[str]:
+        with session_scope() as session:
+            return release_due(session, send_at)
+
+    # when: the sweeper releases them while each is canceled (the release starts mid-way)
+    with ThreadPoolExecutor(8) as pool:
+        early = [pool.submit(cancel, sid) for sid in sids[:6]]
+        early[0].result()
+        released = pool.submit(release)
+        late = [pool.submit(cancel, sid) for sid in sids[6:]]
+        answers = {sid: f.result() for sid, f in zip(sids, early + late, strict=True)}
+        released_sids = set(released.result())
+    # then: canceled (200) or released (30409), never both; the events say the same
+    with session_scope() as session:
+        events = session.exec(
+            select(MessageEvent.message_sid, MessageEvent.status)
+            .where(MessageEvent.message_sid.in_(sids))  # type: ignore[attr-defined]
+            .order_by(MessageEvent.id)  # type: ignore[arg-type]
+        ).all()
+    after = {sid: [status for s, status in events if s == sid] for sid in sids}
+    for sid in sids:
+        if answers[sid] == 200:
+            assert after[sid] == ["scheduled", "canceled"], sid
+            assert sid not in released_sids
+        else:
+            assert answers[sid] == 409
+            assert after[sid] == ["scheduled", "queued"], sid
+            assert sid in released_sids
