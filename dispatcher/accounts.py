@@ -47,7 +47,7 @@ def add_number(
     existing = session.get(PhoneNumber, e164)
     if existing is not None and existing.account_sid != account_sid:
         raise ApiError(f"{e164} belongs to another account", code=21606)
-    row = existing or PhoneNumber(phone_number=e164, account_sid=account_sid)
+    row = existing or PhoneNumber(phone_number=e164, account_sid=account_sid, sid=new_sid("PN"))
     row.segments_per_second = segments_per_second
     session.add(row)
     session.commit()

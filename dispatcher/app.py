@@ -12,9 +12,11 @@ from starlette.exceptions import HTTPException
 
 from dispatcher.errors import ApiError, NotFound
 from dispatcher.metrics import exposition
+from dispatcher.number_routes import twilio_numbers_router, v1_numbers_router
 from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
+from dispatcher.service_routes import router as services_router
 from schemas.db import session_scope
 from workers import carrier_health
 from workers.app import app as celery_app
@@ -103,6 +105,9 @@ def create_app() -> FastAPI:
     )
     app.include_router(v1_router)
     app.include_router(twilio_router)
+    app.include_router(v1_numbers_router)
+    app.include_router(twilio_numbers_router)
+    app.include_router(services_router)
     app.include_router(receipts_router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)

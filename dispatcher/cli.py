@@ -12,9 +12,11 @@ from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import Options, callback_sink, run_bench, scratch_store, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
+from dispatcher.phone import to_e164
 from dispatcher.publish import wake
 from dispatcher.queues import show as show_queues
 from dispatcher.server import serve as run_server
+from dispatcher.services import add_to_pool, create_service, find_number, list_services, pool
 from schemas.credentials import (
     SecretKeyError,
     adopt_secret_key,
@@ -24,13 +26,15 @@ from schemas.credentials import (
 )
 from schemas.db import session_scope
 from schemas.migrate import upgrade
-from schemas.models import Account
+from schemas.models import Account, MessagingService
 from schemas.settings import get_settings
 from workers import callbacks
 from workers.app import QUEUES
 from workers.logs import configure_logging
 from workers.runner import run_beat, run_worker
 from workers.simulator import SimulatorConfig, run_simulator
+
+MAX_LISTED = 1000  # services shown by ``services list``
 
 
 @click.group()
@@ -116,7 +120,71 @@ def numbers_add(account_sid: str, number: str, sps: float | None) -> None:
             row = add_number(session, account_sid, number, sps)
     except ApiError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"{row.phone_number} belongs to {row.account_sid}")
+    click.echo(f"{row.sid}  {row.phone_number} belongs to {row.account_sid}")
+
+
+@main.group()
+def services() -> None:
+    """Manage Messaging Services: pools of numbers that choose each message's sender."""
+
+
+@services.command("create")
+@click.option("--account", "account_sid", required=True, help="The owning account (AC…).")
+@click.option("--name", required=True, help="A friendly name (up to 64 characters).")
+@click.option("--status-callback", default=None, help="For messages that give none.")
+@click.option("--sticky-sender/--no-sticky-sender", default=True, show_default=True,
+              help="One destination always hears from the same number.")  # fmt: skip
+@click.option("--validity-period", type=int, default=None, help="Seconds (default 36000).")
+def services_create(
+    account_sid: str, name: str, status_callback: str | None, sticky_sender: bool,
+    validity_period: int | None,
+) -> None:  # fmt: skip
+    """Create a Messaging Service for an account; prints its sid."""
+    params = {"FriendlyName": [name], "StickySender": [str(sticky_sender).lower()]}
+    if status_callback is not None:
+        params["StatusCallback"] = [status_callback]
+    if validity_period is not None:
+        params["ValidityPeriod"] = [str(validity_period)]
+    try:
+        with session_scope() as session:
+            if session.get(Account, account_sid) is None:
+                raise ApiError(f"No account {account_sid}", code=20404, http_status=404)
+            service = create_service(session, account_sid, params)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{service.sid}  {service.friendly_name} belongs to {service.account_sid}")
+
+
+@services.command("list")
+@click.option("--account", "account_sid", required=True, help="The owning account (AC…).")
+def services_list(account_sid: str) -> None:
+    """An account's services, each with the numbers of its pool."""
+    with session_scope() as session:
+        found = list_services(session, account_sid, 0, MAX_LISTED)
+        for service in found:
+            numbers = [number.phone_number for _, number in pool(session, service.sid)]
+            sticky = "sticky" if service.sticky_sender else "spread"
+            click.echo(f"{service.sid}  {service.friendly_name}  ({sticky})  "
+                       f"{', '.join(numbers) or 'no numbers'}")  # fmt: skip
+    if not found:
+        click.echo(f"{account_sid} has no Messaging Services")
+
+
+@services.command("add-number")
+@click.option("--service", "service_sid", required=True, help="The service (MG…).")
+@click.argument("number")
+def services_add_number(service_sid: str, number: str) -> None:
+    """Put NUMBER (E.164, or its PN… sid) of the service's account in the service's pool."""
+    try:
+        with session_scope() as session:
+            service = session.get(MessagingService, service_sid)
+            if service is None:
+                raise ApiError(f"No Messaging Service {service_sid}", code=20404, http_status=404)
+            row = find_number(session, service.account_sid, to_e164(number) or number)
+            add_to_pool(session, service, row)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{row.sid}  {row.phone_number} sends for {service.sid}")
 
 
 @main.group("callbacks")

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlmodel import Session
 
+from schemas.status import MessageStatus
 from workers import backlog, carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
 
@@ -40,8 +41,9 @@ def _gauges(session: Session) -> Iterator[Metric]:
             family.add_metric([stage.stage, stage.queue], getattr(stage, attribute) or 0.0)
         yield family
     statuses = GaugeMetricFamily("mycpaas_messages", "Messages by status", labels=["status"])
-    for status, count in sorted(backlog.messages_by_status(session).items()):
-        statuses.add_metric([status], count)
+    counts = backlog.messages_by_status(session)
+    for status in MessageStatus:  # every status, none yet included: dashboards see the series
+        statuses.add_metric([status.value], counts.get(status.value, 0))
     yield statuses
     broker = GaugeMetricFamily(
         "mycpaas_broker_queue_messages", "Wake-up calls waiting in the broker", labels=["queue"]

@@ -5,7 +5,7 @@ Every decoding problem becomes a :class:`BadRequest` here, so no handler sees ra
 
 import json
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 
@@ -13,6 +13,12 @@ from dispatcher.errors import ApiError, BadRequest
 from schemas.settings import get_settings
 
 Params = dict[str, list[str]]
+
+MAX_URL_CHARS = 2048  # longer URLs are refused by most servers anyway
+VALIDITY_MIN_S, VALIDITY_MAX_S = (
+    1,
+    36000,
+)  # Twilio's bounds on ValidityPeriod; the maximum is the default
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -125,3 +131,23 @@ def single(params: Params, name: str) -> str | None:
     if len(values) > 1:
         raise BadRequest(f"Parameter {name} may be given only once")
     return values[0]
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host (callbacks, media): what a parameter may name."""
+    if len(value) > MAX_URL_CHARS or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        return False
+    del port
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def validity_period(raw: str, name: str = "ValidityPeriod") -> int:
+    """Seconds a message may wait to be sent, within Twilio's bounds."""
+    if not raw.isdigit() or not VALIDITY_MIN_S <= int(raw) <= VALIDITY_MAX_S:
+        raise BadRequest(f"{name} must be an integer from {VALIDITY_MIN_S} to {VALIDITY_MAX_S}")
+    return int(raw)

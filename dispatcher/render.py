@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from schemas.db import session_scope
-from schemas.models import Callback, CallbackAttempt, Media, Message
+from schemas.models import Callback, CallbackAttempt, Media, Message, PhoneNumber
 from workers.transitions import API_VERSION
 
 
@@ -53,6 +53,8 @@ def v1_message(message: Message) -> dict[str, object]:
         "error_message": message.error_message,
         "validity_period": message.validity_period_s,
         "status_callback": message.status_callback,
+        "messaging_service_sid": message.messaging_service_sid,
+        "send_at": _iso(message.send_at),
         "date_created": _iso(message.date_created),
         "date_updated": _iso(message.date_updated),
         "date_sent": _iso(message.date_sent),
@@ -75,7 +77,7 @@ def twilio_message(message: Message) -> dict[str, object]:
         "num_media": str(message.num_media),
         "error_code": message.error_code,
         "error_message": message.error_message,
-        "messaging_service_sid": None,
+        "messaging_service_sid": message.messaging_service_sid,
         "price": None,
         "price_unit": "USD",
         "date_created": _rfc2822(message.date_created),
@@ -162,4 +164,28 @@ def media_page(
         "first_page_uri": f"{uri}?PageSize=50&Page=0",
         "next_page_uri": None,
         "previous_page_uri": None,
+    }
+
+
+def incoming_number(
+    number: PhoneNumber, service_sid: str | None, surface: str
+) -> dict[str, object]:
+    """One of the account's numbers as an IncomingPhoneNumber (``surface``: ``/v1`` or Twilio's
+    ``/2010-04-01``, which renders dates its way)."""
+    twilio = surface == f"/{API_VERSION}"
+    stamp = _rfc2822 if twilio else _iso
+    suffix = ".json" if twilio else ""
+    return {
+        "sid": number.sid,
+        "account_sid": number.account_sid,
+        "friendly_name": number.phone_number,
+        "phone_number": number.phone_number,
+        "api_version": API_VERSION,
+        "capabilities": {"voice": False, "sms": True, "mms": True, "fax": False},
+        "status": "in-use",
+        "segments_per_second": number.segments_per_second,
+        "messaging_service_sid": service_sid,
+        "date_created": stamp(number.date_created),
+        "date_updated": stamp(number.date_created),
+        "uri": f"{surface}/Accounts/{number.account_sid}/IncomingPhoneNumbers/{number.sid}{suffix}",
     }

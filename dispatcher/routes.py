@@ -25,9 +25,11 @@ from dispatcher.render import (
     v1_message,
     v1_path,
 )
+from dispatcher.updates import delete_media, delete_message, update_message
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import Media, Message
+from schemas.status import MessageStatus
 from workers import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
@@ -100,10 +102,12 @@ def messages_router(
         background: BackgroundTasks,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """Send a message: stored as 'queued' and handed to the pipeline."""
+        """Send a message: stored as 'queued' and handed to the pipeline, or, with
+        ``ScheduleType=fixed`` and ``SendAt``, stored as 'scheduled' until that time."""
         params = await read_body(request)
         message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
-        background.add_task(wake, message.stage, message.sid)
+        if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
+            background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
     @router.get(f"/Accounts/{{account_sid}}/Messages{suffix}")
@@ -120,6 +124,26 @@ def messages_router(
         """One message of the account."""
         return JSONResponse(render(load_message(account, sid)))
 
+    @router.post(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}")
+    async def update(
+        sid: str, request: Request, account: AccountDep, background: BackgroundTasks
+    ) -> JSONResponse:
+        """Cancel a scheduled message (``Status=canceled``: 'canceled', with its status
+        callback; 30409 in any other status) or redact a settled one (``Body=`` empty: its text
+        and its segments' text blanked; 20009 while it still moves)."""
+        params = await read_body(request)
+        message = await run_in_threadpool(load_message, account, sid)
+        if await run_in_threadpool(update_message, message.sid, params):
+            background.add_task(wake, "callbacks")
+        return JSONResponse(render(await run_in_threadpool(load_message, account, sid)))
+
+    @router.delete(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}", status_code=204)
+    def delete(sid: str, account: AccountDep) -> Response:
+        """Delete a settled message with its segments, media, callbacks and their attempts
+        (204); 20009 while it is still in progress."""
+        delete_message(load_message(account, sid).sid)
+        return Response(status_code=204)
+
     @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media{suffix}")
     def list_media(sid: str, account: AccountDep) -> JSONResponse:
         """The message's fetched media (MMS), in the order of its MediaUrl parameters."""
@@ -131,6 +155,15 @@ def messages_router(
         """One attachment's metadata: type decided by its bytes, size and sha256."""
         item = load_media(account, sid, media_sid, content=False)
         return JSONResponse(media_item(item, path_of(account), suffix))
+
+    @router.delete(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}", status_code=204
+    )
+    def delete_attachment(sid: str, media_sid: str, account: AccountDep) -> Response:
+        """Delete one attachment of a settled message (204); 20009 while it is in progress."""
+        item = load_media(account, sid, media_sid, content=False)
+        delete_media(item.message_sid, item.sid)
+        return Response(status_code=204)
 
     content_path = "" if suffix else "/Content"  # Twilio serves the bytes without ".json"
 

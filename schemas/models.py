@@ -34,6 +34,7 @@ class PhoneNumber(SQLModel, table=True):
     __tablename__ = "phone_numbers"
 
     phone_number: str = Field(primary_key=True, max_length=32)  # E.164
+    sid: str = Field(unique=True, max_length=34)  # PN…: how Twilio's APIs name the number
     account_sid: str = Field(foreign_key="accounts.sid", index=True, max_length=34)
     segments_per_second: float | None = None  # None: the platform's default for long codes
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -91,6 +92,8 @@ class Message(SQLModel, table=True):
     smart_encoded: bool = False
     media_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status_callback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    messaging_service_sid: str | None = Field(default=None, max_length=34)  # no FK: outlives it
+    send_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # ScheduleType=fixed
     validity_period_s: int = 36000
     expires_at: datetime = Field(sa_type=UTCDateTime)
     error_code: int | None = None
@@ -270,6 +273,54 @@ class PlatformState(SQLModel, table=True):
     value: str = Field(max_length=200)
 
 
+class MessagingService(SQLModel, table=True):
+    """A Messaging Service (MG…): a pool of the account's numbers that picks each sender, and
+    defaults (status callback, validity, smart encoding) for the messages sent through it."""
+
+    __tablename__ = "messaging_services"
+
+    sid: str = Field(primary_key=True, max_length=34)
+    account_sid: str = Field(foreign_key="accounts.sid", index=True, max_length=34)
+    friendly_name: str = Field(max_length=64)
+    status_callback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sticky_sender: bool = True  # one destination always hears from the same number
+    smart_encoding: bool = True
+    validity_period_s: int = 36000
+    # Stored and shown as given; they change nothing this platform sends (see the README).
+    inbound_request_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    inbound_method: str = Field(default="POST", max_length=8)
+    fallback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    fallback_method: str = Field(default="POST", max_length=8)
+    synchronous_validation: bool = False
+    usecase: str = Field(default="undeclared", max_length=64)
+    use_inbound_webhook_on_number: bool = False
+    date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    date_updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ServiceNumber(SQLModel, table=True):
+    """A number in a service's pool; a number belongs to one service at most, as at Twilio."""
+
+    __tablename__ = "messaging_service_numbers"
+
+    phone_number: str = Field(foreign_key="phone_numbers.phone_number", primary_key=True,
+                              max_length=32)  # fmt: skip
+    service_sid: str = Field(foreign_key="messaging_services.sid", index=True, max_length=34)
+    date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StickySender(SQLModel, table=True):
+    """The sender a sticky service chose for a destination: its later messages use it too."""
+
+    __tablename__ = "sticky_senders"
+
+    service_sid: str = Field(foreign_key="messaging_services.sid", primary_key=True,
+                             max_length=34)  # fmt: skip
+    to: str = Field(primary_key=True, max_length=32)
+    phone_number: str = Field(max_length=32)
+    date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class MetricCounter(SQLModel, table=True):
     """A counter the workers add to (see workers/metrics.py): one row per name and label set."""
 
@@ -303,3 +354,6 @@ media_table: Table = Media.__table__  # type: ignore[attr-defined]
 platform_state_table: Table = PlatformState.__table__  # type: ignore[attr-defined]
 metric_counters_table: Table = MetricCounter.__table__  # type: ignore[attr-defined]
 stage_activity_table: Table = StageActivity.__table__  # type: ignore[attr-defined]
+messaging_services_table: Table = MessagingService.__table__  # type: ignore[attr-defined]
+service_numbers_table: Table = ServiceNumber.__table__  # type: ignore[attr-defined]
+sticky_senders_table: Table = StickySender.__table__  # type: ignore[attr-defined]

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
     sending_lease_s: int = 60  # a row in 'sending' longer than this is reconciled by the sweeper
     sweep_interval_s: float = 5.0  # how often beat starts the sweeper; its latency for lost work
+    # A SendAt must lie at least this far ahead (Twilio: 300 s; error 35114 otherwise). Only
+    # tests and demos want less; the sweeper releases a message within one sweep interval.
+    schedule_min_ahead_s: float = 300.0
 
     # Comma-separated CIDRs that outbound requests (callbacks, media) may reach although they
     # are private; empty in production. Dev mode and tests allow loopback.

@@ -1,5 +1,6 @@
 """The sweeper (run by beat): whatever the broker lost, the database still knows.
 
+- scheduled messages whose SendAt has come are released to their first stage;
 - rows of a stage that are due get their stage woken (a lost or never-published wake-up);
 - rows in ``sending`` past their lease go back to the carrier stage to be reconciled by
   reference (their worker died or hung), never blindly resent;
@@ -17,7 +18,7 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.types import utcnow
-from workers import callbacks, media, metrics, receipts, wakeup
+from workers import callbacks, media, metrics, receipts, scheduling, wakeup
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,14 @@ m = messages_table.c
 @dataclass
 class Sweep:
     reclaimed: list[str] = field(default_factory=list)  # sids whose lease expired
+    released: list[str] = field(default_factory=list)  # scheduled sids whose time came
     woken: list[str] = field(default_factory=list)  # stages woken
 
 
 def sweep(session: Session) -> Sweep:
     now = utcnow()
     report = Sweep()
+    report.released = scheduling.release_due(session, now)
     report.reclaimed = list(
         session.execute(
             update(messages_table)

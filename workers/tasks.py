@@ -218,6 +218,7 @@ def callbacks_task(_sid: str | None = None) -> None:
 def sweep_task() -> None:
     with session_scope() as session:
         report = sweeper.sweep(session)
-    if report.reclaimed or report.woken:
-        log.info("sweep: reclaimed %d leases, woke %s", len(report.reclaimed), report.woken,
-                 extra={"sids": report.reclaimed})  # fmt: skip
+    if report.reclaimed or report.released or report.woken:
+        log.info("sweep: released %d scheduled, reclaimed %d leases, woke %s",
+                 len(report.released), len(report.reclaimed), report.woken,
+                 extra={"sids": report.reclaimed + report.released})  # fmt: skip

@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, insert, update
+from sqlalchemy import ColumnElement, Row, func, insert, update
 from sqlmodel import Session
 
 from schemas.models import callbacks_table, message_events_table, messages_table
@@ -63,11 +63,14 @@ def move(
             error_message=error_message,
             **values,
         )
-        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to, m.date_created)
-    )
+        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to,
+                   func.coalesce(m.send_at, m.date_created).label("accepted"))
+    )  # fmt: skip
     moved = session.execute(statement).all()
     for row in moved:
-        recorder.observe(MESSAGE_LATENCY, (now - row.date_created).total_seconds(), status=status)
+        # From acceptance, or from its SendAt for a scheduled message: the wait asked for is
+        # not latency.
+        recorder.observe(MESSAGE_LATENCY, (now - row.accepted).total_seconds(), status=status)
         log.info("%s is %s", row.sid, status, extra={"sid": row.sid, "status": str(status),
                                                       "error_code": error_code})  # fmt: skip
     if moved:

@@ -114,14 +114,6 @@ def test_body_of_exactly_1600_characters_is_accepted(api_url: str, account: Acco
     assert response.json()["num_segments"] == 11
 
 
-def test_twilio_parameters_we_do_not_implement_are_ignored(api_url: str, account: Account) -> None:
-    response = create(
-        api_url, account, To=random_number(), From=account.number, Body="x",
-        ProvideFeedback="true", MaxPrice="0.5", ShortenUrls="false",
-    )  # fmt: skip
-    assert response.status_code == 201
-
-
 def test_from_of_another_account_is_refused(
     api_url: str, account: Account, other_account: Account
 ) -> None:

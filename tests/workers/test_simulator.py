@@ -29,6 +29,7 @@ from tests.processes import free_port, stop, wait_http
 from workers.carriers.base import (
     Accepted,
     CarrierDriver,
+    CredentialsRefused,
     Deferred,
     MalformedAnswer,
     PermanentCarrierError,
@@ -596,7 +597,8 @@ def test_simulator_driver_raises_transient_for_transport_failures(exc: Exception
         (httpx.Response(429, headers={"Retry-After": "3"}), TransientCarrierError, 429, 3.0),
         (httpx.Response(503), TransientCarrierError, 503, None),
         (httpx.Response(400, text="bad"), PermanentCarrierError, 400, None),
-        (httpx.Response(401), PermanentCarrierError, 401, None),
+        (httpx.Response(401), CredentialsRefused, 401, None),
+        (httpx.Response(403), CredentialsRefused, 403, None),
         (httpx.Response(302, headers={"Location": "/x"}), PermanentCarrierError, 302, None),
         (httpx.Response(200, text="<html>"), MalformedAnswer, 200, None),
         (httpx.Response(200, json={"results": []}), MalformedAnswer, 200, None),
@@ -663,7 +665,7 @@ def test_http_driver_maps_each_answer_to_its_own_result() -> None:
     answers = {
         "SMa-1": httpx.Response(201, json={"carrier_id": "C1"}),
         "SMa-2": httpx.Response(400, json={"error_code": 30007, "message": "filtered"}),
-        "SMa-3": httpx.Response(403),
+        "SMa-3": httpx.Response(404),
         "SMa-4": httpx.Response(503, headers={"Retry-After": "7"}),
         "SMa-5": httpx.Response(500),
         "SMa-6": httpx.Response(200, json={"queued": True}),
@@ -681,7 +683,7 @@ def test_http_driver_maps_each_answer_to_its_own_result() -> None:
     assert results == [
         Accepted("SMa-1", "C1"),
         Rejected("SMa-2", 30007, "filtered"),
-        Rejected("SMa-3", 30008, "carrier refused: HTTP 403"),
+        Rejected("SMa-3", 30008, "carrier refused: HTTP 404"),
         Deferred("SMa-4", 7.0, "carrier answered HTTP 503"),
         Deferred("SMa-5", 1.0, "carrier answered HTTP 500"),
         Deferred("SMa-6", 1.0, "HTTP 200 without a carrier_id"),
@@ -695,6 +697,7 @@ def test_http_driver_maps_each_answer_to_its_own_result() -> None:
         (lambda request: httpx.Response(429, headers={"Retry-After": "4"}), 4.0),
         (raising(httpx.ConnectError("refused")), 1.0),
         (raising(httpx.ConnectTimeout("slow")), 1.0),
+        (lambda request: httpx.Response(401), 1.0),
     ],
 )
 def test_http_driver_defers_the_rest_of_the_call_unsent_when_the_gateway_is_out(
@@ -719,6 +722,17 @@ def test_http_driver_defers_the_rest_of_the_call_unsent_when_the_gateway_is_out(
     assert results[0] == Accepted("SMa-1", "C1")
     assert [type(r) for r in results[1:]] == [Deferred, Deferred, Deferred]
     assert {r.retry_after_s for r in results[1:] if isinstance(r, Deferred)} == {retry_after_s}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_http_driver_raises_when_the_gateway_refuses_our_credentials(status: int) -> None:
+    # given: a gateway that refuses the platform's token: no message is at fault
+    driver = mock_driver("http", lambda request: httpx.Response(status, text="bad token"))
+    # when / then: the whole call fails, to be retried, instead of rejecting each segment
+    with pytest.raises(CredentialsRefused) as raised:
+        driver.submit([submission("SMa-1"), submission("SMa-2")])
+    driver.close()
+    assert raised.value.status_code == status
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -763,7 +777,8 @@ def test_lookup_reads_the_answer(
     ("answer", "error"),
     [
         (httpx.Response(500), TransientCarrierError),
-        (httpx.Response(401), PermanentCarrierError),
+        (httpx.Response(401), CredentialsRefused),
+        (httpx.Response(400, text="bad reference"), PermanentCarrierError),
         (httpx.Response(200, json={"status": "accepted"}), MalformedAnswer),
     ],
 )

@@ -1,0 +1,109 @@
+"""The account's numbers as Twilio's IncomingPhoneNumbers, on ``/v1`` and ``/2010-04-01``: how
+the twilio SDK learns the ``PN…`` sid a Messaging Service's pool is given."""
+
+from collections.abc import Sequence
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from dispatcher.errors import BadRequest, NotFound
+from dispatcher.params import parse_query, reject_unknown, single
+from dispatcher.phone import to_e164
+from dispatcher.render import incoming_number
+from dispatcher.routes import AccountDep
+from schemas.db import session_scope
+from schemas.ids import is_sid
+from schemas.models import PhoneNumber, ServiceNumber
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000  # larger requests are clamped, as for messages
+LIST_PARAMS = frozenset({"PhoneNumber", "FriendlyName", "Page", "PageSize"})
+PAGE_KEY = "incoming_phone_numbers"
+
+
+def _with_services(
+    numbers: Sequence[PhoneNumber],
+) -> list[tuple[PhoneNumber, str | None]]:
+    """Each number with the Messaging Service whose pool holds it, if any."""
+    with session_scope() as session:
+        members = session.exec(
+            select(ServiceNumber).where(
+                col(ServiceNumber.phone_number).in_([n.phone_number for n in numbers])
+            )
+        ).all()
+    service_of = {member.phone_number: member.service_sid for member in members}
+    return [(number, service_of.get(number.phone_number)) for number in numbers]
+
+
+def _integer(raw: str | None, name: str, default: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def numbers_router(surface: str, suffix: str) -> APIRouter:
+    router = APIRouter(prefix=surface, tags=[surface.strip("/")])
+    path = "/Accounts/{account_sid}/IncomingPhoneNumbers"
+
+    @router.get(f"{path}{suffix}")
+    def list_numbers(request: Request, account: AccountDep) -> JSONResponse:
+        """The account's numbers, oldest first; ``PhoneNumber`` or ``FriendlyName`` (both the
+        E.164 number) find one."""
+        params = parse_query(request.scope["query_string"])
+        reject_unknown(params, LIST_PARAMS)
+        page = _integer(single(params, "Page"), "Page", 0)
+        size = max(1, min(MAX_PAGE_SIZE, _integer(single(params, "PageSize"), "PageSize",
+                                                  DEFAULT_PAGE_SIZE)))  # fmt: skip
+        statement = select(PhoneNumber).where(col(PhoneNumber.account_sid) == account)
+        filters = []
+        for name in ("PhoneNumber", "FriendlyName"):
+            raw = single(params, name)
+            if raw is not None:
+                filters.append((name, raw))
+                number = to_e164(raw) or raw
+                statement = statement.where(col(PhoneNumber.phone_number) == number)
+        statement = statement.order_by(col(PhoneNumber.date_created), col(PhoneNumber.sid))
+        with session_scope() as session:
+            rows = session.exec(statement.offset(page * size).limit(size + 1)).all()
+        shown = _with_services(rows[:size])
+        base = f"{surface}/Accounts/{account}/IncomingPhoneNumbers{suffix}"
+
+        def uri(number: int) -> str:
+            pairs = [*filters, ("PageSize", str(size)), ("Page", str(number))]
+            return f"{base}?{urlencode(pairs, quote_via=quote, safe='')}"
+
+        return JSONResponse({
+            PAGE_KEY: [incoming_number(n, service, surface) for n, service in shown],
+            "page": page,
+            "page_size": size,
+            "start": page * size,
+            "end": page * size + max(len(shown) - 1, 0),
+            "uri": uri(page),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) if len(rows) > size else None,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+        })  # fmt: skip
+
+    @router.get(f"{path}/{{sid}}{suffix}")
+    def fetch_number(sid: str, account: AccountDep) -> JSONResponse:
+        """One of the account's numbers, by its ``PN…`` sid."""
+        with session_scope() as session:
+            number = (
+                session.exec(select(PhoneNumber).where(col(PhoneNumber.sid) == sid)).first()
+                if is_sid(sid, "PN")
+                else None
+            )
+        if number is None or number.account_sid != account:
+            raise NotFound(f"The requested resource /IncomingPhoneNumbers/{sid} was not found")
+        [(found, service)] = _with_services([number])
+        return JSONResponse(incoming_number(found, service, surface))
+
+    return router
+
+
+v1_numbers_router = numbers_router("/v1", "")
+twilio_numbers_router = numbers_router("/2010-04-01", ".json")
