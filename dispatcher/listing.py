@@ -25,6 +25,25 @@ MAX_PAGE_SIZE = 1000  # larger requests are clamped, as Twilio's SDK sends list(
 LIST_PARAMS = frozenset(
     {"To", "From", "DateSent", "DateSent<", "DateSent>", "Status", "Page", "PageSize", "PageToken"}
 )
+_DATE = "YYYY-MM-DD (the whole day) or an ISO 8601 date-time"
+# The same parameters as the OpenAPI document describes them.
+LIST_QUERY_DOC = [
+    {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    for name, description, schema in [
+        ("To", "Messages to this number (E.164)", {"type": "string"}),
+        ("From", "Messages from this number (E.164)", {"type": "string"}),
+        ("DateSent", f"Sent that day or at that instant: {_DATE}", {"type": "string"}),
+        ("DateSent<", f"Sent on or before: {_DATE}", {"type": "string"}),
+        ("DateSent>", f"Sent on or after: {_DATE}", {"type": "string"}),
+        ("Status", "Messages in this status", {"enum": [s.value for s in MessageStatus]}),
+        ("Page", "0-based page number; follow next_page_uri instead for deep pages",
+         {"type": "integer", "minimum": 0, "default": 0}),
+        ("PageSize", f"Messages per page, clamped to 1..{MAX_PAGE_SIZE}",
+         {"type": "integer", "minimum": 0, "default": DEFAULT_PAGE_SIZE}),
+        ("PageToken", "Where the page starts: taken from next_page_uri or previous_page_uri",
+         {"type": "string"}),
+    ]
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

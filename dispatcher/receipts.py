@@ -3,12 +3,14 @@
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, JsonValue
 
 from dispatcher.errors import AuthenticationError, BadRequest
-from dispatcher.params import read_json_object
+from dispatcher.openapi import CARRIER_AUTH, errors, ok, request_body
+from dispatcher.params import JSON, read_json_object
 from dispatcher.publish import wake
 from schemas.db import session_scope
 from schemas.settings import get_settings
@@ -17,6 +19,28 @@ from workers import receipts
 router = APIRouter(tags=["carrier"])
 
 MAX_RECEIPTS = 5000  # per request; the simulator sends at most 500
+
+
+class Receipt(BaseModel):
+    """One receipt as the OpenAPI document shows it; :func:`_receipt` is what checks it."""
+
+    carrier_id: str = Field(min_length=1, max_length=64, description="The carrier's message id")
+    status: str = Field(
+        json_schema_extra={"enum": list[JsonValue](sorted(receipts.RECEIPT_STATUSES))}
+    )
+    error_code: int | None = Field(None, description="30003, 30005, 30008, …")
+    reference: str | None = Field(None, max_length=64, description="Our `<sid>-<n>`")
+    done_date: str | None = Field(None, max_length=10, description="YYMMDDhhmm")
+
+
+class ReceiptBatch(BaseModel):
+    """Delivery receipts from the carrier (other keys are ignored)."""
+
+    receipts: list[Receipt] = Field(max_length=MAX_RECEIPTS)
+
+
+class ReceiptsAccepted(BaseModel):
+    received: int = Field(ge=0, description="Receipts stored")
 
 
 def _receipt(item: object) -> dict[str, Any]:
@@ -43,11 +67,15 @@ def _store(items: list[dict[str, Any]]) -> None:
         receipts.store(session, items)
 
 
-@router.post("/carrier/receipts")
+@router.post(
+    "/carrier/receipts",
+    responses=ok(ReceiptsAccepted, "The receipts are stored") | errors(400, 401, 413, 415),
+    openapi_extra=request_body({JSON: ReceiptBatch}),
+)
 async def receive(
     request: Request,
     background: BackgroundTasks,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
 ) -> JSONResponse:
     """Delivery receipts from the carrier: ``{"receipts": [{carrier_id, status, …}]}``."""
     expected = f"Bearer {get_settings().receipts_token}"
