@@ -118,7 +118,8 @@ def parse_new_message(params: Params) -> NewMessage:
     validity_raw = single(params, "ValidityPeriod")
     validity = VALIDITY_MAX_S
     if validity_raw is not None:
-        if not validity_raw.isdigit() or not VALIDITY_MIN_S <= int(validity_raw) <= VALIDITY_MAX_S:
+        digits = validity_raw.isascii() and validity_raw.isdigit() and len(validity_raw) <= 5
+        if not digits or not VALIDITY_MIN_S <= int(validity_raw) <= VALIDITY_MAX_S:
             raise BadRequest(
                 f"ValidityPeriod must be an integer from {VALIDITY_MIN_S} to {VALIDITY_MAX_S}"
             )

@@ -4,6 +4,7 @@ Every decoding problem becomes a :class:`BadRequest` here, so no handler sees ra
 """
 
 import json
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
@@ -17,11 +18,22 @@ Params = dict[str, list[str]]
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
+# Postgres stores neither NUL characters nor unpaired surrogates (JSON escapes can make both),
+# and an answer quoting an unpaired surrogate cannot be encoded: refused where they come in.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(name: str, value: str) -> str:
+    """``value``, refused when it holds a character the database cannot store."""
+    if _UNSTORABLE.search(value):
+        raise BadRequest(f"Parameter {name!r} holds a NUL character or an unpaired surrogate")
+    return value
+
 
 def _from_pairs(pairs: Iterable[tuple[str, str]]) -> Params:
     params: Params = {}
     for name, value in pairs:
-        params.setdefault(name, []).append(value)
+        params.setdefault(storable("name", name), []).append(storable(name, value))
     return params
 
 
@@ -52,7 +64,7 @@ def _from_json(raw: bytes) -> Params:
         if value is None:
             continue
         values = value if isinstance(value, list) else [value]
-        params[name] = [_scalar(name, item) for item in values]
+        params[storable("name", name)] = [storable(name, _scalar(name, item)) for item in values]
     return params
 
 

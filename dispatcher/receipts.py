@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, JsonValue
 
 from dispatcher.errors import AuthenticationError, BadRequest
 from dispatcher.openapi import CARRIER_AUTH, errors, ok, request_body
-from dispatcher.params import JSON, read_json_object
+from dispatcher.params import JSON, read_json_object, storable
 from dispatcher.publish import wake
 from schemas.db import session_scope
 from schemas.settings import get_settings
@@ -19,6 +19,7 @@ from workers import receipts
 router = APIRouter(tags=["carrier"])
 
 MAX_RECEIPTS = 5000  # per request; the simulator sends at most 500
+MAX_ERROR_CODE = 2**31 - 1  # the receipts.error_code column is a 32-bit integer
 
 
 class Receipt(BaseModel):
@@ -28,7 +29,9 @@ class Receipt(BaseModel):
     status: str = Field(
         json_schema_extra={"enum": list[JsonValue](sorted(receipts.RECEIPT_STATUSES))}
     )
-    error_code: int | None = Field(None, description="30003, 30005, 30008, …")
+    error_code: int | None = Field(
+        None, ge=0, le=MAX_ERROR_CODE, description="30003, 30005, 30008, …"
+    )
     reference: str | None = Field(None, max_length=64, description="Our `<sid>-<n>`")
     done_date: str | None = Field(None, max_length=10, description="YYMMDDhhmm")
 
@@ -52,12 +55,17 @@ def _receipt(item: object) -> dict[str, Any]:
         raise BadRequest("carrier_id must be a string of 1 to 64 characters")
     if status not in receipts.RECEIPT_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(sorted(receipts.RECEIPT_STATUSES))}")
-    if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
-        raise BadRequest("error_code must be an integer or null")
+    if code is not None and (
+        not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= MAX_ERROR_CODE
+    ):
+        raise BadRequest(f"error_code must be an integer from 0 to {MAX_ERROR_CODE}, or null")
     if reference is not None and (not isinstance(reference, str) or len(reference) > 64):
         raise BadRequest("reference must be a string of at most 64 characters")
     if done is not None and (not isinstance(done, str) or len(done) > 10):
         raise BadRequest("done_date must be YYMMDDhhmm")
+    for name, text in (("carrier_id", carrier_id), ("reference", reference), ("done_date", done)):
+        if text is not None:
+            storable(name, text)
     return {"carrier_id": carrier_id, "status": status, "error_code": code,
             "reference": reference, "done_date": done}  # fmt: skip
 
