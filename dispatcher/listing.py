@@ -141,7 +141,9 @@ def _integer(params: Params, name: str, default: int) -> int:
 
 
 def parse_list_query(params: Params) -> ListQuery:
+    """The list's filters and paging; unknown names are refused, blank values count as absent."""
     reject_unknown(params, LIST_PARAMS)
+    params = {name: [value for value in values if value] for name, values in params.items()}
     status = single(params, "Status")
     if status is not None and status not in MessageStatus.__members__.values():
         raise BadRequest(f"Status must be one of {', '.join(MessageStatus)}")

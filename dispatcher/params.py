@@ -69,8 +69,11 @@ def _from_json(raw: bytes) -> Params:
 
 
 def parse_query(query: bytes) -> Params:
+    """The query's parameters, blank values included (``?Foo=`` names a parameter too)."""
     try:
-        pairs = parse_qsl(query.decode("ascii"), errors="strict", max_num_fields=200)
+        pairs = parse_qsl(
+            query.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=200
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("The query string is not valid percent-encoded UTF-8") from exc
     return _from_pairs(pairs)

@@ -133,6 +133,14 @@ def test_blank_list_parameters_count_as_absent(api_url: str, account: Account) -
     assert response.json()["page_size"] == 50
 
 
+@pytest.mark.parametrize("query", ["=", "Sort=", "DateSent=&="])
+def test_unknown_list_parameter_is_refused_even_blank(
+    api_url: str, account: Account, query: str
+) -> None:
+    response = httpx.get(f"{api_url}/v1/Accounts/{account.sid}/Messages?{query}", auth=account.auth)
+    assert (response.status_code, response.json()["code"]) == (400, 20001)
+
+
 def test_nul_in_basic_credentials_is_401(api_url: str, account: Account) -> None:
     response = httpx.get(
         f"{api_url}/v1/Accounts/{account.sid}/Messages", auth=("AC\x00", account.token)
