@@ -3,13 +3,16 @@
 Handlers read raw requests and answer with ``JSONResponse`` (see params.py: no pydantic on the
 create path), so FastAPI cannot infer any of this. Each route says it where it is declared::
 
-    @router.get("/Accounts/{account_sid}/Things/{sid}",
-                responses=ok(Thing) | errors(401, 404))
-    def fetch(sid: str, account: AccountDep) -> JSONResponse: ...
+    @router.post("/Accounts/{account_sid}/Things/{sid}",
+                 responses=ok(Thing) | errors(400, 413, 415),
+                 openapi_extra=request_body({FORM: ThingUpdate}))
+    def update(sid: MessageSid, account: AccountDep, request: Request) -> JSONResponse: ...
 
 ``errors`` takes statuses from :data:`ERRORS`, the one table of refusals and when they happen
-(503 is always added); ``AccountDep`` (routes.py) brings HTTP Basic with it, and its router
-already adds 401 and 404; :func:`request_body` describes a body the handler reads itself.
+(503 is always added); ``AccountDep`` (routes.py) brings HTTP Basic with it, and the messages
+router adds 401 and 404 to each of its routes; :func:`request_body` describes a body the
+handler reads itself; an operation without a body (a 204) declares ``{204: {"description":
+…}}``.
 :func:`finish` then drops the 422 "Validation Error" FastAPI adds to every operation with
 parameters: the API never answers it (app.py answers FastAPI's validation failures 400, so a
 route whose parameters FastAPI checks lists 400), and moves the models of request bodies into
