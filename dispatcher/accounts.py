@@ -62,7 +62,7 @@ def _credentials(authorization: str | None) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise AuthenticationError("Malformed Basic credentials") from exc
     sid, sep, token = decoded.partition(":")
-    if not sep:
+    if not sep or "\x00" in sid:  # a NUL cannot be in any sid, nor be sent to Postgres
         raise AuthenticationError("Malformed Basic credentials")
     return sid, token
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from dispatcher.errors import ApiError, NotFound
 from dispatcher.metrics import exposition
 from dispatcher.number_routes import twilio_numbers_router, v1_numbers_router
+from dispatcher.openapi import install
 from dispatcher.receipts import router as receipts_router
 from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
@@ -115,6 +116,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(OperationalError, _database_down)  # connection lost, server down
     app.add_exception_handler(InterfaceError, _database_down)
     app.add_exception_handler(Exception, _unexpected)
+    install(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

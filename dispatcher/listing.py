@@ -22,9 +22,31 @@ from schemas.status import MessageStatus
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000  # larger requests are clamped, as Twilio's SDK sends list(limit=5000) as is
+MAX_PAGE = 10**9  # Page × PageSize stays far inside Postgres' bigint OFFSET
+INTEGER_DIGITS = 18  # a longer number is past every bound here (and int() refuses 4,300 digits)
 LIST_PARAMS = frozenset(
     {"To", "From", "DateSent", "DateSent<", "DateSent>", "Status", "Page", "PageSize", "PageToken"}
 )
+_DATE = "YYYY-MM-DD (the whole day) or an ISO 8601 date-time"
+# The same parameters as the OpenAPI document describes them; a blank one counts as absent.
+LIST_QUERY_DOC = [
+    {"name": name, "in": "query", "required": False, "allowEmptyValue": True,
+     "description": description, "schema": schema}
+    for name, description, schema in [
+        ("To", "Messages to this number (E.164)", {"type": "string"}),
+        ("From", "Messages from this number (E.164)", {"type": "string"}),
+        ("DateSent", f"Sent that day or at that instant: {_DATE}", {"type": "string"}),
+        ("DateSent<", f"Sent on or before: {_DATE}", {"type": "string"}),
+        ("DateSent>", f"Sent on or after: {_DATE}", {"type": "string"}),
+        ("Status", "Messages in this status", {"enum": [s.value for s in MessageStatus]}),
+        ("Page", "0-based page number; follow next_page_uri instead for deep pages",
+         {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0}),
+        ("PageSize", f"Messages per page, clamped to 1..{MAX_PAGE_SIZE}",
+         {"type": "integer", "minimum": 0, "default": DEFAULT_PAGE_SIZE}),
+        ("PageToken", "Where the page starts: taken from next_page_uri or previous_page_uri",
+         {"type": "string"}),
+    ]
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,22 +117,33 @@ def _moment(raw: str, name: str) -> tuple[datetime, bool]:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), time(), UTC), True
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+        # In UTC, as the database compares it: 0001-01-01T00:00+14:00 is before the first day.
+        moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise BadRequest(f"{name} must be YYYY-MM-DD or an ISO 8601 date-time") from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), False
+    return moment, False
+
+
+def _next_day(moment: datetime) -> datetime:
+    """The start of the day after ``moment``'s (the last instant there is, on 9999-12-31)."""
+    if moment.date() == date.max:
+        return datetime.max.replace(tzinfo=UTC)
+    return moment + timedelta(days=1)
 
 
 def _integer(params: Params, name: str, default: int) -> int:
     raw = single(params, name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(f"{name} must be a non-negative integer")
-    return int(raw)
+    return int(raw) if len(raw) <= INTEGER_DIGITS else 10**INTEGER_DIGITS
 
 
 def parse_list_query(params: Params) -> ListQuery:
+    """The list's filters and paging; unknown names are refused, blank values count as absent."""
     reject_unknown(params, LIST_PARAMS)
+    params = {name: [value for value in values if value] for name, values in params.items()}
     status = single(params, "Status")
     if status is not None and status not in MessageStatus.__members__.values():
         raise BadRequest(f"Status must be one of {', '.join(MessageStatus)}")
@@ -119,6 +152,9 @@ def parse_list_query(params: Params) -> ListQuery:
         if raw is not None:
             _moment(raw, name)
     token_raw = single(params, "PageToken")
+    page = _integer(params, "Page", 0)
+    if page > MAX_PAGE:
+        raise BadRequest(f"Page must be at most {MAX_PAGE}")
     return ListQuery(
         to=_phone_filter(params, "To"),
         from_=_phone_filter(params, "From"),
@@ -126,7 +162,7 @@ def parse_list_query(params: Params) -> ListQuery:
         date_sent_before=single(params, "DateSent<"),
         date_sent_after=single(params, "DateSent>"),
         status=status,
-        page=_integer(params, "Page", 0),
+        page=page,
         page_size=max(1, min(MAX_PAGE_SIZE, _integer(params, "PageSize", DEFAULT_PAGE_SIZE))),
         token=Token.decode(token_raw) if token_raw else None,
     )
@@ -144,12 +180,12 @@ def _filtered(account_sid: str, query: ListQuery) -> Select[Message]:
     if query.date_sent is not None:
         moment, whole_day = _moment(query.date_sent, "DateSent")
         if whole_day:
-            statement = statement.where(sent >= moment, sent < moment + timedelta(days=1))
+            statement = statement.where(sent >= moment, sent < _next_day(moment))
         else:
             statement = statement.where(sent == moment)
     if query.date_sent_before is not None:
         moment, whole_day = _moment(query.date_sent_before, "DateSent<")
-        bound = sent < moment + timedelta(days=1) if whole_day else sent <= moment
+        bound = sent < _next_day(moment) if whole_day else sent <= moment
         statement = statement.where(bound)
     if query.date_sent_after is not None:
         moment, _ = _moment(query.date_sent_after, "DateSent>")

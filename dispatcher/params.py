@@ -4,6 +4,7 @@ Every decoding problem becomes a :class:`BadRequest` here, so no handler sees ra
 """
 
 import json
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,11 +24,22 @@ VALIDITY_MIN_S, VALIDITY_MAX_S = (
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
+# Postgres stores neither NUL characters nor unpaired surrogates (JSON escapes can make both),
+# and an answer quoting an unpaired surrogate cannot be encoded: refused where they come in.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(name: str, value: str) -> str:
+    """``value``, refused when it holds a character the database cannot store."""
+    if _UNSTORABLE.search(value):
+        raise BadRequest(f"Parameter {name!r} holds a NUL character or an unpaired surrogate")
+    return value
+
 
 def _from_pairs(pairs: Iterable[tuple[str, str]]) -> Params:
     params: Params = {}
     for name, value in pairs:
-        params.setdefault(name, []).append(value)
+        params.setdefault(storable("name", name), []).append(storable(name, value))
     return params
 
 
@@ -58,13 +70,16 @@ def _from_json(raw: bytes) -> Params:
         if value is None:
             continue
         values = value if isinstance(value, list) else [value]
-        params[name] = [_scalar(name, item) for item in values]
+        params[storable("name", name)] = [storable(name, _scalar(name, item)) for item in values]
     return params
 
 
 def parse_query(query: bytes) -> Params:
+    """The query's parameters, blank values included (``?Foo=`` names a parameter too)."""
     try:
-        pairs = parse_qsl(query.decode("ascii"), errors="strict", max_num_fields=200)
+        pairs = parse_qsl(
+            query.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=200
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("The query string is not valid percent-encoded UTF-8") from exc
     return _from_pairs(pairs)
@@ -148,6 +163,7 @@ def is_http_url(value: str) -> bool:
 
 def validity_period(raw: str, name: str = "ValidityPeriod") -> int:
     """Seconds a message may wait to be sent, within Twilio's bounds."""
-    if not raw.isdigit() or not VALIDITY_MIN_S <= int(raw) <= VALIDITY_MAX_S:
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= 5  # "٣" and 10**5000 are digits too
+    if not digits or not VALIDITY_MIN_S <= int(raw) <= VALIDITY_MAX_S:
         raise BadRequest(f"{name} must be an integer from {VALIDITY_MIN_S} to {VALIDITY_MAX_S}")
     return int(raw)

@@ -3,12 +3,14 @@
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, JsonValue
 
 from dispatcher.errors import AuthenticationError, BadRequest
-from dispatcher.params import read_json_object
+from dispatcher.openapi import CARRIER_AUTH, errors, ok, request_body
+from dispatcher.params import JSON, read_json_object, storable
 from dispatcher.publish import wake
 from schemas.db import session_scope
 from schemas.settings import get_settings
@@ -17,6 +19,31 @@ from workers import receipts
 router = APIRouter(tags=["carrier"])
 
 MAX_RECEIPTS = 5000  # per request; the simulator sends at most 500
+MAX_ERROR_CODE = 2**31 - 1  # the receipts.error_code column is a 32-bit integer
+
+
+class Receipt(BaseModel):
+    """One receipt as the OpenAPI document shows it; :func:`_receipt` is what checks it."""
+
+    carrier_id: str = Field(min_length=1, max_length=64, description="The carrier's message id")
+    status: str = Field(
+        json_schema_extra={"enum": list[JsonValue](sorted(receipts.RECEIPT_STATUSES))}
+    )
+    error_code: int | None = Field(
+        None, ge=0, le=MAX_ERROR_CODE, description="30003, 30005, 30008, …"
+    )
+    reference: str | None = Field(None, max_length=64, description="Our `<sid>-<n>`")
+    done_date: str | None = Field(None, max_length=10, description="YYMMDDhhmm")
+
+
+class ReceiptBatch(BaseModel):
+    """Delivery receipts from the carrier (other keys are ignored)."""
+
+    receipts: list[Receipt] = Field(max_length=MAX_RECEIPTS)
+
+
+class ReceiptsAccepted(BaseModel):
+    received: int = Field(ge=0, description="Receipts stored")
 
 
 def _receipt(item: object) -> dict[str, Any]:
@@ -28,12 +55,17 @@ def _receipt(item: object) -> dict[str, Any]:
         raise BadRequest("carrier_id must be a string of 1 to 64 characters")
     if status not in receipts.RECEIPT_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(sorted(receipts.RECEIPT_STATUSES))}")
-    if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
-        raise BadRequest("error_code must be an integer or null")
+    if code is not None and (
+        not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= MAX_ERROR_CODE
+    ):
+        raise BadRequest(f"error_code must be an integer from 0 to {MAX_ERROR_CODE}, or null")
     if reference is not None and (not isinstance(reference, str) or len(reference) > 64):
         raise BadRequest("reference must be a string of at most 64 characters")
     if done is not None and (not isinstance(done, str) or len(done) > 10):
         raise BadRequest("done_date must be YYMMDDhhmm")
+    for name, text in (("carrier_id", carrier_id), ("reference", reference), ("done_date", done)):
+        if text is not None:
+            storable(name, text)
     return {"carrier_id": carrier_id, "status": status, "error_code": code,
             "reference": reference, "done_date": done}  # fmt: skip
 
@@ -43,11 +75,15 @@ def _store(items: list[dict[str, Any]]) -> None:
         receipts.store(session, items)
 
 
-@router.post("/carrier/receipts")
+@router.post(
+    "/carrier/receipts",
+    responses=ok(ReceiptsAccepted, "The receipts are stored") | errors(400, 401, 413, 415),
+    openapi_extra=request_body({JSON: ReceiptBatch}),
+)
 async def receive(
     request: Request,
     background: BackgroundTasks,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
 ) -> JSONResponse:
     """Delivery receipts from the carrier: ``{"receipts": [{carrier_id, status, …}]}``."""
     expected = f"Bearer {get_settings().receipts_token}"

@@ -3,17 +3,19 @@
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import WithJsonSchema
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
-from dispatcher.intake import create_message
-from dispatcher.listing import fetch_page, paging, parse_list_query
-from dispatcher.params import Params, parse_query, read_body
+from dispatcher.intake import MAX_IDEMPOTENCY_KEY_CHARS, create_message
+from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
+from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
+from dispatcher.params import FORM, JSON, Params, parse_query, read_body
 from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
 from dispatcher.render import (
@@ -25,6 +27,19 @@ from dispatcher.render import (
     v1_message,
     v1_path,
 )
+from dispatcher.representations import (
+    ACCOUNT_SID,
+    MEDIA_SID,
+    MEDIA_TYPES,
+    MESSAGE_SID,
+    TWILIO_SHAPES,
+    V1_SHAPES,
+    CallbackLedger,
+    CallbackReplay,
+    MessageCreate,
+    MessageCreateJson,
+    Shapes,
+)
 from dispatcher.updates import delete_media, delete_message, update_message
 from schemas.db import session_scope
 from schemas.ids import is_sid
@@ -34,9 +49,39 @@ from workers import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
 
+AccountSid = Annotated[
+    str, Path(description="The account", json_schema_extra={"pattern": ACCOUNT_SID})
+]
+MessageSid = Annotated[
+    str, Path(description="The message", json_schema_extra={"pattern": MESSAGE_SID})
+]
+MediaSid = Annotated[
+    str, Path(description="The attachment", json_schema_extra={"pattern": MEDIA_SID})
+]
+IdempotencyKey = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS}),
+    Header(
+        alias="Idempotency-Key",
+        description="Repeating a create with the same key (per account) answers the first message",
+    ),
+]
+CREATE_BODY = request_body(
+    {FORM: MessageCreate, JSON: MessageCreateJson},
+    encoding={"MediaUrl": {"style": "form", "explode": True}},  # MediaUrl=a&MediaUrl=b
+)
+MEDIA_CONTENT: Responses = {
+    200: {
+        "description": "The attachment's bytes",
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}} for kind in MEDIA_TYPES
+        },
+    }
+}
+
 
 async def account_of(
-    account_sid: str, authorization: Annotated[str | None, Header()] = None
+    account_sid: AccountSid, authorization: Annotated[str | None, Depends(ACCOUNT_AUTH)]
 ) -> str:
     """The authenticated account, which must be the one in the path (404 otherwise, not 403)."""
     authenticated = recently_verified(authorization) or await run_in_threadpool(
@@ -91,16 +136,21 @@ def load_message(account_sid: str, sid: str) -> Message:
 
 
 def messages_router(
-    prefix: str, suffix: str, render: Renderer, path_of: Callable[[str], str]
+    prefix: str, suffix: str, render: Renderer, path_of: Callable[[str], str], shapes: Shapes
 ) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=[prefix.strip("/") or "v1"])
+    router = APIRouter(prefix=prefix, tags=[prefix.strip("/") or "v1"], responses=errors(401, 404))
 
-    @router.post(f"/Accounts/{{account_sid}}/Messages{suffix}", status_code=201)
+    @router.post(
+        f"/Accounts/{{account_sid}}/Messages{suffix}",
+        status_code=201,
+        responses=ok(shapes.message, "The message, queued", 201) | errors(400, 413, 415, 422, 429),
+        openapi_extra=CREATE_BODY,
+    )
     async def create(
         request: Request,
         account: AccountDep,
         background: BackgroundTasks,
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         """Send a message: stored as 'queued' and handed to the pipeline, or, with
         ``ScheduleType=fixed`` and ``SendAt``, stored as 'scheduled' until that time."""
@@ -110,7 +160,11 @@ def messages_router(
             background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages{suffix}")
+    @router.get(
+        f"/Accounts/{{account_sid}}/Messages{suffix}",
+        responses=ok(shapes.page) | errors(400),
+        openapi_extra={"parameters": LIST_QUERY_DOC},
+    )
     def list_messages(request: Request, account: AccountDep) -> JSONResponse:
         """Messages newest first, filtered; follow ``next_page_uri`` for the next page."""
         query = parse_list_query(parse_query(request.scope["query_string"]))
@@ -119,8 +173,8 @@ def messages_router(
         body.update(paging(f"{path_of(account)}{suffix}", page))
         return JSONResponse(body)
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}")
-    def fetch(sid: str, account: AccountDep) -> JSONResponse:
+    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}", responses=ok(shapes.message))
+    def fetch(sid: MessageSid, account: AccountDep) -> JSONResponse:
         """One message of the account."""
         return JSONResponse(render(load_message(account, sid)))
 
@@ -144,14 +198,19 @@ def messages_router(
         delete_message(load_message(account, sid).sid)
         return Response(status_code=204)
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media{suffix}")
-    def list_media(sid: str, account: AccountDep) -> JSONResponse:
+    @router.get(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media{suffix}", responses=ok(shapes.media_list)
+    )
+    def list_media(sid: MessageSid, account: AccountDep) -> JSONResponse:
         """The message's fetched media (MMS), in the order of its MediaUrl parameters."""
         message = load_message(account, sid)
         return JSONResponse(media_page(media_of(message.sid), path_of(account), sid, suffix))
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}")
-    def fetch_media(sid: str, media_sid: str, account: AccountDep) -> JSONResponse:
+    @router.get(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}",
+        responses=ok(shapes.media),
+    )
+    def fetch_media(sid: MessageSid, media_sid: MediaSid, account: AccountDep) -> JSONResponse:
         """One attachment's metadata: type decided by its bytes, size and sha256."""
         item = load_media(account, sid, media_sid, content=False)
         return JSONResponse(media_item(item, path_of(account), suffix))
@@ -167,21 +226,31 @@ def messages_router(
 
     content_path = "" if suffix else "/Content"  # Twilio serves the bytes without ".json"
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{content_path}")
-    def media_content(sid: str, media_sid: str, account: AccountDep) -> Response:
+    @router.get(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{content_path}",
+        response_class=Response,
+        responses=MEDIA_CONTENT,
+    )
+    def media_content(sid: MessageSid, media_sid: MediaSid, account: AccountDep) -> Response:
         """The attachment's bytes, as fetched."""
         item = load_media(account, sid, media_sid, content=True)
         return Response(item.content, media_type=item.content_type)
 
-    @router.get(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks{suffix}")
-    def list_callbacks(sid: str, account: AccountDep) -> JSONResponse:
+    @router.get(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks{suffix}",
+        responses=ok(CallbackLedger),
+    )
+    def list_callbacks(sid: MessageSid, account: AccountDep) -> JSONResponse:
         """Every status callback of the message, each with its log of delivery attempts."""
         message = load_message(account, sid)
         return JSONResponse({"callbacks": callback_ledger(message.sid)})
 
-    @router.post(f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks/Replay{suffix}")
+    @router.post(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks/Replay{suffix}",
+        responses=ok(CallbackReplay),
+    )
     def replay_callbacks(
-        sid: str, account: AccountDep, background: BackgroundTasks
+        sid: MessageSid, account: AccountDep, background: BackgroundTasks
     ) -> JSONResponse:
         """Deliver the message's settled callbacks again, in order, with their webhook-ids."""
         message = load_message(account, sid)
@@ -193,5 +262,5 @@ def messages_router(
     return router
 
 
-v1_router = messages_router("/v1", "", v1_message, v1_path)
-twilio_router = messages_router("/2010-04-01", ".json", twilio_message, twilio_path)
+v1_router = messages_router("/v1", "", v1_message, v1_path, V1_SHAPES)
+twilio_router = messages_router("/2010-04-01", ".json", twilio_message, twilio_path, TWILIO_SHAPES)
