@@ -167,11 +167,17 @@ def parse_new_message(params: Params, now: datetime) -> NewMessage:
 
 def _find_by_key(account_sid: str, key: str) -> Message | None:
     with session_scope() as session:
-        return session.execute(
-            select(Message).where(
-                col(Message.account_sid) == account_sid, col(Message.idempotency_key) == key
-            )
-        ).scalar_one_or_none()
+        return by_keys(session, account_sid, [key]).get(key)
+
+
+def by_keys(session: Session, account_sid: str, keys: list[str]) -> dict[str, Message]:
+    """The messages these Idempotency-Keys made already, by key."""
+    found = session.execute(
+        select(Message).where(
+            col(Message.account_sid) == account_sid, col(Message.idempotency_key).in_(keys)
+        )
+    ).scalars()
+    return {message.idempotency_key: message for message in found if message.idempotency_key}
 
 
 def create_message(account_sid: str, params: Params, idempotency_key: str | None) -> Message:
@@ -185,29 +191,12 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
     if idempotency_key is not None:
         earlier = _find_by_key(account_sid, idempotency_key)
         if earlier is not None:
-            return _replay(earlier, fingerprint)
+            return replay(earlier, fingerprint)
     with session_scope() as session:
-        service = _service(session, account_sid, new.messaging_service_sid)
-        if new.from_ is None:
-            assert service is not None  # parse_new_message asks for From without a service
-            from_ = choose_sender(session, service, new.to)
-        elif owns_number(session, account_sid, new.from_):
-            from_ = new.from_
-        else:
-            raise InvalidParameter(
-                f"The From phone number {new.from_} is not a number of this account.", code=21606
-            )
-        message = _message(account_sid, new, service, from_, now)
+        message = prepare(session, account_sid, new, now)
         message.idempotency_key, message.idempotency_fingerprint = idempotency_key, fingerprint
-        row = message.model_dump()
-        row["from_number"] = row.pop("from_")
         try:
-            session.execute(insert(messages_table).values(**row))
-            session.execute(
-                insert(message_events_table).values(
-                    message_sid=message.sid, status=message.status, date_created=now
-                )
-            )
+            store(session, [message])
             session.commit()
         except IntegrityError:
             # Only the idempotency index can collide: a concurrent request with the same key won.
@@ -215,10 +204,41 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
             earlier = _find_by_key(account_sid, idempotency_key) if idempotency_key else None
             if earlier is None:
                 raise
-            return _replay(earlier, fingerprint)
+            return replay(earlier, fingerprint)
     log.info("%s is %s", message.sid, message.status,
              extra={"sid": message.sid, "status": message.status})  # fmt: skip
     return message
+
+
+def prepare(session: Session, account_sid: str, new: NewMessage, now: datetime) -> Message:
+    """The message to store for a checked request: its sender (the account's own, or its
+    service's choice) and its service's defaults where it gave none. Not stored yet."""
+    service = _service(session, account_sid, new.messaging_service_sid)
+    if new.from_ is None:
+        assert service is not None  # parse_new_message asks for From without a service
+        from_ = choose_sender(session, service, new.to)
+    elif owns_number(session, account_sid, new.from_):
+        from_ = new.from_
+    else:
+        raise InvalidParameter(
+            f"The From phone number {new.from_} is not a number of this account.", code=21606
+        )
+    return _message(account_sid, new, service, from_, now)
+
+
+def store(session: Session, messages: list[Message]) -> None:
+    """Insert the messages and their 'queued' (or 'scheduled') events; the caller commits."""
+    rows = []
+    for message in messages:
+        row = message.model_dump()
+        row["from_number"] = row.pop("from_")
+        rows.append(row)
+    session.execute(insert(messages_table), rows)
+    session.execute(
+        insert(message_events_table),
+        [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
+         for m in messages],
+    )  # fmt: skip
 
 
 def _service(
@@ -279,7 +299,8 @@ def _first_stage(new: NewMessage) -> str:
     return "media" if new.media_urls else "segment"
 
 
-def _replay(earlier: Message, fingerprint: str | None) -> Message:
+def replay(earlier: Message, fingerprint: str | None) -> Message:
+    """The message an Idempotency-Key made, if the request is the same (20409 otherwise)."""
     if earlier.idempotency_fingerprint != fingerprint:
         raise IdempotencyConflict("This Idempotency-Key was used with different parameters")
     return earlier

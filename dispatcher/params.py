@@ -51,20 +51,24 @@ def _scalar(name: str, value: object) -> str:
     raise BadRequest(f"Parameter {name} must be a string, number or boolean")
 
 
-def _json_object(raw: bytes) -> dict[str, object]:
+def json_document(raw: bytes) -> object:
     try:
-        document = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BadRequest("The request body is not valid UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc.msg} at {exc.pos}") from exc
-    if not isinstance(document, dict):
-        raise BadRequest("The JSON body must be an object")
-    return document
 
 
 def _from_json(raw: bytes) -> Params:
-    document = _json_object(raw)
+    document = json_document(raw)
+    if not isinstance(document, dict):
+        raise BadRequest("The JSON body must be an object")
+    return params_of(document)
+
+
+def params_of(document: dict[str, object]) -> Params:
+    """A JSON object's parameters as a form's: lists for repeated ones, null as absent."""
     params: Params = {}
     for name, value in document.items():
         if value is None:
@@ -85,7 +89,7 @@ def parse_query(query: bytes) -> Params:
     return _from_pairs(pairs)
 
 
-async def _read_raw(request: Request, limit: int) -> bytes:
+async def read_raw(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(f"The request body exceeds {limit} bytes", code=20413, http_status=413)
@@ -97,11 +101,11 @@ async def _read_raw(request: Request, limit: int) -> bytes:
     return bytes(raw)
 
 
-def _content_type(request: Request) -> str:
+def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _unsupported(content_type: str, *accepted: str) -> ApiError:
+def unsupported(content_type: str, *accepted: str) -> ApiError:
     return ApiError(
         f"Unsupported content type {content_type or '(none)'}; send {' or '.join(accepted)}",
         code=20415,
@@ -111,25 +115,28 @@ def _unsupported(content_type: str, *accepted: str) -> ApiError:
 
 async def read_json_object(request: Request, limit: int = 8 * 1024 * 1024) -> dict[str, object]:
     """A JSON object body (machine-to-machine endpoints; the default limit is 8 MiB)."""
-    if _content_type(request) != JSON:
-        raise _unsupported(_content_type(request), JSON)
-    return _json_object(await _read_raw(request, limit))
+    if content_type(request) != JSON:
+        raise unsupported(content_type(request), JSON)
+    document = json_document(await read_raw(request, limit))
+    if not isinstance(document, dict):
+        raise BadRequest("The JSON body must be an object")
+    return document
 
 
 async def read_body(request: Request) -> Params:
     """The parameters of a POST body, refusing oversized, undecodable or unknown encodings."""
-    raw = await _read_raw(request, get_settings().max_request_bytes)
-    content_type = _content_type(request)
-    if content_type == JSON:
+    raw = await read_raw(request, get_settings().max_request_bytes)
+    kind = content_type(request)
+    if kind == JSON:
         return _from_json(raw)
-    if content_type == FORM or (not content_type and not raw):
+    if kind == FORM or (not kind and not raw):
         try:
             text = raw.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=200)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("The form body is not valid percent-encoded UTF-8") from exc
         return _from_pairs(pairs)
-    raise _unsupported(content_type, FORM, JSON)
+    raise unsupported(kind, FORM, JSON)
 
 
 def reject_unknown(params: Params, known: frozenset[str]) -> None:

@@ -16,14 +16,16 @@ def _bucket() -> TokenBucket:
     return TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}api-rate")
 
 
-def admit(account_sid: str) -> bool:
+def admit(account_sid: str, count: int = 1) -> bool:
+    """May the account create ``count`` messages now? (A bulk create costs one per message.)"""
     settings = get_settings()
     if settings.api_rate_limit_per_s <= 0:
         return True
     wait = _bucket().wait_s(
         account_sid,
         rate=settings.api_rate_limit_per_s,
-        burst=settings.api_rate_burst,
+        burst=max(settings.api_rate_burst, count),
+        cost=count,
         allow_debt=False,
     )
     return wait is None or wait == 0

@@ -9,7 +9,7 @@ here, and a schema-based fuzzer checks live answers against the document.
 from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
 from dispatcher.intake import IGNORED_PARAMS, MAX_MEDIA
 from dispatcher.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
@@ -264,3 +264,28 @@ class Shapes(NamedTuple):
 
 V1_SHAPES = Shapes(Message, MessagePage, Media, MediaList)
 TWILIO_SHAPES = Shapes(TwilioMessage, TwilioMessagePage, TwilioMedia, TwilioMediaList)
+
+
+class BulkItem(MessageCreateJson):
+    """One message of a bulk create: the create parameters, and its own Idempotency-Key."""
+
+    IdempotencyKey: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="As the Idempotency-Key header of a single create, for this message",
+    )
+
+
+class BulkCreate(RootModel[list[BulkItem]]):
+    """Up to 1,000 messages, each checked on its own."""
+
+    root: list[BulkItem] = Field(min_length=1, max_length=1000)
+
+
+class BulkResults(Representation):
+    accepted: int = Field(ge=0, description="Messages stored (or found by their key)")
+    rejected: int = Field(ge=0, description="Messages refused, each with its error")
+    results: list[Message | Error] = Field(
+        description="One per message sent, in order: the message, or its error envelope"
+    )

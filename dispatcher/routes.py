@@ -10,12 +10,23 @@ from pydantic import WithJsonSchema
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
+from dispatcher import bulk
 from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import MAX_IDEMPOTENCY_KEY_CHARS, create_message
 from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
 from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
-from dispatcher.params import FORM, JSON, Params, parse_query, read_body
+from dispatcher.params import (
+    FORM,
+    JSON,
+    Params,
+    content_type,
+    json_document,
+    parse_query,
+    read_body,
+    read_raw,
+    unsupported,
+)
 from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
 from dispatcher.render import (
@@ -34,6 +45,8 @@ from dispatcher.representations import (
     MESSAGE_SID,
     TWILIO_SHAPES,
     V1_SHAPES,
+    BulkCreate,
+    BulkResults,
     CallbackLedger,
     CallbackReplay,
     MessageCreate,
@@ -70,6 +83,7 @@ CREATE_BODY = request_body(
     {FORM: MessageCreate, JSON: MessageCreateJson},
     encoding={"MediaUrl": {"style": "form", "explode": True}},  # MediaUrl=a&MediaUrl=b
 )
+BULK_BODY = request_body({JSON: BulkCreate})
 MEDIA_CONTENT: Responses = {
     200: {
         "description": "The attachment's bytes",
@@ -93,6 +107,18 @@ async def account_of(
 
 
 AccountDep = Annotated[str, Depends(account_of)]
+
+
+def bulk_answer(results: list[bulk.Result], render: Renderer) -> dict[str, object]:
+    accepted = sum(isinstance(result, Message) for result in results)
+    return {
+        "accepted": accepted,
+        "rejected": len(results) - accepted,
+        "results": [
+            render(result) if isinstance(result, Message) else result.envelope()
+            for result in results
+        ],
+    }
 
 
 def admitted_create(account: str, params: Params, idempotency_key: str | None) -> Message:
@@ -159,6 +185,32 @@ def messages_router(
         if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
             background.add_task(wake, message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
+
+    if not suffix:  # the /v1 surface only: Twilio has no bulk create
+
+        @router.post(
+            "/Accounts/{account_sid}/Messages/Bulk",
+            responses=ok(BulkResults, "One result per message, in order")
+            | errors(400, 413, 415, 429),
+            openapi_extra=BULK_BODY,
+        )
+        async def create_bulk(
+            request: Request, account: AccountDep, background: BackgroundTasks
+        ) -> JSONResponse:
+            """Send up to 1,000 messages at once: each is checked on its own and answered with
+            the message or its own error envelope; the accepted ones are stored together."""
+            if content_type(request) != JSON:
+                raise unsupported(content_type(request), JSON)
+            document = json_document(await read_raw(request, bulk.MAX_BODY_BYTES))
+            count = len(document) if isinstance(document, list) else 1
+            if not await run_in_threadpool(admit, account, count):
+                raise TooManyRequests("Too many requests for this account; slow down and retry")
+            results = await run_in_threadpool(bulk.create_many, account, document)
+            for stage in {
+                r.stage for r in results if isinstance(r, Message) and r.status == "queued"
+            }:
+                background.add_task(wake, stage)
+            return JSONResponse(bulk_answer(results, render))
 
     @router.get(
         f"/Accounts/{{account_sid}}/Messages{suffix}",
