@@ -262,14 +262,16 @@ def beat(schedule_file: Path) -> None:
     "--callbacks", "sink_port", type=int, default=None, metavar="PORT",
     help="A StatusCallback on every message, to a local sink on this port; reports arrivals.",
 )  # fmt: skip
+@click.option("--bulk", "bulk_size", default=0, show_default=True,
+              help="Messages per bulk create (…/Messages/Bulk); 0: one create each.")  # fmt: skip
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int, sink_port: int | None,
+    latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
-        options = Options(count, concurrency, rate, timeout_s, sink)
+        options = Options(count, concurrency, rate, timeout_s, sink, bulk_size)
         sessions = None
         if spawn:
             stack.enter_context(scratch_store())
