@@ -95,11 +95,10 @@ def _prepare_and_store(
             if item.key in earlier:
                 results[item.index] = replay(earlier[item.key], fingerprint)
                 continue
-            message = prepare(session, account_sid, item.new, now)
+            message = prepare(session, account_sid, item.new, now, item.key)
         except ApiError as exc:
             results[item.index] = exc
             continue
-        message.idempotency_key, message.idempotency_fingerprint = item.key, fingerprint
         if item.key:
             earlier[item.key] = message  # a key repeated within the batch answers its first
         fresh.append(message)

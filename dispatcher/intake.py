@@ -193,8 +193,7 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
         if earlier is not None:
             return replay(earlier, fingerprint)
     with session_scope() as session:
-        message = prepare(session, account_sid, new, now)
-        message.idempotency_key, message.idempotency_fingerprint = idempotency_key, fingerprint
+        message = prepare(session, account_sid, new, now, idempotency_key)
         try:
             store(session, [message])
             session.commit()
@@ -210,9 +209,12 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
     return message
 
 
-def prepare(session: Session, account_sid: str, new: NewMessage, now: datetime) -> Message:
+def prepare(
+    session: Session, account_sid: str, new: NewMessage, now: datetime, key: str | None = None
+) -> Message:
     """The message to store for a checked request: its sender (the account's own, or its
-    service's choice) and its service's defaults where it gave none. Not stored yet."""
+    service's choice), its service's defaults where it gave none, its Idempotency-Key and
+    the request's fingerprint. Not stored yet."""
     service = _service(session, account_sid, new.messaging_service_sid)
     if new.from_ is None:
         assert service is not None  # parse_new_message asks for From without a service
@@ -223,7 +225,7 @@ def prepare(session: Session, account_sid: str, new: NewMessage, now: datetime) 
         raise InvalidParameter(
             f"The From phone number {new.from_} is not a number of this account.", code=21606
         )
-    return _message(account_sid, new, service, from_, now)
+    return _message(account_sid, new, service, from_, now, key)
 
 
 def store(session: Session, messages: list[Message]) -> None:
@@ -257,7 +259,7 @@ def _service(
 
 def _message(
     account_sid: str, new: NewMessage, service: MessagingService | None, from_: str,
-    now: datetime,
+    now: datetime, key: str | None,
 ) -> Message:  # fmt: skip
     """The row to store: the request, with its service's defaults where it gave none."""
     smart = new.smart_encoded
@@ -267,7 +269,8 @@ def _message(
     callback = new.status_callback or (service.status_callback if service else None)
     segmented = segment(new.body, smart_encoding=smart)
     starts = new.send_at or now  # the validity period runs from when it may be sent
-    return Message(
+    # Every value is checked above: construct without validating again (a fifth of the cost).
+    return Message.model_construct(
         sid=new_sid("MM" if new.media_urls else "SM"),
         account_sid=account_sid,
         to=new.to,
@@ -290,6 +293,8 @@ def _message(
         next_attempt_at=starts,
         date_created=now,
         date_updated=now,
+        idempotency_key=key,
+        idempotency_fingerprint=new.fingerprint() if key else None,
     )
 
 
