@@ -1,8 +1,9 @@
 """Test fixtures: a fresh Postgres database per run, real Redis, real HTTP servers on loopback.
 
-Each run creates its own database (``mycpaas_test_<pid>``) and uses its own Redis DB number,
-so parallel runs and the developer's own services do not collide. Each test makes its own
-account, so tests never see each other's rows.
+The servers are the environment's, the machine's or throwaways started for the session
+(``tests/services.py``). Each run creates its own database (``mycpaas_test_<pid>``) and Redis
+key prefix, so parallel runs and the developer's own services do not collide. Each test makes
+its own account, so tests never see each other's rows.
 """
 
 import os
@@ -16,12 +17,12 @@ import psycopg
 import pytest
 import redis
 
+from tests import services
 from tests.processes import Account, free_port, new_account, start_api
 
-BASE_DATABASE_URL = os.environ.get(
-    "MYCPAAS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-BASE_REDIS_URL = os.environ.get("MYCPAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+SERVICES = services.provide()  # before anything reads a setting; stopped in pytest_unconfigure
+BASE_DATABASE_URL = SERVICES.database_url
+BASE_REDIS_URL = SERVICES.redis_url
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 RUN_DATABASE = f"mycpaas_test_{RUN_ID}"
 RUN_REDIS_PREFIX = f"mycpaas-test-{RUN_ID}:"  # the broker's keys too: runs never share a queue
@@ -44,10 +45,22 @@ os.environ.update(
         "MYCPAAS_LOG_LEVEL": "WARNING",
         "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # local receivers only
         "MYCPAAS_SECRET_KEY": "test-secret-key",  # Postgres refuses the development key
+        # what a process the tests start finds, should it look for the test servers itself
+        "MYCPAAS_TEST_DATABASE_URL": BASE_DATABASE_URL,
+        "MYCPAAS_TEST_REDIS_URL": BASE_REDIS_URL,
     }
 )
 for variable in ("TWILIO_REGION", "TWILIO_EDGE"):
     os.environ.pop(variable, None)
+
+
+def pytest_report_header() -> list[str]:
+    return SERVICES.origins
+
+
+def pytest_unconfigure() -> None:
+    """The very end of the session, after every fixture's teardown: stop the throwaways."""
+    SERVICES.close()
 
 
 def admin(sql: str) -> None:

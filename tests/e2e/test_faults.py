@@ -17,15 +17,15 @@ import redis
 
 from tests.e2e.conftest import Platform, launch
 from tests.processes import Account, free_port, new_account, random_number, start_api
+from tests.services import redis_server_command
 
 
 @contextlib.contextmanager
 def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A redis-server of the test's own on a free loopback port (never the shared one)."""
+    """A redis-server of the test's own on a free loopback port (never the shared one), from
+    the binary the session's throwaway Redis would use."""
     port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(redis_server_command(port, workdir), stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 10
@@ -49,12 +49,8 @@ def restart_redis(
     proc.kill()  # like a crash: with AOF off, every queued message is gone
     proc.wait()
     time.sleep(down_s)
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    return subprocess.Popen(
-        ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    return subprocess.Popen(redis_server_command(port, workdir), stdout=subprocess.DEVNULL)
 
 
 def assert_handed_over_once(counts: dict[str, int], sids: list[str]) -> None:
