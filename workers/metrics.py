@@ -48,6 +48,7 @@ CARRIER_RESULTS = "mycpaas_carrier_results"
 CALLBACK_ATTEMPTS = "mycpaas_callback_attempts"
 THROTTLE_WAIT = "mycpaas_throttle_wait_seconds"
 STAGE_PROCESSED = "mycpaas_stage_processed"
+SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 
 FAMILIES = {
     STAGE_LATENCY: Family(
@@ -70,6 +71,12 @@ FAMILIES = {
         "histogram", "How long messages were held back by their sender's throughput", ()
     ),
     STAGE_PROCESSED: Family("counter", "Items each stage took off its queue", ("stage",)),
+    SMPP_UNKNOWN_OUTCOMES: Family(
+        "counter",
+        "SMPP segments whose submit_sm may have reached the SMSC unanswered, by the policy "
+        "applied (resend: possibly sent twice; fail) and cause (lost_response, lost_worker)",
+        ("policy", "cause"),
+    ),
 }
 
 Key = tuple[str, str]  # (stored name, labels)
