@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import click
@@ -26,12 +26,18 @@ from sqlalchemy import func, select
 
 from dispatcher.accounts import add_number, create_account
 from schemas.db import session_scope
-from schemas.models import message_events_table, messages_table
+from schemas.models import message_events_table, messages_table, segments_table
 from schemas.settings import get_settings
 
 STARTUP_TIMEOUT_S = 30.0
 POLL_S = 0.5
 m = messages_table.c
+
+
+@dataclass(frozen=True)
+class Spawned:
+    api: str
+    start_carriers: Callable[[], None] | None  # None: they run from the start
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,20 @@ def _progress(sender: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _carrier_rate(sender: str) -> float | None:
+    """Segments per second the carrier took, from the first submission to the last."""
+    s = segments_table.c
+    with session_scope() as session:
+        count, first, last = session.execute(
+            select(func.count(), func.min(s.date_submitted), func.max(s.date_submitted))
+            .join(messages_table, m.sid == s.message_sid)
+            .where(m.from_number == sender, s.date_submitted.is_not(None))
+        ).one()
+    if not count or first is None or last is None or last <= first:
+        return None
+    return float(count) / (last - first).total_seconds()
+
+
 def _timings(sender: str) -> tuple[list[float], list[float], dict[str, int]]:
     e = message_events_table.c
     with session_scope() as session:
@@ -124,13 +144,33 @@ def _timings(sender: str) -> tuple[list[float], list[float], dict[str, int]]:
     return to_sent, to_delivered, statuses
 
 
-def run_bench(api: str, options: Options) -> dict[str, object]:
+def _wait_segmented(sender: str, deadline: float) -> None:
+    """Until none of the sender's messages waits for segmentation."""
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            waiting = session.execute(
+                select(func.count()).where(m.from_number == sender, m.stage == "segment")
+            ).scalar()
+        if not waiting:
+            return
+        time.sleep(POLL_S)
+
+
+def run_bench(
+    api: str, options: Options, start_carriers: Callable[[], None] | None = None
+) -> dict[str, object]:
+    """Send, wait for every message to settle, report; ``start_carriers`` (a backlog run) is
+    called once every message is accepted and segmented."""
     sid, token, sender = _bench_sender()
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, "
                f"rate {options.rate or 'unlimited'}/s, sender {sender}")  # fmt: skip
     started = time.monotonic()
     request_latencies = asyncio.run(_send_all(api, sid, token, sender, options))
     accepted_s = time.monotonic() - started
+    if start_carriers is not None:
+        _wait_segmented(sender, time.monotonic() + options.timeout_s)
+        click.echo("backlog: every message accepted and segmented; starting the carrier workers")
+        start_carriers()
     deadline = time.monotonic() + options.timeout_s
     while True:
         total, done = _progress(sender)
@@ -139,6 +179,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
         time.sleep(POLL_S)
     finished_s = time.monotonic() - started
     to_sent, to_delivered, statuses = _timings(sender)
+    carrier_rate = _carrier_rate(sender)
     ms = 1000.0
     report: dict[str, object] = {
         "messages": options.count,
@@ -149,6 +190,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
         "intake_p50_ms": round(percentile(request_latencies, 0.5) * ms, 1),
         "intake_p99_ms": round(percentile(request_latencies, 0.99) * ms, 1),
         "end_to_end_per_s": round(options.count / finished_s, 1),
+        "carrier_segments_per_s": round(carrier_rate, 1) if carrier_rate else None,
         "sent_p50_ms": round(percentile(to_sent, 0.5) * ms, 1),
         "sent_p95_ms": round(percentile(to_sent, 0.95) * ms, 1),
         "sent_p99_ms": round(percentile(to_sent, 0.99) * ms, 1),
@@ -167,6 +209,7 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
                 f"(request p50 {report['intake_p50_ms']} ms, p99 {report['intake_p99_ms']} ms)",
                 f"terminal   {sum(statuses.values())} in {finished_s:.2f} s = "
                 f"{report['end_to_end_per_s']}/s  {statuses}",
+                f"carrier    {report['carrier_segments_per_s']} segments/s, first to last hand-off",
                 f"to sent      p50 {report['sent_p50_ms']} ms  p95 {report['sent_p95_ms']} ms  "
                 f"p99 {report['sent_p99_ms']} ms",
                 f"to delivered p50 {report['delivered_p50_ms']} ms  p95 "
@@ -179,8 +222,17 @@ def run_bench(api: str, options: Options) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int) -> Iterator[str]:
-    """The whole platform as child processes on loopback, for one bench run."""
+def spawned_platform(
+    port: int,
+    sim_port: int,
+    latency_ms: float,
+    carriers: int,
+    carrier: str = "simulator",
+    backlog: bool = False,
+) -> Iterator[Spawned]:
+    """The whole platform as child processes on loopback, for one bench run; ``carrier``
+    "smpp" has the workers bind to the simulator's SMSC (one bind per carrier worker);
+    ``backlog`` leaves the carrier workers to ``Spawned.start_carriers``."""
     settings = get_settings()
     env = {
         **os.environ,
@@ -189,19 +241,33 @@ def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int)
         "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
         "MYCPAAS_LOG_LEVEL": settings.log_level if settings.log_level != "INFO" else "WARNING",
     }
+    sim = ["carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms)]
+    if carrier == "smpp":
+        smpp_port = sim_port + 1
+        env |= {"MYCPAAS_CARRIER": "smpp", "MYCPAAS_SMPP_HOST": "127.0.0.1",
+                "MYCPAAS_SMPP_PORT": str(smpp_port)}  # fmt: skip
+        sim += ["--smpp-port", str(smpp_port)]
     me = [sys.executable, "-m", "dispatcher.cli"]
     commands = [
-        [*me, "carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms)],
+        [*me, *sim],
         [*me, "serve", "--port", str(port), "--workers", "2"],
         [*me, "worker", "-Q", "segment"],
-        *(
-            [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
-            for n in range(carriers)
-        ),
         [*me, "worker", "-Q", "maintenance"],
         [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
     ]
+    carrier_workers = [
+        [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
+        for n in range(carriers)
+    ]
     procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
+
+    def start_carriers() -> None:
+        procs.extend(subprocess.Popen(command, env=env, start_new_session=True)
+                     for command in carrier_workers)  # fmt: skip
+        time.sleep(2)  # they connect to the broker (and bind)
+
+    if not backlog:
+        start_carriers()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{port}/healthz"):
@@ -213,14 +279,16 @@ def spawned_platform(port: int, sim_port: int, latency_ms: float, carriers: int)
                     raise click.ClickException(f"{url} did not come up")
                 time.sleep(0.2)
         time.sleep(2)  # workers connect to the broker
-        yield f"http://127.0.0.1:{port}"
+        yield Spawned(f"http://127.0.0.1:{port}", None if not backlog else start_carriers)
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # The simulator last: workers unbind from it and hand their receipts in first.
+        for group in (procs[1:], procs[:1]):
+            for proc in group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()

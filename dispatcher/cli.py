@@ -149,9 +149,22 @@ def beat(schedule_file: Path) -> None:
 @click.option("--spawn", is_flag=True, help="Start API, simulator, workers and beat for the run.")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Simulator latency (--spawn).")
 @click.option("--carriers", default=1, show_default=True, help="Carrier workers (--spawn).")
+@click.option(
+    "--carrier",
+    type=click.Choice(["simulator", "smpp"]),
+    default="simulator",
+    show_default=True,
+    help="How the workers reach the simulator (--spawn).",
+)
+@click.option(
+    "--backlog",
+    is_flag=True,
+    help="Start the carrier workers once every message is accepted and segmented (--spawn): "
+    "the carrier figure then measures the carrier stage alone.",
+)
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int,
+    latency_ms: float, carriers: int, carrier: str, backlog: bool,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     options = Options(count, concurrency, rate, timeout_s)
@@ -159,8 +172,8 @@ def bench(
         run_bench(url, options)
         return
     port = int(url.rsplit(":", 1)[1])
-    with spawned_platform(port, port + 100, latency_ms, carriers) as api:
-        run_bench(api, options)
+    with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog) as spawned:
+        run_bench(spawned.api, options, spawned.start_carriers)
 
 
 @main.command("carrier-sim")

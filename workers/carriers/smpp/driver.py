@@ -105,6 +105,7 @@ E164 = re.compile(r"\+[1-9]\d{1,14}")
 Policy = Literal["resend", "fail"]
 BindMode = Literal["transceiver", "transmitter+receiver"]
 ReceiptSink = Callable[[list[dict[str, Any]]], None]
+Answer = Pdu | Result | BaseException | None  # what became of one segment's submit_sm
 
 
 @dataclass(frozen=True)
@@ -215,48 +216,69 @@ class SmppCarrierDriver:
     # --- hand-off -----------------------------------------------------------------------------
 
     def submit(self, submissions: Sequence[Submission]) -> list[Result]:
-        timeout_s = self.config.bind.timeout_s
-        deadline = time.monotonic() + timeout_s  # to get each segment out; answers wait longer
+        deadline = time.monotonic() + self.config.bind.timeout_s  # to get each one out
         now = datetime.now(UTC)
-        pending: list[tuple[Submission, concurrent.futures.Future[Pdu] | Result]] = []
+        answers: list[Answer] = []
+        bodies: dict[int, bytes] = {}
         for position, submission in enumerate(submissions):
             try:
-                body = short_message(submission, now).encode()
+                bodies[position] = short_message(submission, now).encode()
+                answers.append(None)
             except ValueError as exc:
-                pending.append(
-                    (
-                        submission,
-                        Rejected(
-                            submission.reference, UNKNOWN_ERROR, f"cannot be sent over SMPP: {exc}"
-                        ),
-                    )
-                )
-                continue
+                why = f"cannot be sent over SMPP: {exc}"
+                answers.append(Rejected(submission.reference, UNKNOWN_ERROR, why))
+        if self._bucket is None:  # one hop to the loop for the whole batch
+            sent = self._call(self._submit_all(list(bodies.values()), deadline))
+            for position, outcome in zip(bodies, sent, strict=True):
+                answers[position] = outcome
+        else:
+            self._submit_paced(submissions, bodies, answers, deadline)
+        return [
+            self._result(submission, answer)
+            for submission, answer in zip(submissions, answers, strict=True)
+        ]
+
+    async def _submit_all(self, bodies: list[bytes], deadline: float) -> list[Answer]:
+        outcomes = await asyncio.gather(
+            *(self.sender.submit(body, deadline) for body in bodies), return_exceptions=True
+        )
+        return list(outcomes)
+
+    def _submit_paced(
+        self,
+        submissions: Sequence[Submission],
+        bodies: dict[int, bytes],
+        answers: list[Answer],
+        deadline: float,
+    ) -> None:
+        """One token of the account's bucket before each submit_sm; what the deadline leaves
+        no token for is deferred unsent."""
+        futures = {}
+        for position, body in bodies.items():
             if not self._wait_for_token(deadline):
-                rest = submissions[position:]
+                rest = [submissions[p] for p in bodies if p >= position]
                 log.warning(
-                    "smpp: MYCPAAS_SMPP_TPS leaves no room for %d segments in this "
+                    "smpp: MYCPAAS_SMPP_TPS leaves no room for %d segments of this "
                     "hand-off; deferred",
                     len(rest),
                     extra={"sids": sids_of(rest)},
                 )
-                pending += [
-                    (
-                        s,
-                        Deferred(
-                            s.reference,
+                for p in bodies:
+                    if p >= position:
+                        answers[p] = Deferred(
+                            submissions[p].reference,
                             NOT_SENT_RETRY_S,
                             "waiting for the account's SMPP throughput",
-                        ),
-                    )
-                    for s in rest
-                ]
+                        )
                 break
-            future = asyncio.run_coroutine_threadsafe(
+            futures[position] = asyncio.run_coroutine_threadsafe(
                 self.sender.submit(body, deadline), self._loop
             )
-            pending.append((submission, future))
-        return [self._result(submission, answer) for submission, answer in pending]
+        for position, future in futures.items():
+            try:
+                answers[position] = future.result()
+            except Exception as exc:
+                answers[position] = exc
 
     def _wait_for_token(self, deadline: float) -> bool:
         """Sleep for the account's throughput; False when the wait would pass the deadline."""
@@ -271,18 +293,18 @@ class SmppCarrierDriver:
         time.sleep(wait_s)
         return True
 
-    def _result(
-        self, submission: Submission, answer: concurrent.futures.Future[Pdu] | Result
-    ) -> Result:
-        if not isinstance(answer, concurrent.futures.Future):
-            return answer
+    def _result(self, submission: Submission, answer: Answer) -> Result:
         reference = submission.reference
-        try:
-            pdu = answer.result()
-        except NotSent as exc:
-            return Deferred(reference, NOT_SENT_RETRY_S, f"not sent: {exc}")
-        except Unanswered as exc:
-            return self._unknown(reference, "lost_response", str(exc))
+        if isinstance(answer, NotSent):
+            return Deferred(reference, NOT_SENT_RETRY_S, f"not sent: {answer}")
+        if isinstance(answer, Unanswered):
+            return self._unknown(reference, "lost_response", str(answer))
+        if isinstance(answer, BaseException):  # a fault of ours: it may have left, or not
+            return self._unknown(reference, "lost_response", repr(answer))
+        if not isinstance(answer, Pdu):
+            assert answer is not None, "every segment has an answer"
+            return answer
+        pdu = answer
         if pdu.status == Status.ESME_ROK:
             try:
                 message_id = read_message_id(pdu.body)
@@ -291,11 +313,8 @@ class SmppCarrierDriver:
             carrier_id = normalise_id(message_id, hexadecimal=self.config.hex_ids == "submit")
             if carrier_id and len(carrier_id) <= 64:
                 return Accepted(reference, carrier_id)
-            return self._unknown(
-                reference,
-                "lost_response",
-                f"submit_sm_resp without a usable message_id: {message_id!r}",
-            )
+            why = f"submit_sm_resp without a usable message_id: {message_id!r}"
+            return self._unknown(reference, "lost_response", why)
         if pdu.status in BACK_PRESSURE:
             return Deferred(reference, NOT_SENT_RETRY_S, status_name(pdu.status))
         code, message = rejection(pdu.status)

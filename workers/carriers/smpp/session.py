@@ -177,7 +177,7 @@ class Link:
     async def _free_slot(self) -> None:
         async with self._slots:
             self._in_flight -= 1
-            self._slots.notify_all()
+            self._slots.notify(max(1, int(self._limit)) - self._in_flight)  # no thundering herd
 
     async def _ready(self, deadline: float) -> Connection:
         """The bound connection, once no back-pressure pause holds it; NotSent at the deadline."""
