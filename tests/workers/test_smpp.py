@@ -6,14 +6,18 @@ destinations of its own, so tests sharing an SMSC never see each other's counter
 """
 
 import random
+import select
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +81,7 @@ def smsc() -> Iterator[Smsc]:
 
 def open_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> SmppCarrierDriver:
     bind_options = {key: options.pop(key) for key in list(options)
-                    if key in ("password", "window", "enquire_link_s", "timeout_s")}  # fmt: skip
+                    if key in ("password", "window", "enquire_link_s", "timeout_s", "port", "tls")}  # fmt: skip
     bind = BindConfig(**{"host": "127.0.0.1", "port": smsc.port, "system_id": "test",
                          "password": "pw", "timeout_s": 3.0, **bind_options})  # fmt: skip
     bucket = options.pop("bucket", None)
@@ -342,3 +346,52 @@ def test_requests_it_does_not_understand_get_generic_nack(inbox: Inbox) -> None:
         driver.close()
         server.close()
     assert answers == [(Command.GENERIC_NACK, Status.ESME_RINVCMDID)]
+
+
+def tls_front(cert: Path, key: Path, backend_port: int) -> tuple[int, threading.Thread]:
+    """A TLS end for one connection, relayed in the clear to ``backend_port``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def relay() -> None:
+        with listener:
+            raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as tls, \
+                socket.create_connection(("127.0.0.1", backend_port)) as plain:  # fmt: skip
+            peers = {tls: plain, plain: tls}
+            while True:
+                ready = [tls] if tls.pending() else select.select(list(peers), [], [], 10)[0]
+                if not ready:
+                    return
+                for source in ready:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    peers[source].sendall(data)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_tls_to_the_smsc(smsc: Smsc, inbox: Inbox, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # given the SMSC behind TLS with a certificate for 127.0.0.1 that this process trusts
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    port, relay = tls_front(cert, key, smsc.port)
+    # when
+    driver = open_driver(smsc, inbox, port=port, tls=True)
+    try:
+        [result] = driver.submit([submission(destination())])
+        assert isinstance(result, Accepted)
+        eventually(lambda: result.carrier_id in inbox.by_id())
+    finally:
+        driver.close()
+    relay.join(5)
+    # then: bound, sent and reported through TLS
+    assert driver.sender.binds == 1

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas.settings import Settings
 from workers.carriers.base import Submission
 from workers.carriers.smpp import gsm7
 from workers.carriers.smpp.driver import address, relative_validity, short_message
@@ -158,3 +159,10 @@ def test_refusals_map_to_twilio_codes() -> None:
     assert rejection(Status.ESME_RINVSRCTON)[0] == 21212
     assert rejection(Status.ESME_RSUBMITFAIL) == (30008, "ESME_RSUBMITFAIL: refused by the SMSC")
     assert rejection(0x401) == (30008, "0x00000401: refused by the SMSC")
+
+
+def test_an_empty_tps_means_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYCPAAS_SMPP_TPS", "")
+    assert Settings().smpp_tps is None
+    monkeypatch.setenv("MYCPAAS_SMPP_TPS", "12.5")
+    assert Settings().smpp_tps == 12.5
