@@ -226,7 +226,7 @@ def test_a_connection_cut_mid_window_is_an_unknown_outcome_under_the_policy(
     inbox: Inbox, policy: str
 ) -> None:
     # given a slow SMSC with a full window in flight
-    with smsc_process("--latency-ms", "400") as slow:
+    with smsc_process("--latency-ms", "2000") as slow:
         driver = open_driver(slow, inbox, unknown_outcome=policy)
         to = destination()[:-2]
         try:

@@ -29,6 +29,8 @@ import contextlib
 import logging
 import random
 import ssl
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,10 +121,11 @@ class Link:
         self._sequence = 0
         self._limit = float(config.window)  # the window in force: shrunk by back-pressure
         self._in_flight = 0
-        self._slots = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()  # for a place in the window
         self._last_cut = 0.0  # when back-pressure last shrank the window
         self._paused_until = 0.0
         self._runner: asyncio.Task[None] | None = None
+        self._writers: weakref.WeakSet[asyncio.StreamWriter] = weakref.WeakSet()
         self.binds = 0  # successful binds, for tests and logs
 
     @property
@@ -145,13 +148,14 @@ class Link:
                 sent_at = loop.time()
                 answer = await self._request(conn, Command.SUBMIT_SM, body, self.config.timeout_s)
             finally:
-                await self._free_slot()
+                self._free_slot()
             if answer.status in BACK_PRESSURE:
                 self._slow_down(sent_at, answer.status)
                 if self._paused_until < deadline:
                     continue
             elif answer.status == Status.ESME_ROK:
                 self._limit = min(float(self.config.window), self._limit + 1 / self._limit)
+                self._hand_on()
             return answer
 
     def respond(self, conn: Connection, pdu: Pdu) -> bool:
@@ -162,22 +166,41 @@ class Link:
         conn.writer.write(pdu.encode())
         return True
 
-    async def _take_slot(self, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        async with self._slots:
-            try:
-                await asyncio.wait_for(
-                    self._slots.wait_for(lambda: self._in_flight < max(1, int(self._limit))),
-                    max(0.0, deadline - loop.time()),
-                )
-            except TimeoutError:
-                raise NotSent("the window stayed full") from None
-            self._in_flight += 1
+    def _room(self) -> int:
+        return max(1, int(self._limit))
 
-    async def _free_slot(self) -> None:
-        async with self._slots:
-            self._in_flight -= 1
-            self._slots.notify(max(1, int(self._limit)) - self._in_flight)  # no thundering herd
+    async def _take_slot(self, deadline: float) -> None:
+        """A place in the window, first come first served; NotSent at the deadline."""
+        if self._in_flight < self._room() and not self._waiting:
+            self._in_flight += 1
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise NotSent("the window stayed full") from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._free_slot()  # handed a place just as we were cancelled: pass it on
+            raise
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give free places to the longest waiting (the place is taken on their behalf)."""
+        while self._waiting and self._in_flight < self._room():
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)
 
     async def _ready(self, deadline: float) -> Connection:
         """The bound connection, once no back-pressure pause holds it; NotSent at the deadline."""
@@ -269,6 +292,7 @@ class Link:
             ),
             config.timeout_s,
         )
+        self._writers.add(writer)
         try:
             body = BindBody(config.system_id, config.password, config.system_type).encode()
             sequence = self._next_sequence()
@@ -369,4 +393,8 @@ class Link:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        for writer in self._writers:  # every connection closed before the loop stops
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), UNBIND_WAIT_S)
         log.info("%s: closed", self.label)
