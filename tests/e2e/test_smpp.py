@@ -68,8 +68,10 @@ def duplicates(accepted: dict[str, int]) -> int:
     return sum(count - 1 for count in accepted.values())
 
 
-def test_every_outcome_over_smpp(tmp_path: Path) -> None:
+def test_every_outcome_over_smpp_and_a_receipt_nobody_asked_for(tmp_path: Path) -> None:
     with smpp_platform(tmp_path) as platform:
+        # given: the carrier worker bound as it started, before any hand-off
+        wait_for(lambda: smsc(platform).get("bound") == 1)
         account = platform.new_account()
         expected = {
             "+15005550001": ("failed", 30003), "+15005550002": ("failed", 30005),
@@ -87,6 +89,12 @@ def test_every_outcome_over_smpp(tmp_path: Path) -> None:
         done = platform.wait_terminal(account, [*sids.values(), long["sid"], ucs2["sid"]], 60)
         counters = smsc(platform)
         silent_status = platform.fetch(account, silent)["status"]
+        # and when a receipt comes for an id nobody sent
+        httpx.post(f"{platform.sim}/smpp/receipt", json={"id": "00CAFE0042", "stat": "DELIVRD"})
+        wait_for(lambda: smsc(platform).get("receipts_acked", 0) == counters["receipts_acked"] + 1)
+        stored = inbox(platform, "cafe0042")
+        later = platform.send(account, random_number())["sid"]
+        after = platform.wait_terminal(account, [later])[later]["status"]
     # then
     got = {to: (done[sid]["status"], done[sid]["error_code"]) for to, sid in sids.items()}
     assert got == expected
@@ -98,29 +106,22 @@ def test_every_outcome_over_smpp(tmp_path: Path) -> None:
     assert sorted(key.rsplit("/", 1)[1] for key in parts) == ["1", "2", "3"]
     assert silent_status == "sent"
     assert duplicates(counters["accepted"]) == 0
+    # the stray receipt was stored (so acknowledged), is never applied, and harmed nothing
+    assert stored == [("delivered", None)]
+    assert after == "delivered"
 
 
-def test_a_receipt_for_an_unknown_id_waits_in_the_inbox_and_harms_nothing(tmp_path: Path) -> None:
-    with smpp_platform(tmp_path) as platform:
-        account = platform.new_account()
-        sid = platform.send(account, random_number())["sid"]
-        platform.wait_terminal(account, [sid])
-        before = smsc(platform).get("receipts_acked", 0)
-        # when
-        httpx.post(f"{platform.sim}/smpp/receipt", json={"id": "00CAFE0042", "stat": "DELIVRD"})
-        # then: stored (so acknowledged), never applied; the pipeline carries on
-        wait_for(lambda: smsc(platform).get("receipts_acked", 0) == before + 1)
-        engine = make_engine(platform.env["MYCPAAS_DATABASE_URL"])
-        try:
-            with Session(engine) as session:
-                r = receipts_table.c
-                stored = session.execute(select(r.status, r.applied_at).where(
-                    r.carrier_id == "cafe0042")).all()  # fmt: skip
-        finally:
-            engine.dispose()
-        later = platform.send(account, random_number())["sid"]
-        assert platform.wait_terminal(account, [later])[later]["status"] == "delivered"
-    assert [(row.status, row.applied_at) for row in stored] == [("delivered", None)]
+def inbox(platform: Platform, carrier_id: str) -> list[tuple[str, object]]:
+    engine = make_engine(platform.env["MYCPAAS_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            r = receipts_table.c
+            rows = session.execute(
+                select(r.status, r.applied_at).where(r.carrier_id == carrier_id)
+            ).all()
+            return [(status, applied_at) for status, applied_at in rows]
+    finally:
+        engine.dispose()
 
 
 def test_the_smsc_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
