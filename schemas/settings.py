@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     carrier: Literal["simulator", "http", "smpp"] = "simulator"
     carrier_url: str = "http://127.0.0.1:8100"
     # One hand-off request, connect + read; for SMPP: connect, bind, getting a segment out and
-    # each response. Keep it below a third of sending_lease_s.
+    # each response (at most a third of sending_lease_s, so a hand-off ends inside its lease).
     carrier_timeout_s: float = 10.0
     receipts_token: str = "dev-receipts-token"  # the carrier's bearer token on /carrier/receipts
 

@@ -125,11 +125,14 @@ def inbox(platform: Platform, carrier_id: str) -> list[tuple[str, object]]:
 
 
 def test_the_smsc_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
-    # given an SMSC that keeps a journal (a real one keeps its store) and answers in 100 ms
+    # given an SMSC that keeps a journal (a real one keeps its store) and answers in 300 ms
     journal = tmp_path / "smsc.journal"
-    with smpp_platform(tmp_path, "--journal", str(journal), latency_ms=100) as platform:
+    with smpp_platform(tmp_path, "--journal", str(journal), latency_ms=300,
+                       workers=("segment", "maintenance")) as platform:  # fmt: skip
         account = platform.new_account()
         sids = [platform.send(account, random_number(), f"k{i}")["sid"] for i in range(60)]
+        wait_for(lambda: platform.stages(sids)["carrier"] == len(sids))
+        platform.start_worker("carrier")  # one batch of 60: about 1.8 s through the window
         wait_for(lambda: len(smsc(platform)["accepted"]) >= 10)
         # when it dies mid-window and comes back a second later
         platform.procs["sim"].kill()

@@ -28,6 +28,9 @@ def make_driver(
 
 
 def smpp_config(settings: Settings) -> SmppConfig:
+    # A hand-off gets its parts out within the timeout and waits as long again for the last
+    # answer: capped at a third of the lease, it always ends (and records) inside its lease.
+    timeout_s = min(settings.carrier_timeout_s, settings.sending_lease_s / 3)
     bind = BindConfig(
         host=settings.smpp_host,
         port=settings.smpp_port,
@@ -36,7 +39,7 @@ def smpp_config(settings: Settings) -> SmppConfig:
         system_type=settings.smpp_system_type,
         window=settings.smpp_window,
         enquire_link_s=settings.smpp_enquire_link_s,
-        timeout_s=settings.carrier_timeout_s,
+        timeout_s=timeout_s,
         tls=settings.smpp_tls,
     )
     return SmppConfig(

@@ -3,8 +3,9 @@
 Where the binds live
 --------------------
 Each carrier worker process holds **one session** (one transceiver bind, or one transmitter and
-one receiver bind) on an asyncio loop in a background thread, opened when the process first
-hands off and closed (window drained, ``unbind``) at its warm shutdown. Every task thread of
+one receiver bind) on an asyncio loop in a background thread, opened when the worker starts
+(a prefork child's at its first hand-off) and closed (window drained, ``unbind``) at its warm
+shutdown. Every task thread of
 the process submits through it, so the bind's window is filled by all of them at once, and the
 receipts arriving on it are stored by the same process. Carriers allow few binds per account
 (often 1 to 4): the number of carrier worker processes *is* the number of binds, so scale
@@ -28,7 +29,7 @@ Nothing lost, nothing twice
 ---------------------------
 A ``submit_sm`` goes out only inside a hand-off, so only under its claim's lease. What never
 left (no bind, a full window or a pause until the call's deadline) is deferred: safe to send
-again. SMPP has no lookup by our reference, so an ``submit_sm`` that left and got no answer (the
+again. SMPP has no lookup by our reference, so a ``submit_sm`` that left and got no answer (the
 connection dropped, the response timed out) has an **unknown outcome**, and so does a segment of
 a message whose worker died before recording the answer (the sweeper hands it back for
 reconciliation, :meth:`lookup`). ``MYCPAAS_SMPP_UNKNOWN_OUTCOME`` decides: ``resend`` (the
@@ -100,6 +101,7 @@ NOT_SENT_RETRY_S = 1.0  # a segment that never left is tried again this soon
 RECEIPT_BATCH = 500  # receipts stored per transaction
 STORE_RETRY_S = 1.0  # after a failed store, before the next batch (the SMSC resends anyway)
 START_TIMEOUT_S = 5.0  # for the loop thread to come up
+LOOP_GRACE_S = 5.0  # beyond every timeout of a hand-off, before the loop counts as stuck
 MAX_VALIDITY_S = 99 * 86400  # the relative format holds 99 days at most
 E164 = re.compile(r"\+[1-9]\d{1,14}")
 Policy = Literal["resend", "fail"]
@@ -228,7 +230,13 @@ class SmppCarrierDriver:
                 why = f"cannot be sent over SMPP: {exc}"
                 answers.append(Rejected(submission.reference, UNKNOWN_ERROR, why))
         if self._bucket is None:  # one hop to the loop for the whole batch
-            sent = self._call(self._submit_all(list(bodies.values()), deadline))
+            # Each answer waits at most the deadline plus one response timeout; past that the
+            # loop itself is stuck, and whatever it sent has an unknown outcome.
+            limit_s = 2 * self.config.bind.timeout_s + LOOP_GRACE_S
+            try:
+                sent = self._call(self._submit_all(list(bodies.values()), deadline), limit_s)
+            except concurrent.futures.TimeoutError:
+                sent = [Unanswered("the SMPP loop did not answer")] * len(bodies)
             for position, outcome in zip(bodies, sent, strict=True):
                 answers[position] = outcome
         else:
