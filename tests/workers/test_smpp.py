@@ -395,3 +395,24 @@ def test_tls_to_the_smsc(smsc: Smsc, inbox: Inbox, tmp_path: Path,
     relay.join(5)
     # then: bound, sent and reported through TLS
     assert driver.sender.binds == 1
+
+
+def test_a_transmitter_and_a_receiver_bind(smsc: Smsc, inbox: Inbox) -> None:
+    # given the two-bind mode
+    before = smsc.counters()["bound"]
+    driver = open_driver(smsc, inbox, mode="transmitter+receiver")
+    try:
+        eventually(lambda: all(link.bound for link in driver.links))
+        bound = smsc.counters()["bound"] - before
+        # when
+        [result] = driver.submit([submission(destination())])
+        # then: sent on the transmitter, reported on the receiver
+        assert isinstance(result, Accepted)
+        eventually(lambda: result.carrier_id in inbox.by_id())
+    finally:
+        driver.close()
+    assert bound == 2
+    assert [link.command for link in driver.links] == [
+        Command.BIND_TRANSMITTER,
+        Command.BIND_RECEIVER,
+    ]
