@@ -229,6 +229,7 @@ def spawned_platform(
     carriers: int,
     carrier: str = "simulator",
     backlog: bool = False,
+    carrier_threads: int | None = None,
 ) -> Iterator[Spawned]:
     """The whole platform as child processes on loopback, for one bench run; ``carrier``
     "smpp" has the workers bind to the simulator's SMSC (one bind per carrier worker);
@@ -255,8 +256,9 @@ def spawned_platform(
         [*me, "worker", "-Q", "maintenance"],
         [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
     ]
+    threads = ["-c", str(carrier_threads)] if carrier_threads else []
     carrier_workers = [
-        [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
+        [*me, "worker", "-Q", "carrier", *threads, "-n", f"carrier{n}-{os.getpid()}@%h"]
         for n in range(carriers)
     ]
     procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]

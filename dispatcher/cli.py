@@ -156,6 +156,7 @@ def beat(schedule_file: Path) -> None:
     show_default=True,
     help="How the workers reach the simulator (--spawn).",
 )
+@click.option("--carrier-threads", type=int, default=None, help="Threads per carrier worker.")
 @click.option(
     "--backlog",
     is_flag=True,
@@ -164,7 +165,7 @@ def beat(schedule_file: Path) -> None:
 )
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int, carrier: str, backlog: bool,
+    latency_ms: float, carriers: int, carrier: str, carrier_threads: int | None, backlog: bool,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     options = Options(count, concurrency, rate, timeout_s)
@@ -172,7 +173,8 @@ def bench(
         run_bench(url, options)
         return
     port = int(url.rsplit(":", 1)[1])
-    with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog) as spawned:
+    with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
+                          carrier_threads) as spawned:  # fmt: skip
         run_bench(spawned.api, options, spawned.start_carriers)
 
 
