@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import click
@@ -42,12 +42,20 @@ from schemas.models import (
     callbacks_table,
     message_events_table,
     messages_table,
+    segments_table,
 )
 from schemas.settings import get_settings
 
 STARTUP_TIMEOUT_S = 30.0
 POLL_S = 0.5
 m = messages_table.c
+
+
+@dataclass(frozen=True)
+class Spawned:
+    api: str
+    start_carriers: Callable[[], None] | None  # None: they run from the start
+    sessions: dict[str, int]  # part name → session id, for CPU time
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,20 @@ def _progress(sender: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _carrier_rate(sender: str) -> float | None:
+    """Segments per second the carrier took, from the first submission to the last."""
+    s = segments_table.c
+    with session_scope() as session:
+        count, first, last = session.execute(
+            select(func.count(), func.min(s.date_submitted), func.max(s.date_submitted))
+            .join(messages_table, m.sid == s.message_sid)
+            .where(m.from_number == sender, s.date_submitted.is_not(None))
+        ).one()
+    if not count or first is None or last is None or last <= first:
+        return None
+    return float(count) / (last - first).total_seconds()
+
+
 def _timings(sender: str) -> tuple[list[float], list[float], dict[str, int]]:
     e = message_events_table.c
     with session_scope() as session:
@@ -153,11 +175,27 @@ def _timings(sender: str) -> tuple[list[float], list[float], dict[str, int]]:
     return to_sent, to_delivered, statuses
 
 
+def _wait_segmented(sender: str, deadline: float) -> None:
+    """Until none of the sender's messages waits for segmentation."""
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            waiting = session.execute(
+                select(func.count()).where(m.from_number == sender, m.stage == "segment")
+            ).scalar()
+        if not waiting:
+            return
+        time.sleep(POLL_S)
+
+
 def run_bench(
-    api: str, options: Options, sessions: dict[str, int] | None = None
+    api: str,
+    options: Options,
+    sessions: dict[str, int] | None = None,
+    start_carriers: Callable[[], None] | None = None,
 ) -> dict[str, object]:
-    """Run the bench against ``api``; ``sessions`` (part name → session id of the spawned
-    processes) adds the CPU each part spent, per message."""
+    """Send, wait for every message to settle, report. ``sessions`` (part name → session id of
+    the spawned processes) adds the CPU each part spent, per message; ``start_carriers`` (a
+    backlog run) is called once every message is accepted and segmented."""
     sid, token, sender = _bench_sender()
     how = f"bulk creates of {options.bulk}" if options.bulk else "one create per message"
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, {how}, "
@@ -167,6 +205,10 @@ def run_bench(
     started = time.monotonic()
     request_latencies = asyncio.run(_send_all(api, sid, token, sender, options))
     accepted_s = time.monotonic() - started
+    if start_carriers is not None:
+        _wait_segmented(sender, time.monotonic() + options.timeout_s)
+        click.echo("backlog: every message accepted and segmented; starting the carrier workers")
+        start_carriers()
     deadline = time.monotonic() + options.timeout_s
     while True:
         total, done = _progress(sender)
@@ -177,6 +219,7 @@ def run_bench(
     to_sent, to_delivered, statuses = _timings(sender)
     callbacks = _callbacks_report(sid, sender, options, deadline) if options.callback_url else {}
     cpu = cputime.spent(cpu_before, cputime.snapshot(sessions or {})) if measure_cpu else {}
+    carrier_rate = _carrier_rate(sender)
     ms = 1000.0
     report: dict[str, object] = {
         "messages": options.count,
@@ -187,6 +230,7 @@ def run_bench(
         "intake_p50_ms": round(percentile(request_latencies, 0.5) * ms, 1),
         "intake_p99_ms": round(percentile(request_latencies, 0.99) * ms, 1),
         "end_to_end_per_s": round(options.count / finished_s, 1),
+        "carrier_segments_per_s": round(carrier_rate, 1) if carrier_rate else None,
         "sent_p50_ms": round(percentile(to_sent, 0.5) * ms, 1),
         "sent_p95_ms": round(percentile(to_sent, 0.95) * ms, 1),
         "sent_p99_ms": round(percentile(to_sent, 0.99) * ms, 1),
@@ -209,6 +253,7 @@ def run_bench(
                 f"(request p50 {report['intake_p50_ms']} ms, p99 {report['intake_p99_ms']} ms)",
                 f"terminal   {sum(statuses.values())} in {finished_s:.2f} s = "
                 f"{report['end_to_end_per_s']}/s  {statuses}",
+                f"carrier    {report['carrier_segments_per_s']} segments/s, first to last hand-off",
                 f"to sent      p50 {report['sent_p50_ms']} ms  p95 {report['sent_p95_ms']} ms  "
                 f"p99 {report['sent_p99_ms']} ms",
                 f"to delivered p50 {report['delivered_p50_ms']} ms  p95 "
@@ -345,10 +390,18 @@ def _check_broker(broker_url: str, redis_url: str) -> None:
 
 @contextlib.contextmanager
 def spawned_platform(
-    port: int, sim_port: int, latency_ms: float, carriers: int
-) -> Iterator[tuple[str, dict[str, int]]]:
-    """The whole platform as child processes on loopback, for one bench run; yields the API's
-    URL and each part's session id (for its CPU time)."""
+    port: int,
+    sim_port: int,
+    latency_ms: float,
+    carriers: int,
+    carrier: str = "simulator",
+    backlog: bool = False,
+    carrier_threads: int | None = None,
+) -> Iterator[Spawned]:
+    """The whole platform as child processes on loopback, for one bench run; ``carrier``
+    "smpp" has the workers bind to the simulator's SMSC (one bind per carrier worker);
+    ``backlog`` leaves the carrier workers to ``Spawned.start_carriers``. Each part's session
+    id is in ``Spawned.sessions``, for its CPU time."""
     settings = get_settings()
     env = {
         **os.environ,
@@ -358,33 +411,51 @@ def spawned_platform(
         "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # the callback sink
         "MYCPAAS_LOG_LEVEL": settings.log_level if settings.log_level != "INFO" else "WARNING",
     }
+    sim = ["carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms)]
+    if carrier == "smpp":
+        smpp_port = sim_port + 1
+        env |= {"MYCPAAS_CARRIER": "smpp", "MYCPAAS_SMPP_HOST": "127.0.0.1",
+                "MYCPAAS_SMPP_PORT": str(smpp_port)}  # fmt: skip
+        sim += ["--smpp-port", str(smpp_port)]
     me = [sys.executable, "-m", "dispatcher.cli"]
     commands = {
-        "carrier-sim": [*me, "carrier-sim", "--port", str(sim_port), "--latency-ms",
-                        str(latency_ms)],
+        "carrier-sim": [*me, *sim],
         "api": [*me, "serve", "--port", str(port), "--workers", "2"],
         "segment": [*me, "worker", "-Q", "segment"],
-        **{
-            f"carrier{n}": [*me, "worker", "-Q", "carrier", "-n", f"carrier{n}-{os.getpid()}@%h"]
-            for n in range(carriers)
-        },
         "callbacks": [*me, "worker", "-Q", "callbacks"],
         "maintenance": [*me, "worker", "-Q", "maintenance"],
         "beat": [*me, "beat", "--schedule-file", f"/tmp/mycpaas-bench-beat-{os.getpid()}"],
+    }
+    threads = ["-c", str(carrier_threads)] if carrier_threads else []
+    carrier_workers = {
+        f"carrier{n}": [*me, "worker", "-Q", "carrier", *threads, "-n",
+                        f"carrier{n}-{os.getpid()}@%h"]
+        for n in range(carriers)
     }  # fmt: skip
-    with _spawned(commands, env) as sessions:
+    with _Children(env) as children:
+        for name, command in commands.items():
+            children.start(name, command)
+
+        def start_carriers() -> None:
+            for name, command in carrier_workers.items():
+                children.start(name, command)
+            time.sleep(2)  # they connect to the broker (and bind)
+
+        if not backlog:
+            start_carriers()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for url in (f"http://127.0.0.1:{sim_port}/healthz", f"http://127.0.0.1:{port}/healthz"):
             _wait_up(url, deadline)
         time.sleep(2)  # workers connect to the broker
-        yield f"http://127.0.0.1:{port}", sessions
+        yield Spawned(f"http://127.0.0.1:{port}", start_carriers if backlog else None,
+                      children.sessions)  # fmt: skip
 
 
 @contextlib.contextmanager
 def callback_sink(port: int) -> Iterator[str]:
     """A fast local receiver for every status callback of the run (its own process)."""
-    command = [sys.executable, "-m", "dispatcher.sink", "--port", str(port)]
-    with _spawned({"sink": command}, {**os.environ}):
+    with _Children({**os.environ}) as children:
+        children.start("sink", [sys.executable, "-m", "dispatcher.sink", "--port", str(port)])
         _wait_up(f"http://127.0.0.1:{port}/stats", time.monotonic() + STARTUP_TIMEOUT_S)
         yield f"http://127.0.0.1:{port}/status"
 
@@ -399,22 +470,31 @@ def _wait_up(url: str, deadline: float) -> None:
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def _spawned(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[dict[str, int]]:
-    """Each command in a session of its own (stopped as a group); yields name → session id."""
-    procs = {
-        name: subprocess.Popen(command, env=env, start_new_session=True)
-        for name, command in commands.items()
-    }
-    try:
-        yield {name: proc.pid for name, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+class _Children:
+    """Spawned parts, each in a session of its own (stopped as a group, the first started
+    last: workers unbind from the simulator and hand their receipts in first)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._procs: list[subprocess.Popen] = []
+        self.sessions: dict[str, int] = {}  # part name → session id
+
+    def start(self, name: str, command: list[str]) -> None:
+        proc = subprocess.Popen(command, env=self._env, start_new_session=True)
+        self._procs.append(proc)
+        self.sessions[name] = proc.pid
+
+    def __enter__(self) -> "_Children":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for group in (self._procs[1:], self._procs[:1]):
+            for proc in group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()

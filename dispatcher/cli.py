@@ -32,7 +32,8 @@ from workers import callbacks
 from workers.app import QUEUES
 from workers.logs import configure_logging
 from workers.runner import run_beat, run_worker
-from workers.simulator import SimulatorConfig, run_simulator
+from workers.simulator import SimulatorConfig, SmppListener, run_simulator
+from workers.smsc import SmscConfig
 
 MAX_LISTED = 1000  # services shown by ``services list``
 
@@ -264,22 +265,39 @@ def beat(schedule_file: Path) -> None:
 )  # fmt: skip
 @click.option("--bulk", "bulk_size", default=0, show_default=True,
               help="Messages per bulk create (…/Messages/Bulk); 0: one create each.")  # fmt: skip
+@click.option(
+    "--carrier",
+    type=click.Choice(["simulator", "smpp"]),
+    default="simulator",
+    show_default=True,
+    help="How the workers reach the simulator (--spawn).",
+)
+@click.option("--carrier-threads", type=int, default=None, help="Threads per carrier worker.")
+@click.option(
+    "--backlog",
+    is_flag=True,
+    help="Start the carrier workers once every message is accepted and segmented (--spawn): "
+    "the carrier figure then measures the carrier stage alone.",
+)
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int,
+    latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, carrier: str,
+    carrier_threads: int | None, backlog: bool,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
         options = Options(count, concurrency, rate, timeout_s, sink, bulk_size)
-        sessions = None
-        if spawn:
-            stack.enter_context(scratch_store())
-            port = int(url.rsplit(":", 1)[1])
-            url, sessions = stack.enter_context(
-                spawned_platform(port, port + 100, latency_ms, carriers)
-            )
-        run_bench(url, options, sessions)
+        if not spawn:
+            run_bench(url, options)
+            return
+        stack.enter_context(scratch_store())
+        port = int(url.rsplit(":", 1)[1])
+        spawned = stack.enter_context(
+            spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
+                             carrier_threads)
+        )  # fmt: skip
+        run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
 
 
 @main.command("carrier-sim")
@@ -287,8 +305,40 @@ def bench(
 @click.option("--port", default=8100, show_default=True)
 @click.option("--latency-ms", default=0.0, show_default=True, help="Delay of each submit answer.")
 @click.option("--receipt-delay-ms", default=50.0, show_default=True, help="Acceptance to receipt.")
-def carrier_sim(host: str, port: int, latency_ms: float, receipt_delay_ms: float) -> None:
-    """Run the carrier simulator; receipts go to MYCPAAS_PUBLIC_BASE_URL/carrier/receipts."""
+@click.option("--smpp-port", type=int, default=None, help="Also serve SMPP 3.4 on this port.")
+@click.option(
+    "--smpp-throttle-tps",
+    type=float,
+    default=None,
+    help="SMPP submits per second above which ESME_RTHROTTLED is answered.",
+)
+@click.option("--smpp-system-id", default="", help="The only system_id that binds (any if empty).")
+@click.option("--smpp-password", default="", help="The only password that binds (any if empty).")
+@click.option(
+    "--smpp-enquire-link-s",
+    default=30.0,
+    show_default=True,
+    help="Idle seconds before the SMSC sends its own enquire_link.",
+)
+@click.option(
+    "--smpp-receipt-resend-s",
+    default=5.0,
+    show_default=True,
+    help="A receipt whose deliver_sm_resp does not come is sent again after this.",
+)
+@click.option(
+    "--journal",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep SMPP submits, acceptances and receipts here, across restarts.",
+)
+def carrier_sim(
+    host: str, port: int, latency_ms: float, receipt_delay_ms: float, smpp_port: int | None,
+    smpp_throttle_tps: float | None, smpp_system_id: str, smpp_password: str,
+    smpp_enquire_link_s: float, smpp_receipt_resend_s: float, journal: Path | None,
+) -> None:  # fmt: skip
+    """Run the carrier simulator; receipts go to MYCPAAS_PUBLIC_BASE_URL/carrier/receipts (HTTP)
+    or as deliver_sm on the SMPP binds."""
     settings = get_settings()
     config = SimulatorConfig(
         receipts_url=f"{settings.public_base_url.rstrip('/')}/carrier/receipts",
@@ -296,7 +346,16 @@ def carrier_sim(host: str, port: int, latency_ms: float, receipt_delay_ms: float
         latency_ms=latency_ms,
         receipt_delay_ms=receipt_delay_ms,
     )
-    run_simulator(config, host, port)
+    smpp = None
+    if smpp_port is not None:
+        smsc = SmscConfig(
+            latency_ms=latency_ms, receipt_delay_ms=receipt_delay_ms,
+            throttle_tps=smpp_throttle_tps, system_id=smpp_system_id, password=smpp_password,
+            enquire_link_s=smpp_enquire_link_s, receipt_resend_s=smpp_receipt_resend_s,
+            journal=journal,
+        )  # fmt: skip
+        smpp = SmppListener(host, smpp_port, smsc)
+    run_simulator(config, host, port, smpp)
 
 
 @main.command()

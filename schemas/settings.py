@@ -3,6 +3,7 @@
 from functools import lru_cache
 from typing import Literal
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,10 +25,30 @@ class Settings(BaseSettings):
     api_rate_burst: int = 4000  # requests an idle account may fire at once
     max_request_bytes: int = 262_144  # 1,600 chars of UCS-2 plus ten URLs fit many times over
 
-    carrier: Literal["simulator", "http"] = "simulator"
+    carrier: Literal["simulator", "http", "smpp"] = "simulator"
     carrier_url: str = "http://127.0.0.1:8100"
-    carrier_timeout_s: float = 10.0  # one hand-off request, connect + read
+    # One hand-off request, connect + read; for SMPP: connect, bind, getting a segment out and
+    # each response (at most a third of sending_lease_s, so a hand-off ends inside its lease).
+    carrier_timeout_s: float = 10.0
     receipts_token: str = "dev-receipts-token"  # the carrier's bearer token on /carrier/receipts
+
+    # SMPP 3.4 (carrier "smpp"): one session per carrier worker process.
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    smpp_password: str = ""
+    smpp_system_type: str = ""
+    smpp_bind: Literal["transceiver", "transmitter+receiver"] = "transceiver"
+    smpp_window: int = Field(default=10, ge=1)  # outstanding submit_sm per bind
+    smpp_tps: float | None = Field(default=None, gt=0)  # whole account, all binds; None: no cap
+    smpp_enquire_link_s: float = Field(default=30.0, gt=0)  # idle time before an enquire_link
+    smpp_tls: bool = False
+    # A submit_sm that left unanswered (connection lost, timeout, worker killed): send it
+    # again (a possible duplicate) or fail it (30008). Counted either way.
+    smpp_unknown_outcome: Literal["resend", "fail"] = "resend"
+    # Which side writes message ids in hexadecimal while the other writes decimal (some SMSCs
+    # answer submit_sm in hex and report receipts in decimal): that side's ids are converted.
+    smpp_hex_ids: Literal["none", "submit", "receipt"] = "none"
 
     default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
     sending_lease_s: int = 60  # a row in 'sending' longer than this is reconciled by the sweeper
@@ -55,6 +76,11 @@ class Settings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    @field_validator("smpp_tps", mode="before")
+    @classmethod
+    def _empty_is_unlimited(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 @lru_cache

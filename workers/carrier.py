@@ -170,14 +170,14 @@ def _submit(
                 results[reference] = Deferred(reference, 0.0, str(exc))
                 continue
             if known is not None:
-                log.info("reconciled %s: the carrier already has it as %s", reference,
-                         known.carrier_id, extra={"sid": row.sid})  # fmt: skip
+                log.info("reconciled %s: %s", reference, known, extra={"sid": row.sid})
                 results[reference] = known
                 continue
         submissions.append(
             Submission(reference=reference, to=row.to, from_=row.from_number, text=seg.text,
                        part=seg.number, total=seg.total, udh_ref=seg.udh_ref,
-                       media=tuple(row.media_urls) if seg.number == 1 else ())
+                       media=tuple(row.media_urls) if seg.number == 1 else (),
+                       encoding=row.encoding, expires_at=row.expires_at)
         )  # fmt: skip
     if not submissions:
         return results

@@ -49,6 +49,7 @@ CALLBACK_ATTEMPTS = "mycpaas_callback_attempts"
 THROTTLE_WAIT = "mycpaas_throttle_wait_seconds"
 STAGE_PROCESSED = "mycpaas_stage_processed"
 SETTLE_RESCUES = "mycpaas_settle_rescues"
+SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 
 FAMILIES = {
     STAGE_LATENCY: Family(
@@ -75,6 +76,12 @@ FAMILIES = {
         "counter",
         "Messages the sweeper settled because every segment was final (should stay 0)",
         (),
+    ),
+    SMPP_UNKNOWN_OUTCOMES: Family(
+        "counter",
+        "SMPP segments whose submit_sm may have reached the SMSC unanswered, by the policy "
+        "applied (resend: possibly sent twice; fail) and cause (lost_response, lost_worker)",
+        ("policy", "cause"),
     ),
 }
 

@@ -42,6 +42,10 @@ non-2xx) are retried with backoff from 0.2 s doubling to 5 s. A batch answered 2
 again; one whose POST timed out is sent again whole, so receivers dedupe by ``carrier_id``.
 Ordering between receipts is not guaranteed.
 
+With ``smsc`` (``mycpaas carrier-sim --smpp-port``) the same process serves SMPP as well:
+see :mod:`workers.smsc` for its outcomes, counters (under ``"smpp"`` in ``GET /counters``) and
+the ``/smpp/…`` routes that break it for fault tests.
+
 Other routes: ``GET /submissions/{reference}`` (200 ``{"reference", "carrier_id", "status"}``
 for an accepted reference, else 404; not counted as a submission), ``GET /counters``
 (``?prefix=`` narrows every figure to references starting with it), ``GET /healthz``,
@@ -53,15 +57,17 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+
+from workers.smsc import Smsc, SmscConfig
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,12 @@ class WireSubmission(BaseModel):
 
 class SubmitRequest(BaseModel):
     submissions: list[WireSubmission]
+
+
+class InjectedReceipt(BaseModel):
+    id: str
+    stat: str = "DELIVRD"
+    err: int = 0
 
 
 @dataclass(frozen=True)
@@ -298,23 +310,48 @@ class _Simulator:
         return True
 
 
-def create_simulator_app(config: SimulatorConfig) -> FastAPI:
+@dataclass(frozen=True)
+class SmppListener:
+    host: str
+    port: int
+    config: SmscConfig
+
+
+def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = None) -> FastAPI:
     simulator = _Simulator(config)
+    smsc: Smsc | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal smsc
         headers = {"Authorization": f"Bearer {config.receipts_token}"}
         async with httpx.AsyncClient(timeout=RECEIPT_TIMEOUT_S, headers=headers) as client:
-            sender = asyncio.create_task(simulator.send_receipts(client), name="receipts")
-            sender.add_done_callback(_report_crash)
+            tasks = [asyncio.create_task(simulator.send_receipts(client), name="receipts")]
+            server = None
+            if smpp is not None:
+                smsc = Smsc(smpp.config)
+                server = await asyncio.start_server(smsc.serve, smpp.host, smpp.port)
+                tasks.append(asyncio.create_task(smsc.send_receipts(), name="smpp receipts"))
+                log.info("smsc: SMPP on %s:%d", smpp.host, smpp.port)
+            for task in tasks:
+                task.add_done_callback(_report_crash)
             try:
                 yield
             finally:
-                sender.cancel()
-                try:
-                    await sender
-                except asyncio.CancelledError:
-                    log.info("receipts: stopped with %d pending", len(simulator.state.pending))
+                if server is not None and smsc is not None:
+                    server.close()
+                    smsc.drop(0)
+                    smsc.close()
+                for task in tasks:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
+                log.info("receipts: stopped with %d pending", len(simulator.state.pending))
+
+    def the_smsc() -> Smsc:
+        if smsc is None:
+            raise HTTPException(404, "this simulator serves no SMPP (--smpp-port)")
+        return smsc
 
     app = FastAPI(title="mycpaas carrier simulator", lifespan=lifespan)
 
@@ -363,7 +400,30 @@ def create_simulator_app(config: SimulatorConfig) -> FastAPI:
 
     @app.get("/counters")
     async def counters(prefix: str = "") -> JSONResponse:
-        return JSONResponse(simulator.counters(prefix))
+        figures = simulator.counters(prefix)
+        if smsc is not None:
+            figures["smpp"] = smsc.counters(prefix)
+        return JSONResponse(figures)
+
+    @app.get("/smpp/submits")
+    async def smpp_submits(prefix: str = "") -> JSONResponse:
+        """The last submit_sm taken, decoded (addresses, coding, UDH, validity, text)."""
+        recent = [item for item in the_smsc().recent if item["key"].startswith(prefix)]
+        return JSONResponse({"submits": recent})
+
+    @app.post("/smpp/drop")
+    async def smpp_drop(refuse_s: float = Query(0.0, ge=0)) -> dict[str, int]:
+        return {"dropped": the_smsc().drop(refuse_s)}
+
+    @app.post("/smpp/mute")
+    async def smpp_mute(seconds: float = Query(ge=0)) -> dict[str, float]:
+        the_smsc().mute(seconds)
+        return {"muted_s": seconds}
+
+    @app.post("/smpp/receipt")
+    async def smpp_receipt(receipt: InjectedReceipt) -> dict[str, str]:
+        the_smsc().inject_receipt(receipt.id, receipt.stat, receipt.err)
+        return {"status": "queued"}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -372,6 +432,8 @@ def create_simulator_app(config: SimulatorConfig) -> FastAPI:
     @app.post("/reset")
     async def reset() -> dict[str, str]:
         simulator.state.reset()
+        if smsc is not None:
+            smsc.reset()
         return {"status": "reset"}
 
     return app
@@ -382,10 +444,12 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("receipts: sender stopped", exc_info=task.exception())
 
 
-def run_simulator(config: SimulatorConfig, host: str, port: int) -> None:
+def run_simulator(
+    config: SimulatorConfig, host: str, port: int, smpp: SmppListener | None = None
+) -> None:
     """Serve the simulator until SIGINT/SIGTERM; logging is the caller's to configure."""
     uvicorn.run(
-        create_simulator_app(config),
+        create_simulator_app(config, smpp),
         host=host,
         port=port,
         log_config=None,

@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
     worker_shutting_down,
 )
@@ -34,7 +35,8 @@ from workers.app import (
     app,
 )
 from workers.carriers.base import CarrierDriver
-from workers.carriers.factory import make_driver
+from workers.carriers.factory import make_driver, make_smpp_driver
+from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.throttle import TokenBucket, redis_client
 from workers.transitions import callbacks_owed
@@ -76,6 +78,9 @@ class PerProcess(Generic[T]):
 
 def _make_driver() -> CarrierDriver:
     settings = get_settings()
+    if settings.carrier == "smpp":
+        bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
+        return make_smpp_driver(settings, inbox.keep, bucket)
     return make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
 
 
@@ -111,6 +116,16 @@ def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
     for one in (driver, deliverer, fetcher):
         one.pop()
+
+
+@worker_ready.connect
+def _bind_at_start(sender: Any = None, **_: object) -> None:
+    """A carrier worker on SMPP binds as it starts, so receipts waiting at the SMSC come in
+    before its first hand-off (a prefork pool's children bind at their first hand-off)."""
+    consumed = sender.app.amqp.queues.consume_from if sender is not None else {}
+    threaded = "prefork" not in type(getattr(sender, "pool", None)).__module__
+    if get_settings().carrier == "smpp" and "carrier" in consumed and threaded:
+        driver()
 
 
 @worker_shutdown.connect

@@ -37,6 +37,7 @@ class Platform:
     env: dict[str, str]
     workdir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    sim_command: list[str] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))  # keep-alive
 
     def start_worker(
@@ -140,24 +141,27 @@ def launch(
     latency_ms: float = 0,
     isolated: bool = True,
     workers: tuple[str, ...] = ("media", "segment", "carrier", "callbacks", "maintenance"),
+    sim_args: tuple[str, ...] = (),
     **env: str,
 ) -> Iterator[Platform]:
     """API, simulator, one worker per queue in ``workers`` and beat; all stopped on exit.
 
-    ``isolated`` gives the platform its own database and Redis prefix (broker queues too).
+    ``isolated`` gives the platform its own database and Redis prefix (broker queues too);
+    ``sim_args`` are further options of ``mycpaas carrier-sim``.
     """
     with contextlib.ExitStack() as stack:
         if isolated:
             own = {"MYCPAAS_DATABASE_URL": stack.enter_context(own_database()),
                    "MYCPAAS_REDIS_PREFIX": f"mycpaas-test-{secrets.token_hex(4)}:"}  # fmt: skip
             env = {**own, **env}
-        yield stack.enter_context(_processes(workdir, latency_ms, workers, env))
+        yield stack.enter_context(_processes(workdir, latency_ms, workers, env, sim_args))
 
 
 @contextlib.contextmanager
 def _processes(
-    workdir: Path, latency_ms: float, workers: tuple[str, ...], env: dict[str, str]
-) -> Iterator[Platform]:
+    workdir: Path, latency_ms: float, workers: tuple[str, ...], env: dict[str, str],
+    sim_args: tuple[str, ...] = (),
+) -> Iterator[Platform]:  # fmt: skip
     api_port, sim_port = free_port(), free_port()
     platform = Platform(
         api=f"http://127.0.0.1:{api_port}",
@@ -180,11 +184,9 @@ def _processes(
         workdir=workdir,
     )
     try:
-        platform.procs["sim"] = start(
-            ["mycpaas", "carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms),
-             "--receipt-delay-ms", "20"],
-            platform.env,
-        )  # fmt: skip
+        platform.sim_command = ["mycpaas", "carrier-sim", "--port", str(sim_port), "--latency-ms",
+                                str(latency_ms), "--receipt-delay-ms", "20", *sim_args]  # fmt: skip
+        platform.procs["sim"] = start(platform.sim_command, platform.env)
         platform.procs["api"] = start(["mycpaas", "serve", "--port", str(api_port)], platform.env)
         for queue in workers:
             platform.start_worker(queue)

@@ -41,6 +41,8 @@ class Submission:
     total: int
     udh_ref: int  # concatenation reference 0-255, the same for every part of one message
     media: tuple[str, ...] = ()  # media references (URLs or ids) for MMS; empty for SMS
+    encoding: str = "GSM-7"  # the message's: "GSM-7" or "UCS-2" (segmentation decided it)
+    expires_at: datetime | None = None  # end of the message's ValidityPeriod (UTC)
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,10 @@ class CarrierDriver(Protocol):
         """
         ...
 
-    def lookup(self, reference: str) -> Accepted | None:
-        """What the carrier accepted under ``reference``; None when it never accepted it.
+    def lookup(self, reference: str) -> Accepted | Rejected | None:
+        """What the carrier accepted under ``reference``; None when it never accepted it (send
+        it again). A driver that cannot look references up answers by its policy: None, or
+        Rejected to fail the segment rather than risk sending it twice.
 
         Used to reconcile rows stuck in ``sending``; never counts as a submission.
         """

@@ -1,0 +1,439 @@
+"""The SMPP 3.4 carrier driver: long-lived binds shared by a worker process's task threads.
+
+Where the binds live
+--------------------
+Each carrier worker process holds **one session** (one transceiver bind, or one transmitter and
+one receiver bind) on an asyncio loop in a background thread, opened when the worker starts
+(a prefork child's at its first hand-off) and closed (window drained, ``unbind``) at its warm
+shutdown. Every task thread of
+the process submits through it, so the bind's window is filled by all of them at once, and the
+receipts arriving on it are stored by the same process. Carriers allow few binds per account
+(often 1 to 4): the number of carrier worker processes *is* the number of binds, so scale
+``worker-carrier`` up to your allowance and no further (``MYCPAAS_SMPP_BIND=transmitter+receiver``
+counts two per process). A separate ``mycpaas smpp`` service with a queue of its own was the
+other choice; it would add a hop and a second queue to keep consistent with the record, for no
+gain: the carrier stage already claims its work from Postgres and scales by processes.
+
+What a hand-off does
+--------------------
+:meth:`SmppCarrierDriver.submit` runs in a task thread. Each segment becomes a ``submit_sm``
+(GSM-7 as the SMSC default alphabet, ``data_coding`` 0, or UCS-2 big-endian, 8; parts of a
+multipart message with ``esm_class`` 0x40 and the 6-octet UDH of the message's reference; source
+TON/NPI 1/1 for E.164, 0/1 for other digits, 5/0 for alphanumeric senders; destination 1/1;
+``registered_delivery`` 1; ``validity_period`` relative, from what is left of the message's
+``ValidityPeriod``). With ``MYCPAAS_SMPP_TPS`` set, each one first waits for a token of the
+account's bucket in Redis (shared by every bind and process). Then it is handed to the loop,
+which sends it when the window has room; the thread waits for all answers of its batch.
+
+Nothing lost, nothing twice
+---------------------------
+A ``submit_sm`` goes out only inside a hand-off, so only under its claim's lease. What never
+left (no bind, a full window or a pause until the call's deadline) is deferred: safe to send
+again. SMPP has no lookup by our reference, so a ``submit_sm`` that left and got no answer (the
+connection dropped, the response timed out) has an **unknown outcome**, and so does a segment of
+a message whose worker died before recording the answer (the sweeper hands it back for
+reconciliation, :meth:`lookup`). ``MYCPAAS_SMPP_UNKNOWN_OUTCOME`` decides: ``resend`` (the
+default: a duplicate SMS is better than a lost one-time code) or ``fail`` (30008). This is the
+only place a duplicate can come from; each case is counted in
+``mycpaas_smpp_unknown_outcomes_total`` and logged with the message sid.
+
+Receipts
+--------
+``deliver_sm`` receipts from the bind are parsed on the loop and stored in batches through
+``on_receipts`` (the receipt inbox: ``workers.receipts.store``, then the receipts stage is
+woken), on a thread of their own. ``deliver_sm_resp`` goes back only after the batch is
+committed; if the commit fails they are answered ``ESME_RX_T_APPN`` so the SMSC sends them
+again. Receipts are idempotent, so a receipt the SMSC repeats changes nothing.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from workers.carriers.base import (
+    Accepted,
+    Deferred,
+    Rejected,
+    Result,
+    Submission,
+    sid_of,
+    sids_of,
+)
+from workers.carriers.smpp import gsm7
+from workers.carriers.smpp.outcomes import (
+    BACK_PRESSURE,
+    UNKNOWN_ERROR,
+    HexIds,
+    Receipt,
+    is_receipt,
+    normalise_id,
+    read_receipt,
+    rejection,
+)
+from workers.carriers.smpp.pdu import (
+    DATA_CODING_DEFAULT,
+    DATA_CODING_UCS2,
+    ESM_UDHI,
+    Command,
+    Pdu,
+    PduError,
+    ShortMessage,
+    Status,
+    concatenation_udh,
+    read_message_id,
+    response,
+    status_name,
+)
+from workers.carriers.smpp.session import BindConfig, Connection, Link, NotSent, Unanswered
+from workers.metrics import SMPP_UNKNOWN_OUTCOMES, recorder
+from workers.throttle import TokenBucket
+
+log = logging.getLogger(__name__)
+
+NOT_SENT_RETRY_S = 1.0  # a segment that never left is tried again this soon
+RECEIPT_BATCH = 500  # receipts stored per transaction
+STORE_RETRY_S = 1.0  # after a failed store, before the next batch (the SMSC resends anyway)
+START_TIMEOUT_S = 5.0  # for the loop thread to come up
+LOOP_GRACE_S = 5.0  # beyond every timeout of a hand-off, before the loop counts as stuck
+MAX_VALIDITY_S = 99 * 86400  # the relative format holds 99 days at most
+E164 = re.compile(r"\+[1-9]\d{1,14}")
+Policy = Literal["resend", "fail"]
+BindMode = Literal["transceiver", "transmitter+receiver"]
+ReceiptSink = Callable[[list[dict[str, Any]]], None]
+Answer = Pdu | Result | BaseException | None  # what became of one segment's submit_sm
+
+
+@dataclass(frozen=True)
+class SmppConfig:
+    bind: BindConfig
+    mode: BindMode = "transceiver"
+    tps: float | None = None  # submit_sm per second for the whole account; None: no limit
+    unknown_outcome: Policy = "resend"
+    hex_ids: HexIds = "none"
+    tps_key: str = ""  # the Redis bucket shared by every bind of the account
+
+
+@dataclass(frozen=True)
+class _Stored:
+    link: Link
+    conn: Connection
+    request: Pdu
+    receipt: dict[str, Any]
+
+
+def relative_validity(expires_at: datetime | None, now: datetime) -> str:
+    """``YYMMDDhhmmss000R``: what is left until ``expires_at``; empty for the SMSC default."""
+    if expires_at is None:
+        return ""
+    seconds = max(1, min(MAX_VALIDITY_S, int((expires_at - now).total_seconds())))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"0000{days:02d}{hours:02d}{minutes:02d}{seconds:02d}000R"
+
+
+def address(number: str) -> tuple[int, int, str]:
+    """``(ton, npi, addr)`` of a sender or destination as SMSCs expect it."""
+    if E164.fullmatch(number):
+        return 1, 1, number[1:]  # international, ISDN (E.164)
+    if number.isdigit():
+        return 0, 1, number  # unknown type (a short code or a national number), ISDN
+    return 5, 0, number  # alphanumeric
+
+
+def short_message(submission: Submission, now: datetime) -> ShortMessage:
+    """The ``submit_sm`` body of one segment; ValueError when SMPP cannot carry it."""
+    if submission.media:
+        raise ValueError("MMS cannot be sent over SMPP")
+    if submission.encoding == "UCS-2":
+        data_coding, text = DATA_CODING_UCS2, submission.text.encode("utf-16-be")
+    else:
+        try:
+            data_coding, text = DATA_CODING_DEFAULT, gsm7.encode(submission.text)
+        except ValueError:  # not a GSM-7 message after all: UCS-2 carries anything
+            data_coding, text = DATA_CODING_UCS2, submission.text.encode("utf-16-be")
+    esm_class = 0
+    if submission.total > 1:
+        esm_class = ESM_UDHI
+        text = concatenation_udh(submission.udh_ref, submission.total, submission.part) + text
+    source_ton, source_npi, source = address(submission.from_)
+    _dest_ton, _dest_npi, destination = address(submission.to)
+    return ShortMessage(
+        source_addr=source,
+        destination_addr=destination,
+        short_message=text,
+        source_addr_ton=source_ton,
+        source_addr_npi=source_npi,
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        esm_class=esm_class,
+        registered_delivery=1,
+        data_coding=data_coding,
+        validity_period=relative_validity(submission.expires_at, now),
+    )
+
+
+class SmppCarrierDriver:
+    """The pipeline's view of the session: ``submit``, ``lookup`` and ``close``."""
+
+    def __init__(
+        self, config: SmppConfig, on_receipts: ReceiptSink, bucket: TokenBucket | None = None
+    ) -> None:
+        self.config = config
+        self._on_receipts = on_receipts
+        self._bucket = bucket if config.tps else None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smpp", daemon=True)
+        self._store_pool = concurrent.futures.ThreadPoolExecutor(1, "smpp-receipts")
+        self._thread.start()
+        self.links: list[Link] = self._call(self._open(), START_TIMEOUT_S)
+        self.sender = self.links[0]
+
+    def _call(self, coroutine: Any, timeout_s: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
+    async def _open(self) -> list[Link]:
+        self._receipts: asyncio.Queue[_Stored] = asyncio.Queue()
+        self._unanswered = 0  # receipts taken and not answered yet
+        self._storer = asyncio.create_task(self._store_receipts(), name="smpp receipts")
+        bind = self.config.bind
+        if self.config.mode == "transceiver":
+            links = [Link(bind, Command.BIND_TRANSCEIVER, self._deliver)]
+        else:
+            links = [
+                Link(bind, Command.BIND_TRANSMITTER),
+                Link(bind, Command.BIND_RECEIVER, self._deliver),
+            ]
+        for link in links:
+            link.start()
+        return links
+
+    # --- hand-off -----------------------------------------------------------------------------
+
+    def submit(self, submissions: Sequence[Submission]) -> list[Result]:
+        deadline = time.monotonic() + self.config.bind.timeout_s  # to get each one out
+        now = datetime.now(UTC)
+        answers: list[Answer] = []
+        bodies: dict[int, bytes] = {}
+        for position, submission in enumerate(submissions):
+            try:
+                bodies[position] = short_message(submission, now).encode()
+                answers.append(None)
+            except ValueError as exc:
+                why = f"cannot be sent over SMPP: {exc}"
+                answers.append(Rejected(submission.reference, UNKNOWN_ERROR, why))
+        if self._bucket is None:  # one hop to the loop for the whole batch
+            # Each answer waits at most the deadline plus one response timeout; past that the
+            # loop itself is stuck, and whatever it sent has an unknown outcome.
+            limit_s = 2 * self.config.bind.timeout_s + LOOP_GRACE_S
+            try:
+                sent = self._call(self._submit_all(list(bodies.values()), deadline), limit_s)
+            except concurrent.futures.TimeoutError:
+                sent = [Unanswered("the SMPP loop did not answer")] * len(bodies)
+            for position, outcome in zip(bodies, sent, strict=True):
+                answers[position] = outcome
+        else:
+            self._submit_paced(submissions, bodies, answers, deadline)
+        return [
+            self._result(submission, answer)
+            for submission, answer in zip(submissions, answers, strict=True)
+        ]
+
+    async def _submit_all(self, bodies: list[bytes], deadline: float) -> list[Answer]:
+        outcomes = await asyncio.gather(
+            *(self.sender.submit(body, deadline) for body in bodies), return_exceptions=True
+        )
+        return list(outcomes)
+
+    def _submit_paced(
+        self,
+        submissions: Sequence[Submission],
+        bodies: dict[int, bytes],
+        answers: list[Answer],
+        deadline: float,
+    ) -> None:
+        """One token of the account's bucket before each submit_sm; what the deadline leaves
+        no token for is deferred unsent."""
+        futures = {}
+        for position, body in bodies.items():
+            if not self._wait_for_token(deadline):
+                rest = [submissions[p] for p in bodies if p >= position]
+                log.warning(
+                    "smpp: MYCPAAS_SMPP_TPS leaves no room for %d segments of this "
+                    "hand-off; deferred",
+                    len(rest),
+                    extra={"sids": sids_of(rest)},
+                )
+                for p in bodies:
+                    if p >= position:
+                        answers[p] = Deferred(
+                            submissions[p].reference,
+                            NOT_SENT_RETRY_S,
+                            "waiting for the account's SMPP throughput",
+                        )
+                break
+            futures[position] = asyncio.run_coroutine_threadsafe(
+                self.sender.submit(body, deadline), self._loop
+            )
+        for position, future in futures.items():
+            try:
+                answers[position] = future.result()
+            except Exception as exc:
+                answers[position] = exc
+
+    def _wait_for_token(self, deadline: float) -> bool:
+        """Sleep for the account's throughput; False when the wait would pass the deadline."""
+        if self._bucket is None or not self.config.tps:
+            return True
+        rate = self.config.tps
+        wait_s = self._bucket.wait_s(self.config.tps_key, rate=rate, burst=1, allow_debt=True)
+        if wait_s is None:  # Redis is down: send; the SMSC's throttling slows the bind if need be
+            return True
+        if time.monotonic() + wait_s > deadline:
+            return False
+        time.sleep(wait_s)
+        return True
+
+    def _result(self, submission: Submission, answer: Answer) -> Result:
+        reference = submission.reference
+        if isinstance(answer, NotSent):
+            return Deferred(reference, NOT_SENT_RETRY_S, f"not sent: {answer}")
+        if isinstance(answer, Unanswered):
+            return self._unknown(reference, "lost_response", str(answer))
+        if isinstance(answer, BaseException):  # a fault of ours: it may have left, or not
+            return self._unknown(reference, "lost_response", repr(answer))
+        if not isinstance(answer, Pdu):
+            assert answer is not None, "every segment has an answer"
+            return answer
+        pdu = answer
+        if pdu.status == Status.ESME_ROK:
+            try:
+                message_id = read_message_id(pdu.body)
+            except PduError:
+                message_id = ""
+            carrier_id = normalise_id(message_id, hexadecimal=self.config.hex_ids == "submit")
+            if carrier_id and len(carrier_id) <= 64:
+                return Accepted(reference, carrier_id)
+            why = f"submit_sm_resp without a usable message_id: {message_id!r}"
+            return self._unknown(reference, "lost_response", why)
+        if pdu.status in BACK_PRESSURE:
+            return Deferred(reference, NOT_SENT_RETRY_S, status_name(pdu.status))
+        code, message = rejection(pdu.status)
+        return Rejected(reference, code, message)
+
+    def _unknown(self, reference: str, cause: str, why: str) -> Result:
+        """The one place a segment may be sent twice: the policy resends (Deferred) or fails."""
+        policy = self.config.unknown_outcome
+        recorder.count(SMPP_UNKNOWN_OUTCOMES, policy=policy, cause=cause)
+        log.warning(
+            "smpp: outcome of %s unknown (%s); policy %s",
+            reference,
+            why,
+            policy,
+            extra={"sid": sid_of(reference)},
+        )
+        if policy == "fail":
+            return Rejected(
+                reference,
+                UNKNOWN_ERROR,
+                f"outcome unknown after the hand-off "
+                f"({why}); not sent again (MYCPAAS_SMPP_UNKNOWN_OUTCOME=fail)",
+            )
+        return Deferred(reference, 0.0, f"outcome unknown ({why}): sending again")
+
+    def lookup(self, reference: str) -> Accepted | Rejected | None:
+        """SMPP cannot look a segment up by our reference, so the unknown-outcome policy
+        decides: None sends it again, Rejected fails it."""
+        result = self._unknown(
+            reference, "lost_worker", "its worker stopped before recording the answer"
+        )
+        return result if isinstance(result, Rejected) else None
+
+    # --- receipts -----------------------------------------------------------------------------
+
+    def _deliver(self, link: Link, conn: Connection, request: Pdu) -> None:
+        """A deliver_sm: a receipt to store (answered after its commit), or anything else,
+        answered at once."""
+        try:
+            message = ShortMessage.decode(request.body)
+        except PduError as exc:
+            log.warning("%s: deliver_sm unreadable: %s", link.label, exc)
+            link.respond(conn, response(request, exc.status))
+            return
+        receipt = read_receipt(message) if is_receipt(message) else None
+        if receipt is None:
+            log.warning(
+                "%s: deliver_sm from %s is not a delivery receipt; acknowledged and "
+                "dropped (no inbound messages here)",
+                link.label,
+                message.source_addr,
+            )
+            link.respond(conn, response(request))
+            return
+        if not receipt.final:
+            link.respond(conn, response(request))
+            return
+        self._unanswered += 1
+        self._receipts.put_nowait(_Stored(link, conn, request, self._inbox_row(receipt)))
+
+    def _inbox_row(self, receipt: Receipt) -> dict[str, Any]:
+        return {
+            "carrier_id": normalise_id(
+                receipt.message_id, hexadecimal=self.config.hex_ids == "receipt"
+            )[:64],
+            "status": "delivered" if receipt.delivered else "undelivered",
+            "error_code": receipt.error_code,
+            "reference": None,
+            "done_date": receipt.done_date,
+        }
+
+    async def _store_receipts(self) -> None:
+        """Forever: store what arrived in one transaction, then answer each deliver_sm."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._receipts.get()]
+            while not self._receipts.empty() and len(batch) < RECEIPT_BATCH:
+                batch.append(self._receipts.get_nowait())
+            rows = [item.receipt for item in batch]
+            try:
+                await loop.run_in_executor(self._store_pool, self._on_receipts, rows)
+            except Exception:
+                log.exception(
+                    "smpp: %d receipts not stored; the SMSC will send them again", len(batch)
+                )
+                for item in batch:
+                    item.link.respond(item.conn, response(item.request, Status.ESME_RX_T_APPN))
+                self._unanswered -= len(batch)
+                await asyncio.sleep(STORE_RETRY_S)
+                continue
+            for item in batch:
+                item.link.respond(item.conn, response(item.request))
+            self._unanswered -= len(batch)
+
+    # --- shutdown -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drain the window, store and answer the receipts in hand, unbind, stop the loop."""
+        try:
+            self._call(self._close(), self.config.bind.timeout_s * 2 + 5)
+        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            log.warning("smpp: close: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._store_pool.shutdown(wait=True)
+
+    async def _close(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.config.bind.timeout_s
+        while self._unanswered and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(link.close() for link in self.links))
+        self._storer.cancel()
