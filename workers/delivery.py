@@ -9,8 +9,11 @@ claimed for at all: a busy endpoint costs no database write. Only real attempts 
 put back because an endpoint's circuit opened) are written, in batches, by a recorder thread.
 
 Per endpoint the limit adapts, as TCP's window does: it starts at ``LIMIT_START``, grows by one
-per limit's worth of fast answers, halves (at most once per ``CUT_EVERY_S``) on a timeout, a
-connect error, 429 or 5xx, and stays between 1 and ``callback_max_per_host``. A run of failures
+per limit's worth of fast answers, shrinks by one per limit's worth of answers much slower than
+the endpoint's best (queueing: here or there, more in flight only waits longer), halves (at most
+once per ``CUT_EVERY_S``) on a timeout, a connect error, 429 or 5xx, and stays between 1 and
+``callback_max_per_host``. A fast endpoint thus gets the few deliveries at once it needs, not
+dozens of threads fighting over this process's interpreter lock. A run of failures
 opens the endpoint's circuit: it is not called, nor claimed for, until the circuit half-opens.
 So one slow endpoint holds a few threads and a bounded lane, never the others' turn.
 """
@@ -47,7 +50,9 @@ HELD_MAX = 4 * POOL_THREADS  # callbacks a process holds, waiting or in flight
 CLAIM_MAX = 128  # callbacks one claim takes
 LIMIT_START = 32  # an endpoint's first concurrency limit
 LANE_DEPTH = 2  # an endpoint holding this many times its limit is not claimed for
-FAST_S = 0.5  # an answer faster than this lets the endpoint's limit grow
+FAST_S = 0.5  # an answer faster than this lets the endpoint's limit grow ...
+QUEUED_FACTOR, QUEUED_MARGIN_S = 3.0, 0.05  # ... unless it is this much slower than its best
+BEST_DRIFT = 1.01  # the best answer time forgets slowly (the endpoint or the network changed)
 CUT_EVERY_S = 1.0  # a limit halves at most this often: one slow spell is one cut, not ten
 CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
 # A claim that leaves busy endpoints out may scan past their due callbacks; while it finds
@@ -99,6 +104,7 @@ class Limit:
         self.ceiling = max(1, ceiling)
         self.value = float(min(start, self.ceiling))
         self._last_cut = 0.0
+        self._best_s = FAST_S
 
     @property
     def slots(self) -> int:
@@ -110,6 +116,10 @@ class Limit:
             if now - self._last_cut >= CUT_EVERY_S:
                 self.value = max(1.0, self.value / 2)
                 self._last_cut = now
+            return
+        self._best_s = min(self._best_s * BEST_DRIFT, latency_s)
+        if latency_s > QUEUED_FACTOR * self._best_s + QUEUED_MARGIN_S:
+            self.value = max(1.0, self.value - 1 / self.value)
         elif latency_s < FAST_S:
             self.value = min(float(self.ceiling), self.value + 1 / self.value)
 
@@ -454,12 +464,17 @@ def _excerpt(response: httpx.Response, deadline: float) -> str | None:
     ``deadline``: an endpoint that trickles its answer cannot hold a delivery for long."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    stream = response.iter_bytes()
+    for chunk in stream:
         chunks.append(chunk)
         size += len(chunk)
         if size >= EXCERPT_CHARS * 4:  # enough bytes for the excerpt in any UTF-8
             break
         if time.monotonic() > deadline:
+            # An answer already complete counts, however late this thread got to it; one that
+            # is still coming may take one more read timeout, not more.
+            if next(stream, None) is None:
+                break
             raise httpx.ReadTimeout("the answer took longer than the callback timeout")
     if not size:
         return None

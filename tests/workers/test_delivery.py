@@ -1,10 +1,13 @@
-"""An endpoint's concurrency limit: grows while answers are fast, halves when it is overloaded."""
+"""An endpoint's concurrency limit: grows while answers are fast, shrinks as they queue, halves
+when the endpoint is overloaded."""
 
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from workers.delivery import CUT_EVERY_S, Limit
+from workers.delivery import CUT_EVERY_S, Limit, _excerpt
 
 
 def test_a_limit_starts_where_told_and_never_above_its_ceiling() -> None:
@@ -21,11 +24,24 @@ def test_fast_answers_grow_the_limit_by_about_one_per_limits_worth() -> None:
     assert limit.slots == 5
 
 
-def test_slow_answers_hold_the_limit() -> None:
+def test_answers_slower_than_fast_but_as_fast_as_ever_hold_the_limit() -> None:
     limit = Limit(4, 64)
     for _ in range(20):
-        limit.answered(overloaded=False, latency_s=2.0)
+        limit.answered(overloaded=False, latency_s=0.6)
     assert limit.slots == 4
+
+
+def test_answers_much_slower_than_the_endpoints_best_shrink_the_limit() -> None:
+    # given: an endpoint that answers in 10 ms
+    limit = Limit(8, 64)
+    for _ in range(8):
+        limit.answered(overloaded=False, latency_s=0.01)
+    assert limit.slots == 8
+    # when: answers take 200 ms (they queue: at the endpoint, or for this process's threads)
+    for _ in range(40):
+        limit.answered(overloaded=False, latency_s=0.2)
+    # then: fewer at once
+    assert limit.slots < 5
 
 
 def test_growth_stops_at_the_ceiling() -> None:
@@ -48,3 +64,24 @@ def test_overload_halves_once_per_spell_and_never_below_one(
         clock[0] += CUT_EVERY_S
         limit.answered(overloaded=True, latency_s=5.0)
     assert limit.slots == 1
+
+
+class Chunks(httpx.SyncByteStream):
+    def __init__(self, *chunks: bytes) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+
+def test_an_answer_complete_when_read_late_counts() -> None:
+    # given: a complete answer this thread gets to only after the deadline
+    response = httpx.Response(200, stream=Chunks(b"ok"))
+    # when / then: delivered, not retried (a retry would deliver it twice)
+    assert _excerpt(response, deadline=time.monotonic() - 1) == "ok"
+
+
+def test_an_answer_still_coming_after_the_deadline_times_out() -> None:
+    response = httpx.Response(200, stream=Chunks(b"a", b"b", b"c"))
+    with pytest.raises(httpx.ReadTimeout):
+        _excerpt(response, deadline=time.monotonic() - 1)
