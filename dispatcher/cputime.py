@@ -2,8 +2,9 @@
 
 Each spawned part runs in a session of its own (``start_new_session``), so a part's CPU is the
 sum over every process of that session: a server's worker processes, a worker's pool children.
-Postgres and Redis are counted by program name, whoever started them. A process that exits
-between two snapshots takes its CPU with it: snapshots are taken while the parts still run.
+Postgres and Redis are counted by program name, whoever started them. CPU is summed per process
+between two snapshots, so a process that exits in between (a Postgres backend whose connection
+closed) takes only its last moments with it, never a negative share.
 """
 
 import os
@@ -19,11 +20,14 @@ def available() -> bool:
     return (PROC / "self" / "stat").exists()
 
 
-def snapshot(sessions: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) so far per part: each session id's processes, by the
-    part's name, plus the shared servers by program name."""
+Snapshot = dict[tuple[str, int], float]  # (part, pid) → CPU seconds so far
+
+
+def snapshot(sessions: dict[str, int]) -> Snapshot:
+    """CPU seconds (user + system) so far of every process of each part: a session id's
+    processes, by the part's name, and the shared servers by program name."""
     by_session = {sid: name for name, sid in sessions.items()}
-    totals: dict[str, float] = defaultdict(float)
+    seen: Snapshot = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -34,13 +38,15 @@ def snapshot(sessions: dict[str, int]) -> dict[str, float]:
         program = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         session, cpu = int(fields[3]), (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-        if session in by_session:
-            totals[by_session[session]] += cpu
-        elif program in SHARED:
-            totals[program] += cpu
-    return dict(totals)
+        part = by_session.get(session) or (program if program in SHARED else None)
+        if part is not None:
+            seen[(part, int(entry.name))] = cpu
+    return seen
 
 
-def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
     """CPU seconds per part between two snapshots."""
-    return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
+    totals: dict[str, float] = defaultdict(float)
+    for (part, pid), cpu in after.items():
+        totals[part] += cpu - before.get((part, pid), 0.0)
+    return {part: round(seconds, 3) for part, seconds in totals.items()}
