@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from dispatcher.intake import IGNORED_PARAMS, MAX_MEDIA, NO_OP_VALUES, REFUSED_PARAMS
 from dispatcher.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
 from dispatcher.services import MAX_FRIENDLY_NAME
-from dispatcher.services import NO_OP_VALUES as SERVICE_NO_OP_VALUES
 from schemas.status import MessageStatus
 from workers.segmentation import MAX_BODY_CHARS, Encoding
 
@@ -469,66 +468,80 @@ class ServicePhoneNumberPage(Representation):
     meta: V1Meta
 
 
-def _service_no_ops(schema: dict[str, Any]) -> None:
-    for name, harmless in sorted(SERVICE_NO_OP_VALUES.items()):
-        schema["properties"][name] = no_op(harmless) | {
-            "description": f"Accepted only as {harmless}: the platform does not implement it"
-        }
+def _without_null(schema: dict[str, Any]) -> None:
+    """A form cannot send null: each parameter is given, as text, or left out."""
+    for prop in schema["properties"].values():
+        branches = prop.pop("anyOf", None)
+        if branches is not None:
+            rest = [branch for branch in branches if branch != {"type": "null"}]
+            prop.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
 
 
 # A name: 1 to 64 characters, not all blank.
-NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_FRIENDLY_NAME, "pattern": r"\S"}
+Name = Annotated[str, Field(min_length=1, max_length=MAX_FRIENDLY_NAME, pattern=r"\S")]
+OptionalServiceUrl = Annotated[str | None, Field(max_length=MAX_URL_CHARS)]
 STORED_ONLY = "Stored and shown; changes nothing sent (the platform receives no messages)"
+NOT_IMPLEMENTED = "Accepted only as false: the platform does not implement it"
 
 
-class ServiceUpdate(BaseModel):
-    """The fields of a Messaging Service, as a form or JSON; each given one is changed."""
+class ServiceUpdateJson(BaseModel):
+    """The fields of a Messaging Service as a JSON object, each of the type shown (null counts as
+    absent); each given one is changed. The body is validated against this model."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        field_title_generator=lambda name, _info: name,
-        json_schema_extra=_service_no_ops,
-    )
+    model_config = ConfigDict(extra="forbid", field_title_generator=lambda name, _info: name)
 
-    FriendlyName: Annotated[str | None, WithJsonSchema(NAME_SCHEMA)] = Field(
-        None, description="The service's name"
-    )
-    StatusCallback: OptionalUrl = Field(
+    FriendlyName: Name | None = Field(None, description="The service's name")
+    StatusCallback: OptionalServiceUrl = Field(
         None,
         description="http(s) URL for the status callbacks of messages that give none (21609 "
         "invalid); empty clears it",
     )
-    StickySender: OptionalBool = Field(
+    StickySender: bool | None = Field(
         None, description="Keep one sender per destination (default true)"
     )
-    SmartEncoding: OptionalBool = Field(
+    SmartEncoding: bool | None = Field(
         None, description="Smart encoding for messages that do not say (default true)"
     )
-    ValidityPeriod: Annotated[
-        int | None,
-        WithJsonSchema({"type": "integer", "minimum": VALIDITY_MIN_S, "maximum": VALIDITY_MAX_S}),
-    ] = Field(None, description="Validity of messages that give none, in seconds")
-    InboundRequestUrl: OptionalUrl = Field(None, description=STORED_ONLY)
-    InboundMethod: Annotated[
-        Method | None, WithJsonSchema({"type": "string", "enum": ["GET", "POST"]})
-    ] = Field(None, description=STORED_ONLY)
-    FallbackUrl: OptionalUrl = Field(None, description=STORED_ONLY)
-    FallbackMethod: Annotated[
-        Method | None, WithJsonSchema({"type": "string", "enum": ["GET", "POST"]})
-    ] = Field(None, description=STORED_ONLY)
-    SynchronousValidation: OptionalBool = Field(None, description=STORED_ONLY)
-    Usecase: Annotated[str | None, WithJsonSchema(NAME_SCHEMA)] = Field(
-        None, description=STORED_ONLY
+    ValidityPeriod: int | None = Field(
+        None,
+        ge=VALIDITY_MIN_S,
+        le=VALIDITY_MAX_S,
+        description="Validity of messages that give none, in seconds",
     )
-    UseInboundWebhookOnNumber: OptionalBool = Field(None, description=STORED_ONLY)
-
-
-class ServiceCreate(ServiceUpdate):
-    """A new Messaging Service: ``FriendlyName`` and any other field."""
-
-    FriendlyName: Annotated[str, WithJsonSchema(NAME_SCHEMA)] = Field(  # type: ignore[assignment]
-        description="The service's name (required)"
+    InboundRequestUrl: OptionalServiceUrl = Field(None, description=STORED_ONLY)
+    InboundMethod: Method | None = Field(None, description=STORED_ONLY)
+    FallbackUrl: OptionalServiceUrl = Field(None, description=STORED_ONLY)
+    FallbackMethod: Method | None = Field(None, description=STORED_ONLY)
+    SynchronousValidation: bool | None = Field(None, description=STORED_ONLY)
+    Usecase: Name | None = Field(None, description=STORED_ONLY)
+    UseInboundWebhookOnNumber: bool | None = Field(None, description=STORED_ONLY)
+    MmsConverter: Literal[False] | None = Field(None, description=NOT_IMPLEMENTED)
+    FallbackToLongCode: Literal[False] | None = Field(None, description=NOT_IMPLEMENTED)
+    AreaCodeGeomatch: Literal[False] | None = Field(None, description=NOT_IMPLEMENTED)
+    ScanMessageContent: Literal["inherit"] | None = Field(
+        None, description="Accepted only as inherit: the platform does not scan content"
     )
+
+
+class ServiceCreateJson(ServiceUpdateJson):
+    """A new Messaging Service as a JSON object: ``FriendlyName`` and any other field."""
+
+    FriendlyName: Name = Field(description="The service's name (required)")
+
+
+class ServiceUpdate(ServiceUpdateJson):
+    """The fields of a Messaging Service as a form (``true``/``false`` for booleans); each given
+    one is changed."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
+
+
+class ServiceCreate(ServiceCreateJson):
+    """A new Messaging Service as a form: ``FriendlyName`` and any other field."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
 
 class ServicePhoneNumberCreate(BaseModel):

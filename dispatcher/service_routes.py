@@ -19,18 +19,28 @@ from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import BadRequest
 from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
 from dispatcher.openapi import ACCOUNT_AUTH, DELETED, errors, ok, request_body
-from dispatcher.params import FORM, JSON, Params, parse_query, read_body, reject_unknown, single
+from dispatcher.params import (
+    FORM,
+    JSON,
+    Params,
+    parse_query,
+    read_typed_body,
+    reject_unknown,
+    single,
+)
 from dispatcher.phone import country_of
 from dispatcher.representations import (
     NUMBER_SID,
     SERVICE_SID,
     Service,
     ServiceCreate,
+    ServiceCreateJson,
     ServicePage,
     ServicePhoneNumber,
     ServicePhoneNumberCreate,
     ServicePhoneNumberPage,
     ServiceUpdate,
+    ServiceUpdateJson,
 )
 from dispatcher.services import (
     add_to_pool,
@@ -148,12 +158,12 @@ def _page(key: str, records: list[dict[str, object]], url: str, page: int, size:
     "",
     status_code=201,
     responses=ok(Service, "The service", 201) | errors(400, 413, 415),
-    openapi_extra=request_body({FORM: ServiceCreate, JSON: ServiceCreate}),
+    openapi_extra=request_body({FORM: ServiceCreate, JSON: ServiceCreateJson}),
 )
 async def create(request: Request, account: AccountDep) -> JSONResponse:
     """Create a Messaging Service: ``FriendlyName`` (required), ``StatusCallback``,
     ``StickySender``, ``SmartEncoding``, ``ValidityPeriod`` and Twilio's other fields."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServiceCreateJson)
 
     def run() -> MessagingService:
         with session_scope() as session:
@@ -189,11 +199,11 @@ def fetch(sid: ServiceSid, request: Request, account: AccountDep) -> JSONRespons
 @router.post(
     "/{sid}",
     responses=ok(Service, "The service, changed") | errors(400, 404, 413, 415),
-    openapi_extra=request_body({FORM: ServiceUpdate, JSON: ServiceUpdate}),
+    openapi_extra=request_body({FORM: ServiceUpdate, JSON: ServiceUpdateJson}),
 )
 async def update(sid: ServiceSid, request: Request, account: AccountDep) -> JSONResponse:
     """Change any of the service's fields; messages already created keep what they got."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServiceUpdateJson)
 
     def run() -> MessagingService:
         with session_scope() as session:
@@ -225,7 +235,7 @@ async def add_number(
 ) -> JSONResponse:
     """Put one of the account's numbers (``PhoneNumberSid=PN…``) in the service's pool; a
     number belongs to one service at most (21710)."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServicePhoneNumberCreate)
     reject_unknown(params, frozenset({"PhoneNumberSid"}))
     number_sid = single(params, "PhoneNumberSid")
     if not number_sid or not number_sid.startswith("PN"):

@@ -273,6 +273,33 @@ def test_service_parameters_that_would_change_delivery_are_refused(
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{"Usecase": -5e-324}, {"StickySender": "true"}, {"ValidityPeriod": "600"},
+     {"MmsConverter": "false"}, {"InboundMethod": "get"}, {"FriendlyName": None}],
+)  # fmt: skip
+def test_a_json_service_body_has_the_documented_types(
+    api_url: str, account: Account, fields: dict
+) -> None:
+    # given: a form carries only text, but JSON values have types (the fuzzer found a number
+    # accepted as a Usecase)
+    body = {"FriendlyName": "x", **fields}
+    # when
+    response = httpx.post(f"{api_url}/v1/Services", json=body, auth=account.auth)
+    # then
+    assert (response.status_code, response.json()["code"]) == (400, 20001), response.text
+
+
+def test_a_json_service_body_reads_null_as_absent(api_url: str, account: Account) -> None:
+    body = {"FriendlyName": "x", "ValidityPeriod": 600, "StickySender": False,
+            "MmsConverter": False, "Usecase": None}  # fmt: skip
+    response = httpx.post(f"{api_url}/v1/Services", json=body, auth=account.auth)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["validity_period"], created["sticky_sender"], created["usecase"]) == (
+        600, False, "undeclared")  # fmt: skip
+
+
 def test_the_cli_creates_lists_and_fills_a_service(account: Account) -> None:
     def mycpaas(*args: str) -> str:
         done = CliRunner().invoke(main, list(args))
