@@ -274,6 +274,31 @@ def test_service_parameters_that_would_change_delivery_are_refused(
 
 
 @pytest.mark.parametrize(
+    ("params", "status"),
+    [({"Page": "²"}, 400), ({"PageSize": "³"}, 400), ({"Page": "1" * 5000}, 400),
+     ({"Page": "6326994769491944069632268173312"}, 400), ({"PageSize": "9" * 5000}, 200),
+     ({"Page": "", "PageSize": ""}, 200)],
+    ids=["superscript Page", "superscript PageSize", "Page of 5000 digits", "Page past bigint",
+         "PageSize of 5000 digits is clamped", "blank counts as absent"],
+)  # fmt: skip
+def test_list_paging_that_answered_500(
+    client: Client, api_url: str, account: Account, params: dict, status: int
+) -> None:
+    # given: every list of services and numbers reads Page and PageSize as the messages list does
+    sid = service_with(client, [account.number])
+    lists = [
+        "/v1/Services", f"/v1/Services/{sid}/PhoneNumbers",
+        f"/v1/Accounts/{account.sid}/IncomingPhoneNumbers",
+        f"/2010-04-01/Accounts/{account.sid}/IncomingPhoneNumbers.json",
+    ]  # fmt: skip
+    for path in lists:
+        # when
+        response = httpx.get(f"{api_url}{path}", params=params, auth=account.auth)
+        # then
+        assert response.status_code == status, (path, response.text)
+
+
+@pytest.mark.parametrize(
     "fields",
     [{"Usecase": -5e-324}, {"StickySender": "true"}, {"ValidityPeriod": "600"},
      {"MmsConverter": "false"}, {"InboundMethod": "get"}, {"FriendlyName": None}],
