@@ -11,7 +11,7 @@ create path), so FastAPI cannot infer any of this. Each route says it where it i
 ``errors`` takes statuses from :data:`ERRORS`, the one table of refusals and when they happen
 (503 is always added); ``AccountDep`` (routes.py) brings HTTP Basic with it, and the messages
 router adds 401 and 404 to each of its routes; :func:`request_body` describes a body the
-handler reads itself; an operation that answers without a body declares :data:`DELETED` (204).
+handler reads itself; an operation that answers without a body declares ``ok(None, …, 204)``.
 :func:`finish` then drops the 422 "Validation Error" FastAPI adds to every operation with
 parameters: the API never answers it (app.py answers FastAPI's validation failures 400, so a
 route whose parameters FastAPI checks lists 400), and moves the models of request bodies into
@@ -48,7 +48,6 @@ ERRORS: dict[int, str] = {
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 Responses = dict[int | str, dict[str, Any]]
-DELETED: Responses = {204: {"description": "Deleted; no body"}}
 
 
 def errors(*statuses: int) -> Responses:
@@ -62,8 +61,10 @@ def errors(*statuses: int) -> Responses:
     return answers
 
 
-def ok(model: type[BaseModel], description: str = "OK", status: int = 200) -> Responses:
-    """The operation's answer when it succeeds: a JSON body of ``model``."""
+def ok(model: type[BaseModel] | None, description: str = "OK", status: int = 200) -> Responses:
+    """The operation's answer when it succeeds: a JSON body of ``model``, or none (a 204)."""
+    if model is None:
+        return {status: {"description": description}}
     return {status: {"model": model, "description": description}}
 
 

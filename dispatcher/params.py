@@ -120,27 +120,7 @@ async def read_json_object(request: Request, limit: int = 8 * 1024 * 1024) -> di
 async def read_body(request: Request) -> Params:
     """The parameters of a POST body, refusing oversized, undecodable or unknown encodings."""
     raw = await _read_raw(request, get_settings().max_request_bytes)
-    return _parse_body(raw, _content_type(request))
-
-
-async def read_typed_body(request: Request, model: type[BaseModel]) -> Params:
-    """As :func:`read_body`; a JSON body must besides be what ``model`` describes, the type of
-    each value included (a form carries only text: its values are checked one by one where they
-    are read). For bodies the document describes with ``model`` itself."""
-    raw = await _read_raw(request, get_settings().max_request_bytes)
     content_type = _content_type(request)
-    params = _parse_body(raw, content_type)
-    if content_type == JSON:
-        try:
-            model.model_validate_json(raw, strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise BadRequest(f"Parameter {where}: {first['msg']}") from exc
-    return params
-
-
-def _parse_body(raw: bytes, content_type: str) -> Params:
     if content_type == JSON:
         return _from_json(raw)
     if content_type == FORM or (not content_type and not raw):
@@ -151,6 +131,23 @@ def _parse_body(raw: bytes, content_type: str) -> Params:
             raise BadRequest("The form body is not valid percent-encoded UTF-8") from exc
         return _from_pairs(pairs)
     raise _unsupported(content_type, FORM, JSON)
+
+
+async def read_typed_body(request: Request, model: type[BaseModel]) -> Params:
+    """As :func:`read_body`; a JSON body must besides be what ``model`` describes, the type of
+    each value included (a form carries only text: its values are checked one by one where they
+    are read). For bodies the document describes with ``model`` itself."""
+    if _content_type(request) != JSON:
+        return await read_body(request)
+    raw = await _read_raw(request, get_settings().max_request_bytes)
+    params = _from_json(raw)
+    try:
+        model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BadRequest(f"Parameter {where}: {first['msg']}") from exc
+    return params
 
 
 def reject_unknown(params: Params, known: frozenset[str]) -> None:

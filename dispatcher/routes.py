@@ -14,7 +14,7 @@ from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import MAX_IDEMPOTENCY_KEY_CHARS, create_message
 from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
-from dispatcher.openapi import ACCOUNT_AUTH, DELETED, Responses, errors, ok, request_body
+from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
 from dispatcher.params import FORM, JSON, Params, parse_query, read_body
 from dispatcher.publish import wake
 from dispatcher.ratelimit import admit
@@ -200,7 +200,7 @@ def messages_router(
     @router.delete(
         f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}",
         status_code=204,
-        responses=DELETED | errors(409),
+        responses=ok(None, "Deleted; no body", 204) | errors(409),
     )
     def delete(sid: MessageSid, account: AccountDep) -> Response:
         """Delete a settled message with its segments, media, callbacks and their attempts
@@ -228,7 +228,7 @@ def messages_router(
     @router.delete(
         f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}",
         status_code=204,
-        responses=DELETED | errors(409),
+        responses=ok(None, "Deleted; no body", 204) | errors(409),
     )
     def delete_attachment(sid: MessageSid, media_sid: MediaSid, account: AccountDep) -> Response:
         """Delete one attachment of a settled message (204); 20009 while it is in progress."""

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import BadRequest
 from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
-from dispatcher.openapi import ACCOUNT_AUTH, DELETED, errors, ok, request_body
+from dispatcher.openapi import ACCOUNT_AUTH, errors, ok, request_body
 from dispatcher.params import (
     FORM,
     JSON,
@@ -215,7 +215,7 @@ async def update(sid: ServiceSid, request: Request, account: AccountDep) -> JSON
     return JSONResponse(service_resource(service, _base(request)))
 
 
-@router.delete("/{sid}", status_code=204, responses=DELETED | errors(404))
+@router.delete("/{sid}", status_code=204, responses=ok(None, "Deleted; no body", 204) | errors(404))
 def delete(sid: ServiceSid, account: AccountDep) -> Response:
     """Delete the service and its pool (the numbers stay the account's); 204."""
     with session_scope() as session:
@@ -281,7 +281,9 @@ def fetch_number(
 
 
 @router.delete(
-    "/{service_sid}/PhoneNumbers/{sid}", status_code=204, responses=DELETED | errors(404)
+    "/{service_sid}/PhoneNumbers/{sid}",
+    status_code=204,
+    responses=ok(None, "Deleted; no body", 204) | errors(404),
 )
 def remove_number(service_sid: ServiceSid, sid: NumberSid, account: AccountDep) -> Response:
     """Take the number out of the pool (it stays the account's); 204."""
