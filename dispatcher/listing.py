@@ -39,14 +39,16 @@ LIST_QUERY_DOC = [
         ("DateSent<", f"Sent on or before: {_DATE}", {"type": "string"}),
         ("DateSent>", f"Sent on or after: {_DATE}", {"type": "string"}),
         ("Status", "Messages in this status", {"enum": [s.value for s in MessageStatus]}),
-        ("Page", "0-based page number; follow next_page_uri instead for deep pages",
+        ("Page", "0-based page number; follow the next page's link instead for deep pages",
          {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0}),
-        ("PageSize", f"Messages per page, clamped to 1..{MAX_PAGE_SIZE}",
+        ("PageSize", f"Records per page, clamped to 1..{MAX_PAGE_SIZE}",
          {"type": "integer", "minimum": 0, "default": DEFAULT_PAGE_SIZE}),
         ("PageToken", "Where the page starts: taken from next_page_uri or previous_page_uri",
          {"type": "string"}),
     ]
 ]  # fmt: skip
+# How every other list (services, numbers) documents its paging.
+PAGE_QUERY_DOC = [p for p in LIST_QUERY_DOC if p["name"] in ("Page", "PageSize")]
 
 
 @dataclass(frozen=True)
@@ -133,11 +135,20 @@ def _next_day(moment: datetime) -> datetime:
 
 def _integer(params: Params, name: str, default: int) -> int:
     raw = single(params, name)
-    if raw is None:
+    if not raw:  # absent or blank
         return default
     if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(f"{name} must be a non-negative integer")
     return int(raw) if len(raw) <= INTEGER_DIGITS else 10**INTEGER_DIGITS
+
+
+def page_and_size(params: Params) -> tuple[int, int]:
+    """``Page`` (0-based, refused past MAX_PAGE) and ``PageSize`` (clamped) of any list: ASCII
+    digits only, so neither a superscript nor a number past Postgres' OFFSET range gets to it."""
+    page = _integer(params, "Page", 0)
+    if page > MAX_PAGE:
+        raise BadRequest(f"Page must be at most {MAX_PAGE}")
+    return page, max(1, min(MAX_PAGE_SIZE, _integer(params, "PageSize", DEFAULT_PAGE_SIZE)))
 
 
 def parse_list_query(params: Params) -> ListQuery:
@@ -152,9 +163,7 @@ def parse_list_query(params: Params) -> ListQuery:
         if raw is not None:
             _moment(raw, name)
     token_raw = single(params, "PageToken")
-    page = _integer(params, "Page", 0)
-    if page > MAX_PAGE:
-        raise BadRequest(f"Page must be at most {MAX_PAGE}")
+    page, page_size = page_and_size(params)
     return ListQuery(
         to=_phone_filter(params, "To"),
         from_=_phone_filter(params, "From"),
@@ -163,7 +172,7 @@ def parse_list_query(params: Params) -> ListQuery:
         date_sent_after=single(params, "DateSent>"),
         status=status,
         page=page,
-        page_size=max(1, min(MAX_PAGE_SIZE, _integer(params, "PageSize", DEFAULT_PAGE_SIZE))),
+        page_size=page_size,
         token=Token.decode(token_raw) if token_raw else None,
     )
 

@@ -2,25 +2,44 @@
 the twilio SDK learns the ``PN…`` sid a Messaging Service's pool is given."""
 
 from collections.abc import Sequence
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from dispatcher.errors import BadRequest, NotFound
+from dispatcher.errors import NotFound
+from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.openapi import errors, ok
 from dispatcher.params import parse_query, reject_unknown, single
 from dispatcher.phone import to_e164
 from dispatcher.render import incoming_number
+from dispatcher.representations import (
+    NUMBER_SID,
+    IncomingPhoneNumber,
+    IncomingPhoneNumberPage,
+    TwilioIncomingPhoneNumber,
+    TwilioIncomingPhoneNumberPage,
+)
 from dispatcher.routes import AccountDep
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import PhoneNumber, ServiceNumber
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000  # larger requests are clamped, as for messages
 LIST_PARAMS = frozenset({"PhoneNumber", "FriendlyName", "Page", "PageSize"})
 PAGE_KEY = "incoming_phone_numbers"
+LIST_QUERY_DOC = [
+    {"name": name, "in": "query", "required": False, "description": description,
+     "schema": {"type": "string"}}
+    for name, description in [
+        ("PhoneNumber", "The number, E.164: lists it alone"),
+        ("FriendlyName", "The same as PhoneNumber (a number's friendly name is the number)"),
+    ]
+] + PAGE_QUERY_DOC  # fmt: skip
+NumberSid = Annotated[
+    str, Path(description="The number's PN… sid", json_schema_extra={"pattern": NUMBER_SID})
+]
 
 
 def _with_services(
@@ -37,27 +56,24 @@ def _with_services(
     return [(number, service_of.get(number.phone_number)) for number in numbers]
 
 
-def _integer(raw: str | None, name: str, default: int) -> int:
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(raw)
-
-
 def numbers_router(surface: str, suffix: str) -> APIRouter:
-    router = APIRouter(prefix=surface, tags=[surface.strip("/")])
+    router = APIRouter(prefix=surface, tags=[surface.strip("/")], responses=errors(401, 404))
     path = "/Accounts/{account_sid}/IncomingPhoneNumbers"
+    twilio = bool(suffix)
+    number_model = TwilioIncomingPhoneNumber if twilio else IncomingPhoneNumber
+    page_model = TwilioIncomingPhoneNumberPage if twilio else IncomingPhoneNumberPage
 
-    @router.get(f"{path}{suffix}")
+    @router.get(
+        f"{path}{suffix}",
+        responses=ok(page_model) | errors(400),
+        openapi_extra={"parameters": LIST_QUERY_DOC},
+    )
     def list_numbers(request: Request, account: AccountDep) -> JSONResponse:
         """The account's numbers, oldest first; ``PhoneNumber`` or ``FriendlyName`` (both the
         E.164 number) find one."""
         params = parse_query(request.scope["query_string"])
         reject_unknown(params, LIST_PARAMS)
-        page = _integer(single(params, "Page"), "Page", 0)
-        size = max(1, min(MAX_PAGE_SIZE, _integer(single(params, "PageSize"), "PageSize",
-                                                  DEFAULT_PAGE_SIZE)))  # fmt: skip
+        page, size = page_and_size(params)
         statement = select(PhoneNumber).where(col(PhoneNumber.account_sid) == account)
         filters = []
         for name in ("PhoneNumber", "FriendlyName"):
@@ -88,8 +104,8 @@ def numbers_router(surface: str, suffix: str) -> APIRouter:
             "previous_page_uri": uri(page - 1) if page > 0 else None,
         })  # fmt: skip
 
-    @router.get(f"{path}/{{sid}}{suffix}")
-    def fetch_number(sid: str, account: AccountDep) -> JSONResponse:
+    @router.get(f"{path}/{{sid}}{suffix}", responses=ok(number_model))
+    def fetch_number(sid: NumberSid, account: AccountDep) -> JSONResponse:
         """One of the account's numbers, by its ``PN…`` sid."""
         with session_scope() as session:
             number = (

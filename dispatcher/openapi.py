@@ -11,8 +11,7 @@ create path), so FastAPI cannot infer any of this. Each route says it where it i
 ``errors`` takes statuses from :data:`ERRORS`, the one table of refusals and when they happen
 (503 is always added); ``AccountDep`` (routes.py) brings HTTP Basic with it, and the messages
 router adds 401 and 404 to each of its routes; :func:`request_body` describes a body the
-handler reads itself; an operation without a body (a 204) declares ``{204: {"description":
-…}}``.
+handler reads itself; an operation that answers without a body declares ``ok(None, …, 204)``.
 :func:`finish` then drops the 422 "Validation Error" FastAPI adds to every operation with
 parameters: the API never answers it (app.py answers FastAPI's validation failures 400, so a
 route whose parameters FastAPI checks lists 400), and moves the models of request bodies into
@@ -33,10 +32,13 @@ REF = "#/components/schemas/"
 
 # Every refusal the API makes, by HTTP status: the body is always the Error envelope.
 ERRORS: dict[int, str] = {
-    400: "A parameter is missing or invalid: 20001 (malformed body or query, unknown parameter) "
-    "or the parameter's own code (21211, 21602, …)",
+    400: "A parameter is missing, invalid or refused: 20001 (malformed body or query, unknown "
+    "or refused parameter) or the parameter's own code (21211, 21602, 21701, 35111, …)",
     401: "Missing or wrong credentials (20003)",
     404: "No such resource in this account (20404): another account's are not found either",
+    409: "The resource is not in a state that allows it: 20009 (redact or delete a message that "
+    "is still in progress), 30409 (cancel a message that is not scheduled), 21710 (the number "
+    "is already in another Messaging Service)",
     413: "The body is larger than MYCPAAS_MAX_REQUEST_BYTES (20413)",
     415: "The body is neither a form nor JSON (20415)",
     422: "The Idempotency-Key was used before with other parameters (20409)",
@@ -59,8 +61,10 @@ def errors(*statuses: int) -> Responses:
     return answers
 
 
-def ok(model: type[BaseModel], description: str = "OK", status: int = 200) -> Responses:
-    """The operation's answer when it succeeds: a JSON body of ``model``."""
+def ok(model: type[BaseModel] | None, description: str = "OK", status: int = 200) -> Responses:
+    """The operation's answer when it succeeds: a JSON body of ``model``, or none (a 204)."""
+    if model is None:
+        return {status: {"description": description}}
     return {status: {"model": model, "description": description}}
 
 

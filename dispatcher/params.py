@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
 from dispatcher.errors import ApiError, BadRequest
 from schemas.settings import get_settings
@@ -137,6 +138,23 @@ async def read_body(request: Request) -> Params:
             raise BadRequest("The form body is not valid percent-encoded UTF-8") from exc
         return _from_pairs(pairs)
     raise unsupported(kind, FORM, JSON)
+
+
+async def read_typed_body(request: Request, model: type[BaseModel]) -> Params:
+    """As :func:`read_body`; a JSON body must besides be what ``model`` describes, the type of
+    each value included (a form carries only text: its values are checked one by one where they
+    are read). For bodies the document describes with ``model`` itself."""
+    if _content_type(request) != JSON:
+        return await read_body(request)
+    raw = await _read_raw(request, get_settings().max_request_bytes)
+    params = _from_json(raw)
+    try:
+        model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BadRequest(f"Parameter {where}: {first['msg']}") from exc
+    return params
 
 
 def reject_unknown(params: Params, known: frozenset[str]) -> None:

@@ -51,6 +51,7 @@ from dispatcher.representations import (
     CallbackReplay,
     MessageCreate,
     MessageCreateJson,
+    MessageUpdate,
     Shapes,
 )
 from dispatcher.updates import delete_media, delete_message, update_message
@@ -230,9 +231,14 @@ def messages_router(
         """One message of the account."""
         return JSONResponse(render(load_message(account, sid)))
 
-    @router.post(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}")
+    @router.post(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}",
+        responses=ok(shapes.message, "The message, canceled or redacted")
+        | errors(400, 409, 413, 415),
+        openapi_extra=request_body({FORM: MessageUpdate, JSON: MessageUpdate}),
+    )
     async def update(
-        sid: str, request: Request, account: AccountDep, background: BackgroundTasks
+        sid: MessageSid, request: Request, account: AccountDep, background: BackgroundTasks
     ) -> JSONResponse:
         """Cancel a scheduled message (``Status=canceled``: 'canceled', with its status
         callback; 30409 in any other status) or redact a settled one (``Body=`` empty: its text
@@ -243,8 +249,12 @@ def messages_router(
             background.add_task(wake, "callbacks")
         return JSONResponse(render(await run_in_threadpool(load_message, account, sid)))
 
-    @router.delete(f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}", status_code=204)
-    def delete(sid: str, account: AccountDep) -> Response:
+    @router.delete(
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}{suffix}",
+        status_code=204,
+        responses=ok(None, "Deleted; no body", 204) | errors(409),
+    )
+    def delete(sid: MessageSid, account: AccountDep) -> Response:
         """Delete a settled message with its segments, media, callbacks and their attempts
         (204); 20009 while it is still in progress."""
         delete_message(load_message(account, sid).sid)
@@ -268,9 +278,11 @@ def messages_router(
         return JSONResponse(media_item(item, path_of(account), suffix))
 
     @router.delete(
-        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}", status_code=204
+        f"/Accounts/{{account_sid}}/Messages/{{sid}}/Media/{{media_sid}}{suffix}",
+        status_code=204,
+        responses=ok(None, "Deleted; no body", 204) | errors(409),
     )
-    def delete_attachment(sid: str, media_sid: str, account: AccountDep) -> Response:
+    def delete_attachment(sid: MessageSid, media_sid: MediaSid, account: AccountDep) -> Response:
         """Delete one attachment of a settled message (204); 20009 while it is in progress."""
         item = load_media(account, sid, media_sid, content=False)
         delete_media(item.message_sid, item.sid)

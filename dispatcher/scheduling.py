@@ -17,14 +17,16 @@ SEND_AT_TOO_LATE = 35115  # SendAt more than 35 days ahead
 
 
 def _instant(raw: str) -> datetime:
+    """SendAt in UTC; a time that is not one, or has none in UTC (9999-12-31T23:00-01:00 is past
+    the last representable instant), is refused."""
     try:
         moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidParameter(
             f"SendAt {raw!r} is not an ISO 8601 time such as 2026-05-15T14:30:00Z",
             code=SEND_AT_TOO_SOON,
         ) from exc
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_schedule(params: Params, now: datetime) -> datetime | None:

@@ -11,14 +11,37 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import BadRequest
-from dispatcher.params import Params, parse_query, read_body, reject_unknown, single
+from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.openapi import ACCOUNT_AUTH, errors, ok, request_body
+from dispatcher.params import (
+    FORM,
+    JSON,
+    Params,
+    parse_query,
+    read_typed_body,
+    reject_unknown,
+    single,
+)
 from dispatcher.phone import country_of
+from dispatcher.representations import (
+    NUMBER_SID,
+    SERVICE_SID,
+    Service,
+    ServiceCreate,
+    ServiceCreateJson,
+    ServicePage,
+    ServicePhoneNumber,
+    ServicePhoneNumberCreate,
+    ServicePhoneNumberPage,
+    ServiceUpdate,
+    ServiceUpdateJson,
+)
 from dispatcher.services import (
     add_to_pool,
     create_service,
@@ -34,14 +57,19 @@ from dispatcher.services import (
 from schemas.db import session_scope
 from schemas.models import MessagingService, PhoneNumber, ServiceNumber
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000  # larger requests are clamped, as for messages
 CAPABILITIES = ["SMS", "MMS"]  # what every number of the platform sends
 
-router = APIRouter(prefix="/v1/Services", tags=["messaging v1"])
+router = APIRouter(prefix="/v1/Services", tags=["messaging v1"], responses=errors(401))
+
+ServiceSid = Annotated[
+    str, Path(description="The Messaging Service", json_schema_extra={"pattern": SERVICE_SID})
+]
+NumberSid = Annotated[
+    str, Path(description="The number's PN… sid", json_schema_extra={"pattern": NUMBER_SID})
+]
 
 
-async def authenticated(authorization: Annotated[str | None, Header()] = None) -> str:
+async def authenticated(authorization: Annotated[str | None, Depends(ACCOUNT_AUTH)]) -> str:
     """The account whose credentials the request carries."""
     cached = recently_verified(authorization)
     return cached if cached is not None else await run_in_threadpool(authenticate, authorization)
@@ -104,13 +132,7 @@ def number_resource(member: ServiceNumber, number: PhoneNumber, base: str) -> di
 
 def _paging(params: Params) -> tuple[int, int]:
     reject_unknown(params, frozenset({"Page", "PageSize"}))
-    numbers = {}
-    for name, default in (("Page", 0), ("PageSize", DEFAULT_PAGE_SIZE)):
-        raw = single(params, name)
-        if raw is not None and not raw.isdigit():
-            raise BadRequest(f"{name} must be a non-negative integer")
-        numbers[name] = default if raw is None else int(raw)
-    return numbers["Page"], max(1, min(MAX_PAGE_SIZE, numbers["PageSize"]))
+    return page_and_size(params)
 
 
 def _page(key: str, records: list[dict[str, object]], url: str, page: int, size: int,
@@ -132,11 +154,16 @@ def _page(key: str, records: list[dict[str, object]], url: str, page: int, size:
     }
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=ok(Service, "The service", 201) | errors(400, 413, 415),
+    openapi_extra=request_body({FORM: ServiceCreate, JSON: ServiceCreateJson}),
+)
 async def create(request: Request, account: AccountDep) -> JSONResponse:
     """Create a Messaging Service: ``FriendlyName`` (required), ``StatusCallback``,
     ``StickySender``, ``SmartEncoding``, ``ValidityPeriod`` and Twilio's other fields."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServiceCreateJson)
 
     def run() -> MessagingService:
         with session_scope() as session:
@@ -146,7 +173,9 @@ async def create(request: Request, account: AccountDep) -> JSONResponse:
     return JSONResponse(service_resource(service, _base(request)), status_code=201)
 
 
-@router.get("")
+@router.get(
+    "", responses=ok(ServicePage) | errors(400), openapi_extra={"parameters": PAGE_QUERY_DOC}
+)
 def list_all(request: Request, account: AccountDep) -> JSONResponse:
     """The account's services, oldest first, paged with Twilio's v1 ``meta``."""
     page, size = _paging(parse_query(request.scope["query_string"]))
@@ -159,18 +188,22 @@ def list_all(request: Request, account: AccountDep) -> JSONResponse:
     )
 
 
-@router.get("/{sid}")
-def fetch(sid: str, request: Request, account: AccountDep) -> JSONResponse:
+@router.get("/{sid}", responses=ok(Service) | errors(404))
+def fetch(sid: ServiceSid, request: Request, account: AccountDep) -> JSONResponse:
     """One service of the account."""
     with session_scope() as session:
         service = find_service(session, account, sid)
     return JSONResponse(service_resource(service, _base(request)))
 
 
-@router.post("/{sid}")
-async def update(sid: str, request: Request, account: AccountDep) -> JSONResponse:
+@router.post(
+    "/{sid}",
+    responses=ok(Service, "The service, changed") | errors(400, 404, 413, 415),
+    openapi_extra=request_body({FORM: ServiceUpdate, JSON: ServiceUpdateJson}),
+)
+async def update(sid: ServiceSid, request: Request, account: AccountDep) -> JSONResponse:
     """Change any of the service's fields; messages already created keep what they got."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServiceUpdateJson)
 
     def run() -> MessagingService:
         with session_scope() as session:
@@ -182,19 +215,27 @@ async def update(sid: str, request: Request, account: AccountDep) -> JSONRespons
     return JSONResponse(service_resource(service, _base(request)))
 
 
-@router.delete("/{sid}", status_code=204)
-def delete(sid: str, account: AccountDep) -> Response:
+@router.delete("/{sid}", status_code=204, responses=ok(None, "Deleted; no body", 204) | errors(404))
+def delete(sid: ServiceSid, account: AccountDep) -> Response:
     """Delete the service and its pool (the numbers stay the account's); 204."""
     with session_scope() as session:
         delete_service(session, find_service(session, account, sid))
     return Response(status_code=204)
 
 
-@router.post("/{service_sid}/PhoneNumbers", status_code=201)
-async def add_number(service_sid: str, request: Request, account: AccountDep) -> JSONResponse:
+@router.post(
+    "/{service_sid}/PhoneNumbers",
+    status_code=201,
+    responses=ok(ServicePhoneNumber, "The number, in the pool", 201)
+    | errors(400, 404, 409, 413, 415),
+    openapi_extra=request_body({FORM: ServicePhoneNumberCreate, JSON: ServicePhoneNumberCreate}),
+)
+async def add_number(
+    service_sid: ServiceSid, request: Request, account: AccountDep
+) -> JSONResponse:
     """Put one of the account's numbers (``PhoneNumberSid=PN…``) in the service's pool; a
     number belongs to one service at most (21710)."""
-    params = await read_body(request)
+    params = await read_typed_body(request, ServicePhoneNumberCreate)
     reject_unknown(params, frozenset({"PhoneNumberSid"}))
     number_sid = single(params, "PhoneNumberSid")
     if not number_sid or not number_sid.startswith("PN"):
@@ -210,8 +251,12 @@ async def add_number(service_sid: str, request: Request, account: AccountDep) ->
     return JSONResponse(number_resource(member, number, _base(request)), status_code=201)
 
 
-@router.get("/{service_sid}/PhoneNumbers")
-def list_numbers(service_sid: str, request: Request, account: AccountDep) -> JSONResponse:
+@router.get(
+    "/{service_sid}/PhoneNumbers",
+    responses=ok(ServicePhoneNumberPage) | errors(400, 404),
+    openapi_extra={"parameters": PAGE_QUERY_DOC},
+)
+def list_numbers(service_sid: ServiceSid, request: Request, account: AccountDep) -> JSONResponse:
     """The service's pool, in the order the numbers joined it."""
     page, size = _paging(parse_query(request.scope["query_string"]))
     with session_scope() as session:
@@ -225,16 +270,22 @@ def list_numbers(service_sid: str, request: Request, account: AccountDep) -> JSO
     )
 
 
-@router.get("/{service_sid}/PhoneNumbers/{sid}")
-def fetch_number(service_sid: str, sid: str, request: Request, account: AccountDep) -> JSONResponse:
+@router.get("/{service_sid}/PhoneNumbers/{sid}", responses=ok(ServicePhoneNumber) | errors(404))
+def fetch_number(
+    service_sid: ServiceSid, sid: NumberSid, request: Request, account: AccountDep
+) -> JSONResponse:
     """One number of the service's pool."""
     with session_scope() as session:
         member, number = pool_member(session, find_service(session, account, service_sid), sid)
     return JSONResponse(number_resource(member, number, _base(request)))
 
 
-@router.delete("/{service_sid}/PhoneNumbers/{sid}", status_code=204)
-def remove_number(service_sid: str, sid: str, account: AccountDep) -> Response:
+@router.delete(
+    "/{service_sid}/PhoneNumbers/{sid}",
+    status_code=204,
+    responses=ok(None, "Deleted; no body", 204) | errors(404),
+)
+def remove_number(service_sid: ServiceSid, sid: NumberSid, account: AccountDep) -> Response:
     """Take the number out of the pool (it stays the account's); 204."""
     with session_scope() as session:
         service = find_service(session, account, service_sid)

@@ -85,6 +85,9 @@ def ahead(seconds: float) -> str:
         ({"ScheduleType": "fixed"}, 35111),
         ({"ScheduleType": "fixed", "SendAt": ""}, 35111),
         ({"ScheduleType": "fixed", "SendAt": "next tuesday"}, 35114),
+        # no instant in UTC: these answered 500
+        ({"ScheduleType": "fixed", "SendAt": "9999-12-31T23:59:59-01:00"}, 35114),
+        ({"ScheduleType": "fixed", "SendAt": "0001-01-01T00:00:00+01:00"}, 35114),
         ({"ScheduleType": "fixed", "SendAt": ahead(60)}, 35114),
         ({"ScheduleType": "fixed", "SendAt": ahead(-3600)}, 35114),
         ({"ScheduleType": "fixed", "SendAt": ahead(36 * 86400)}, 35115),

@@ -273,6 +273,58 @@ def test_service_parameters_that_would_change_delivery_are_refused(
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [({"Page": "²"}, 400), ({"PageSize": "³"}, 400), ({"Page": "1" * 5000}, 400),
+     ({"Page": "6326994769491944069632268173312"}, 400), ({"PageSize": "9" * 5000}, 200),
+     ({"Page": "", "PageSize": ""}, 200)],
+    ids=["superscript Page", "superscript PageSize", "Page of 5000 digits", "Page past bigint",
+         "PageSize of 5000 digits is clamped", "blank counts as absent"],
+)  # fmt: skip
+def test_list_paging_that_answered_500(
+    client: Client, api_url: str, account: Account, params: dict, status: int
+) -> None:
+    # given: every list of services and numbers reads Page and PageSize as the messages list does
+    sid = service_with(client, [account.number])
+    lists = [
+        "/v1/Services", f"/v1/Services/{sid}/PhoneNumbers",
+        f"/v1/Accounts/{account.sid}/IncomingPhoneNumbers",
+        f"/2010-04-01/Accounts/{account.sid}/IncomingPhoneNumbers.json",
+    ]  # fmt: skip
+    for path in lists:
+        # when
+        response = httpx.get(f"{api_url}{path}", params=params, auth=account.auth)
+        # then
+        assert response.status_code == status, (path, response.text)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"Usecase": -5e-324}, {"StickySender": "true"}, {"ValidityPeriod": "600"},
+     {"MmsConverter": "false"}, {"InboundMethod": "get"}, {"FriendlyName": None}],
+)  # fmt: skip
+def test_a_json_service_body_has_the_documented_types(
+    api_url: str, account: Account, fields: dict
+) -> None:
+    # given: a form carries only text, but JSON values have types (the fuzzer found a number
+    # accepted as a Usecase)
+    body = {"FriendlyName": "x", **fields}
+    # when
+    response = httpx.post(f"{api_url}/v1/Services", json=body, auth=account.auth)
+    # then
+    assert (response.status_code, response.json()["code"]) == (400, 20001), response.text
+
+
+def test_a_json_service_body_reads_null_as_absent(api_url: str, account: Account) -> None:
+    body = {"FriendlyName": "x", "ValidityPeriod": 600, "StickySender": False,
+            "MmsConverter": False, "Usecase": None}  # fmt: skip
+    response = httpx.post(f"{api_url}/v1/Services", json=body, auth=account.auth)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["validity_period"], created["sticky_sender"], created["usecase"]) == (
+        600, False, "undeclared")  # fmt: skip
+
+
 def test_the_cli_creates_lists_and_fills_a_service(account: Account) -> None:
     def mycpaas(*args: str) -> str:
         done = CliRunner().invoke(main, list(args))
