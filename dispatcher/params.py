@@ -144,9 +144,9 @@ async def read_typed_body(request: Request, model: type[BaseModel]) -> Params:
     """As :func:`read_body`; a JSON body must besides be what ``model`` describes, the type of
     each value included (a form carries only text: its values are checked one by one where they
     are read). For bodies the document describes with ``model`` itself."""
-    if _content_type(request) != JSON:
+    if content_type(request) != JSON:
         return await read_body(request)
-    raw = await _read_raw(request, get_settings().max_request_bytes)
+    raw = await read_raw(request, get_settings().max_request_bytes)
     params = _from_json(raw)
     try:
         model.model_validate_json(raw, strict=True)

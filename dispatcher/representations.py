@@ -582,10 +582,12 @@ class BulkItem(MessageCreateJson):
     )
 
 
-class BulkCreate(RootModel[list[BulkItem]]):
-    """Up to 1,000 messages, each checked on its own."""
+class BulkCreate(RootModel[list[Any]]):
+    """Up to 1,000 messages, each a JSON object of the create parameters (``BulkItem``) and
+    checked on its own: an item that is not a valid message gets its own error envelope in the
+    answer, beside the others' messages, so the array's items are not constrained here."""
 
-    root: list[BulkItem] = Field(min_length=1, max_length=1000)
+    root: list[Any] = Field(min_length=1, max_length=1000)
 
 
 class BulkResults(Representation):
