@@ -62,6 +62,7 @@ class Receiver:
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # head and body go out at once, as a real server's do
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             return

@@ -19,6 +19,7 @@ So one slow endpoint holds a few threads and a bounded lane, never the others' t
 """
 
 import logging
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -40,7 +41,7 @@ from workers import callbacks
 from workers.callbacks import Outcome
 from workers.carriers.base import parse_retry_after
 from workers.metrics import recorder
-from workers.outbound import GuardedTransport, OutboundRefused
+from workers.outbound import GuardedTransport, OutboundRefused, prompt_transport
 from workers.signing import standard_webhook_signature, strip_fragment, twilio_signature
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,10 @@ QUEUED_FACTOR, QUEUED_MARGIN_S = 3.0, 0.05  # ... unless it is this much slower 
 BEST_DRIFT = 1.01  # the best answer time forgets slowly (the endpoint or the network changed)
 CUT_EVERY_S = 1.0  # a limit halves at most this often: one slow spell is one cut, not ten
 CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
-# A claim that leaves busy endpoints out may scan past their due callbacks; while it finds
-# little, it runs at most this often (what another endpoint's callback may wait at worst).
-SKIPPING_CLAIM_EVERY_S = 0.05
+# A claim that leaves busy endpoints out may scan past their due callbacks: the claimer rests
+# this many times as long as its last claim took, so claiming never takes more than a fifth of
+# its time, however large the backlog it skips, while quick claims stay quick to follow.
+CLAIM_REST_FACTOR = 4.0
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
 EXCERPT_CHARS = 500  # of a response body kept in the attempt log
@@ -78,6 +80,12 @@ class Breaker:
     def open_for_s(self, endpoint: str) -> float:
         with self._lock:
             return max(0.0, self._open_until.get(endpoint, 0.0) - time.monotonic())
+
+    def probing(self, endpoint: str) -> bool:
+        """Has the circuit opened since the endpoint last answered well? Then, once it is no
+        longer open, one delivery at a time probes it."""
+        with self._lock:
+            return self._failures.get(endpoint, 0) >= self._threshold - 1 > 0
 
     def open_endpoints(self) -> list[str]:
         now = time.monotonic()
@@ -146,6 +154,12 @@ class Lane:
     def idle(self) -> bool:
         return not self.in_flight and not self.waiting
 
+    def slots(self, breaker: "Breaker") -> int:
+        """Deliveries the endpoint may have at once now: one while its circuit half-opens."""
+        if self.waiting and breaker.probing(self.waiting[0].row.endpoint):
+            return 1
+        return self.limit.slots
+
 
 class Deliverer:
     """One per worker process: the claimer, the lanes, the pool, the HTTP clients, the
@@ -162,6 +176,9 @@ class Deliverer:
         # CPU assigning requests to connections than sending them.
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
+        # One TLS context for them all: each new one loads the CA bundle (tens of ms of CPU), and
+        # a burst to a new endpoint starts dozens of threads at once.
+        self._tls = ssl.create_default_context()
         self.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="callback")
         self.breaker = Breaker(settings.callback_breaker_failures, settings.callback_breaker_open_s)
         self._lanes: dict[str, Lane] = {}
@@ -241,6 +258,7 @@ class Deliverer:
         room, skip = self._room()
         if room <= 0:
             return
+        started = time.monotonic()
         with session_scope() as session:
             rows = callbacks.claim(session, room, skip)
             sending = callbacks.skip_gone(session, rows)
@@ -252,7 +270,7 @@ class Deliverer:
         # A full claim leaves more due: claim again as room frees, and let other processes help.
         # A claim that left endpoints out claims again when their lanes have room.
         self._backlog = len(rows) == room or bool(skip)
-        self._pause_s = SKIPPING_CLAIM_EVERY_S if skip and len(rows) < room else CLAIM_EVERY_S
+        self._pause_s = max(CLAIM_EVERY_S, CLAIM_REST_FACTOR * (time.monotonic() - started))
         if len(rows) == room:
             self._wanted.set()
             for hook in self.on_backlog:
@@ -326,7 +344,7 @@ class Deliverer:
             while progress and self._in_flight < POOL_THREADS:
                 progress = False
                 for lane in ready:
-                    if lane.waiting and lane.in_flight < lane.limit.slots:
+                    if lane.waiting and lane.in_flight < lane.slots(self.breaker):
                         start.append(lane.waiting.popleft())
                         lane.in_flight += 1
                         self._in_flight += 1
@@ -366,7 +384,7 @@ class Deliverer:
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
             client = httpx.Client(
-                transport=GuardedTransport(),
+                transport=GuardedTransport(prompt_transport(self._tls)),
                 timeout=self._timeout,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),

@@ -9,6 +9,7 @@ the original Host header and TLS server name. Redirects are never followed here.
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -31,6 +32,18 @@ BLOCKED_NETWORKS: tuple[Network, ...] = tuple(
         "100::/64", "2001::/23", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
     )
 )  # fmt: skip
+
+
+# Send small writes at once. httpx writes a request's head and its body apart; with Nagle's
+# algorithm on, the body waits for the peer to acknowledge the head, which a delayed-ACK peer
+# does after 40 ms: measured, a local receiver's callbacks took 42-46 ms instead of 1-2 ms.
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def prompt_transport(tls: ssl.SSLContext | None = None) -> httpx.HTTPTransport:
+    """httpx's transport with Nagle's algorithm off (see ``NO_DELAY``); ``tls`` shares one TLS
+    context among many transports (each new one loads the CA bundle)."""
+    return httpx.HTTPTransport(socket_options=NO_DELAY, verify=tls or True)
 
 
 class OutboundRefused(Exception):
@@ -90,7 +103,7 @@ class GuardedTransport(httpx.BaseTransport):
         resolver: Resolver = system_resolver,
         allow: Sequence[Network] | None = None,  # None: MYCPAAS_OUTBOUND_ALLOW_CIDRS
     ) -> None:
-        self._inner = inner or httpx.HTTPTransport()
+        self._inner = inner or prompt_transport()
         self._resolver = resolver
         self._allow = allow
 

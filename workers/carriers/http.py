@@ -55,6 +55,7 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
+from workers.outbound import prompt_transport
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def open_client(
         base_url=base_url,
         timeout=timeout_s,
         headers=headers,
-        transport=transport,
+        transport=transport or prompt_transport(),
         follow_redirects=False,
     )
 
