@@ -19,6 +19,7 @@ import hashlib
 import hmac
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from schemas.models import platform_state_table
@@ -63,10 +64,14 @@ def check_secret_key(session: Session) -> None:
         )
     s = platform_state_table.c
     recorded = session.execute(select(s.value).where(s.name == FINGERPRINT)).scalar()
-    if recorded is None:
-        session.execute(insert(platform_state_table).values(name=FINGERPRINT, value=fingerprint()))
+    if recorded is None:  # first come, first recorded: processes starting together agree on it
+        dialect = session.get_bind().dialect.name
+        record = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            platform_state_table
+        ).values(name=FINGERPRINT, value=fingerprint())
+        session.execute(record.on_conflict_do_nothing(index_elements=["name"]))
         session.commit()
-        return
+        recorded = session.execute(select(s.value).where(s.name == FINGERPRINT)).scalar()
     if recorded != fingerprint():
         raise SecretKeyError(
             f"MYCPAAS_SECRET_KEY is not the key this database's tokens were issued under "

@@ -3,12 +3,18 @@
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
+from sqlmodel import Session
 
+from schemas.credentials import check_secret_key
+from schemas.db import make_engine
+from schemas.migrate import upgrade
+from tests import conftest
 from tests.e2e.conftest import own_database
 from tests.processes import free_port, start_api
 
@@ -75,3 +81,35 @@ def test_rotating_the_key_reissues_every_token(database_url: str) -> None:
         assert httpx.get(url, auth=(created["sid"], created["auth_token"])).status_code == 401
     # and the old key is refused from now on
     assert mycpaas(database_url, "accounts", "create", MYCPAAS_SECRET_KEY=KEY).returncode == 1
+
+
+def test_processes_starting_together_on_a_fresh_database_agree_on_the_key() -> None:
+    # given: a fresh database, migrated but with no key recorded yet
+    name = f"{conftest.RUN_DATABASE}_keyrace"
+    url = conftest.database_url(name)
+    conftest.admin(f'CREATE DATABASE "{name}"')
+    engine = make_engine(url)
+    try:
+        upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def starting() -> None:
+            try:
+                with Session(engine) as session:
+                    start.wait(10)
+                    check_secret_key(session)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        # when: eight processes' first checks run at once (compose starts them together)
+        threads = [threading.Thread(target=starting) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        # then: the first recorded the key and every other one agreed
+        assert errors == []
+    finally:
+        engine.dispose()
+        conftest.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
