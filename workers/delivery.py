@@ -125,6 +125,8 @@ class Limit:
                 self.value = max(1.0, self.value / 2)
                 self._last_cut = now
             return
+        if latency_s <= 0:  # not an answer (postponed, refused before calling): nothing learnt
+            return
         self._best_s = min(self._best_s * BEST_DRIFT, latency_s)
         if latency_s > QUEUED_FACTOR * self._best_s + QUEUED_MARGIN_S:
             self.value = max(1.0, self.value - 1 / self.value)

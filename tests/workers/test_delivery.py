@@ -44,6 +44,21 @@ def test_answers_much_slower_than_the_endpoints_best_shrink_the_limit() -> None:
     assert limit.slots < 5
 
 
+def test_a_callback_put_back_without_calling_teaches_the_limit_nothing() -> None:
+    # given: an endpoint that answers in 100 ms
+    limit = Limit(8, 64)
+    for _ in range(8):
+        limit.answered(overloaded=False, latency_s=0.1)
+    # when: callbacks are put back without a call (circuit open, refused by the guard): no
+    # latency; they once set its best answer to 0 s, so every later 100 ms looked queued
+    for _ in range(8):
+        limit.answered(overloaded=False, latency_s=0.0)
+    for _ in range(40):
+        limit.answered(overloaded=False, latency_s=0.1)
+    # then: its usual answers still count as usual
+    assert limit.slots >= 8
+
+
 def test_growth_stops_at_the_ceiling() -> None:
     limit = Limit(8, 10)
     for _ in range(1000):
