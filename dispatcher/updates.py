@@ -34,7 +34,7 @@ from schemas.models import (
 from schemas.status import SETTLED, MessageStatus
 from schemas.types import utcnow
 from workers.scheduling import SCHEDULED_STAGE
-from workers.transitions import callbacks_owed, move
+from workers.transitions import after_commit, move
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def update_message(sid: str, params: Params) -> bool:
         if body is not None:
             _redact(session, sid)
         session.commit()
-        return callbacks_owed(session)
+        return after_commit(session)
 
 
 def _cancel(session: Session, sid: str) -> None:

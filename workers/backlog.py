@@ -5,7 +5,8 @@ stage that are due, callbacks pending, receipts not yet applied. For each stage:
 
 - ``depth``: items due now, waiting for a worker;
 - ``oldest_s``: how long the oldest of them has been due;
-- ``scheduled``: items due later (a retry's backoff, a sender's throttle slot);
+- ``scheduled``: items due later (a retry's backoff, a sender's throttle slot, a callback
+  held behind an earlier one of its message);
 - ``in_flight``: items a worker holds under a lease (being sent, fetched or delivered);
 - ``rate_per_s``: items finished per second over the last minute (from the workers' activity).
 """
@@ -89,6 +90,10 @@ def snapshot(session: Session) -> list[StageBacklog]:
         else:
             callbacks.depth, callbacks.scheduled = due, later
             callbacks.oldest_s = _age(now, oldest)
+    # Held behind an earlier callback of their message: due once it settles.
+    callbacks.scheduled += session.execute(
+        select(func.count()).where(c.state == "held")
+    ).scalar_one()
 
     receipts = stages["receipts"]
     receipts.depth, oldest = session.execute(

@@ -1,9 +1,12 @@
 """Status callbacks in the record: what is owed, claiming it, recording what happened.
 
-Per message, a callback is claimed only when no earlier one is pending or being delivered,
-so statuses arrive in order. A claim skips endpoints the caller names (busy or broken ones,
-see workers/delivery.py), so a callback waits in the database, due, until its endpoint has
-room: a busy endpoint costs no write.
+Per message, statuses arrive in order: a callback owed while an earlier one of its message is
+still open is written ``held`` (not due, outside the claim's index) and :func:`promote` makes
+it due once the earlier one settles. Both sides act after their own commit, so whichever
+commits last sees the other's row: see :func:`workers.transitions.after_commit` and
+:func:`record`; the sweeper promotes what a crash between the two left held. A claim skips
+endpoints the caller names (busy or broken ones, see workers/delivery.py), so a callback
+waits in the database, due, until its endpoint has room: a busy endpoint costs no write.
 
 Outcomes: 2xx delivered; 410 gone (no more callbacks to that URL for the message); other 3xx
 and 4xx failed for good; 429, 5xx, connect errors and timeouts retried with exponential
@@ -20,7 +23,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, exists, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)  # fmt: skip
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -29,7 +43,7 @@ from schemas.models import accounts_table, callback_attempts_table, callbacks_ta
 from schemas.settings import get_settings
 from schemas.types import utcnow
 from workers.claims import claim_rows
-from workers.metrics import CALLBACK_ATTEMPTS, STAGE_LATENCY, recorder
+from workers.metrics import CALLBACK_ATTEMPTS, CALLBACK_RESCUES, STAGE_LATENCY, recorder
 from workers.signing import strip_fragment
 
 log = logging.getLogger(__name__)
@@ -41,7 +55,9 @@ GONE_REASON = "an earlier callback to this URL was answered 410 Gone"
 
 c = callbacks_table.c
 PENDING, DELIVERING = "pending", "delivering"
-OPEN_STATES = (PENDING, DELIVERING)
+HELD = "held"  # behind an earlier callback of its message that is still open; not due
+OPEN_STATES = (PENDING, DELIVERING, HELD)
+STRANDED_AFTER = timedelta(seconds=2)  # a held callback the sweeper may promote, at the earliest
 
 
 def endpoint_of(url: str) -> str:
@@ -115,7 +131,8 @@ def count(outcomes: list[Outcome]) -> None:
 
 def record(session: Session, outcomes: list[Outcome]) -> None:
     """Write attempts and new states, each only if its lease still holds (a delivery that
-    outlived its lease was handed to another worker, whose result counts)."""
+    outlived its lease was handed to another worker, whose result counts); then, committed,
+    the next callback of each message whose callback settled becomes due."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -141,6 +158,58 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
         ],
     )  # fmt: skip
     session.commit()
+    promote(session, {o.message_sid for o in outcomes if o.state != PENDING})
+
+
+def open_for(session: Session, message_sids: Collection[str]) -> set[str]:
+    """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it)."""
+    return set(
+        session.execute(
+            select(c.message_sid)
+            .where(c.message_sid.in_(list(message_sids)), c.state.in_(OPEN_STATES))
+            .distinct()
+        ).scalars()
+    )
+
+
+def promote(
+    session: Session, message_sids: Collection[str] | None, *, held_before: datetime | None = None
+) -> list[str]:
+    """Make each message's first held callback due where none of its callbacks is pending or
+    being delivered; commits. ``None`` looks at every message (``held_before``: held since
+    before then). Two promotes of one message pick the same row: one of them moves it.
+    Returns the messages whose callback was promoted."""
+    if message_sids is not None and not message_sids:
+        return []
+    h, o = aliased(callbacks_table), aliased(callbacks_table)
+    busy = exists().where(o.c.message_sid == h.c.message_sid, o.c.state.in_((PENDING, DELIVERING)))
+    where = [h.c.state == HELD, ~busy]
+    if message_sids is not None:
+        where.append(h.c.message_sid.in_(list(message_sids)))
+    if held_before is not None:
+        where.append(h.c.date_updated < held_before)
+    first = select(func.min(h.c.id)).where(*where).group_by(h.c.message_sid)
+    now = utcnow()
+    promoted = session.execute(
+        update(callbacks_table)
+        .where(c.id.in_(first.scalar_subquery()), c.state == HELD)
+        .values(state=PENDING, next_attempt_at=now, date_updated=now)
+        .returning(c.message_sid)
+    ).scalars()
+    sids = list(promoted)
+    session.commit()
+    return sids
+
+
+def promote_stranded(session: Session) -> list[str]:
+    """Sweeper's net: held callbacks whose message has none open any more (a process died
+    between committing a settled callback, or a held one, and promoting). Counted."""
+    rescued = promote(session, None, held_before=utcnow() - STRANDED_AFTER)
+    for sid in rescued:
+        recorder.count(CALLBACK_RESCUES)
+        log.warning("%s had a callback held behind settled ones; the sweeper let it go", sid,
+                    extra={"sid": sid})  # fmt: skip
+    return rescued
 
 
 def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) -> list[Row[Any]]:
@@ -153,7 +222,7 @@ def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) ->
         and_(earlier.c.message_sid == c.message_sid, earlier.c.id < c.id,
              earlier.c.state.in_(OPEN_STATES))
     )  # fmt: skip
-    where = [c.state == PENDING, c.next_attempt_at <= now, ~blocked]
+    where = [c.state == PENDING, c.next_attempt_at <= now, ~blocked]  # blocked: after a replay
     if skip_endpoints:
         where.append(c.endpoint.not_in(list(skip_endpoints)))
     lease = now + timedelta(seconds=get_settings().callback_lease_s)
@@ -223,6 +292,7 @@ def skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
                     date_updated=utcnow())
         )  # fmt: skip
         session.commit()
+        promote(session, {row.message_sid for row in rows if row.id in skipped})
     return [row for row in rows if row.id not in skipped]
 
 

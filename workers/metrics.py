@@ -49,6 +49,7 @@ CALLBACK_ATTEMPTS = "mycpaas_callback_attempts"
 THROTTLE_WAIT = "mycpaas_throttle_wait_seconds"
 STAGE_PROCESSED = "mycpaas_stage_processed"
 SETTLE_RESCUES = "mycpaas_settle_rescues"
+CALLBACK_RESCUES = "mycpaas_callback_rescues"
 SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 
 FAMILIES = {
@@ -75,6 +76,12 @@ FAMILIES = {
     SETTLE_RESCUES: Family(
         "counter",
         "Messages the sweeper settled because every segment was final (should stay 0)",
+        (),
+    ),
+    CALLBACK_RESCUES: Family(
+        "counter",
+        "Callbacks the sweeper made due because the earlier ones of their message had settled "
+        "(a process died between the two steps)",
         (),
     ),
     SMPP_UNKNOWN_OUTCOMES: Family(

@@ -7,7 +7,9 @@
 - receipts waiting in the inbox get the receipts stage woken; those no segment claimed for a
   day are dropped;
 - a ``sent`` message whose segments are all final is settled (a safety net that should find
-  nothing: each one it finds is counted and logged).
+  nothing: each one it finds is counted and logged);
+- a callback held behind its message's earlier ones, all settled, is made due (a process died
+  between settling one and promoting the next; counted and logged).
 """
 
 import logging
@@ -59,7 +61,8 @@ def sweep(session: Session) -> Sweep:
     if receipts.settle_stranded(session):
         report.woken.append("callbacks")
     metrics.prune_activity(session)
-    if callbacks.release_lost(session) or callbacks.due(session):
+    promoted = callbacks.promote_stranded(session)
+    if callbacks.release_lost(session) or promoted or callbacks.due(session):
         report.woken.append("callbacks")
     for stage in report.woken:
         wakeup.wake(stage)

@@ -39,7 +39,7 @@ from workers.carriers.factory import make_driver, make_smpp_driver
 from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.throttle import TokenBucket, redis_client
-from workers.transitions import callbacks_owed
+from workers.transitions import after_commit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def status_changes() -> Iterator[Session]:
     then) get their stage woken at the end."""
     with session_scope() as session:
         yield session
-        owed = callbacks_owed(session)
+        owed = after_commit(session)
     if owed:
         wakeup.wake("callbacks")
 

@@ -16,12 +16,13 @@ from sqlmodel import Session
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
-from workers.callbacks import endpoint_of
+from workers.callbacks import HELD, PENDING, endpoint_of, open_for, promote
 from workers.metrics import MESSAGE_LATENCY, recorder
 
 log = logging.getLogger(__name__)
 
-CALLBACKS_OWED = "mycpaas.callbacks_owed"  # a key of Session.info
+CALLBACKS_OWED = "mycpaas.callbacks_owed"  # keys of Session.info: callbacks were written,
+HELD_BEHIND = "mycpaas.callbacks_held"  # and the messages whose new callback waits held
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
 # For each status, the statuses a message may be in to move to it.
@@ -82,20 +83,28 @@ def move(
                 for row in moved
             ],
         )  # fmt: skip
-        callbacks = [
-            callback_row(row, status, error_code, error_message, now)
-            for row in moved
-            if row.status_callback
-        ]
-        if callbacks:
-            session.execute(insert(callbacks_table), callbacks)
+        calling = [row for row in moved if row.status_callback]
+        if calling:
+            # The message rows are locked: no other move of them runs until this one commits.
+            behind = open_for(session, [row.sid for row in calling])
+            rows = [
+                callback_row(row, status, error_code, error_message, now, row.sid in behind)
+                for row in calling
+            ]
+            session.execute(insert(callbacks_table), rows)
             session.info[CALLBACKS_OWED] = True
+            if behind:
+                session.info.setdefault(HELD_BEHIND, set()).update(behind)
     return [row.sid for row in moved]
 
 
-def callbacks_owed(session: Session) -> bool:
-    """Did ``move`` write callbacks in this session since the last ask? (Ask after commit, then
-    wake the callbacks stage: they are due at once.)"""
+def after_commit(session: Session) -> bool:
+    """Once the batch that moved messages has committed: a callback written held behind one
+    that settled meanwhile is made due (the settling side may not have seen it), and the
+    answer says whether callbacks were written (then wake the callbacks stage)."""
+    behind = session.info.pop(HELD_BEHIND, None)
+    if behind:
+        promote(session, behind)
     return bool(session.info.pop(CALLBACKS_OWED, False))
 
 
@@ -105,8 +114,10 @@ def callback_row(
     error_code: int | None,
     error_message: str | None,
     now: datetime,
+    held: bool = False,
 ) -> dict[str, Any]:
-    """The callback owed for ``message`` entering ``status``, with Twilio's parameters."""
+    """The callback owed for ``message`` entering ``status``, with Twilio's parameters; due
+    now, or ``held`` behind an earlier one still open."""
     params = {
         "MessageSid": message.sid,
         "SmsSid": message.sid,
@@ -129,9 +140,9 @@ def callback_row(
         "params": params,
         # Each status is entered once, so this names the event across retries and replays.
         "webhook_id": f"{message.sid}.{status.value}",
-        "state": "pending",
+        "state": HELD if held else PENDING,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": None if held else now,
         "date_created": now,
         "date_updated": now,
     }

@@ -1,0 +1,152 @@
+"""A message's callbacks go out one at a time, in order: one owed while an earlier one is open
+is written held, and is made due once that one settles, however the two transactions meet."""
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+from sqlmodel import Session
+
+from schemas.db import get_engine, session_scope
+from schemas.models import callbacks_table, messages_table
+from schemas.status import MessageStatus
+from schemas.types import utcnow
+from tests.processes import Account
+from tests.workers.test_claims import make_due
+from workers import callbacks
+from workers.transitions import after_commit, move
+
+c, m = callbacks_table.c, messages_table.c
+URL = "http://127.0.0.1:9/cb"  # nothing listens: nobody is to deliver this test's callbacks
+
+
+def message_with_callback_in_flight(account: Account) -> tuple[str, callbacks.Outcome]:
+    """A queued message (in no worker's stage) whose 'queued' callback is being delivered,
+    and the outcome that settles it under its lease."""
+    sid = make_due(account, 1, "done")[0]
+    now = utcnow()
+    lease = now + timedelta(hours=1)
+    with session_scope() as session:
+        session.execute(update(messages_table).where(m.sid == sid).values(status_callback=URL))
+        callback_id = session.execute(
+            insert(callbacks_table).returning(c.id),
+            [{"message_sid": sid, "account_sid": account.sid, "url": URL,
+              "endpoint": callbacks.endpoint_of(URL), "status": "queued", "params": {},
+              "webhook_id": f"{sid}.queued", "state": "delivering", "attempts": 0,
+              "next_attempt_at": lease, "date_created": now, "date_updated": now}],
+        ).scalar_one()  # fmt: skip
+        session.commit()
+    delivered = callbacks.Outcome(
+        callback_id, sid, URL, utcnow(), 5.0, 200, None, "ok", "delivered", None,
+        counted=True, created_at=now, lease=lease,
+    )  # fmt: skip
+    return sid, delivered
+
+
+def states(sid: str) -> list[tuple[str, str]]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(c.status, c.state).where(c.message_sid == sid).order_by(c.id)
+        ).all()
+        # Settle what the test made due: the session platform's workers share this database.
+        session.execute(
+            update(callbacks_table)
+            .where(c.message_sid == sid, c.state.in_(callbacks.OPEN_STATES))
+            .values(state="failed", next_attempt_at=None)
+        )
+        session.commit()
+    return [(status, "due" if state in ("pending", "delivering") else state)
+            for status, state in rows]  # fmt: skip
+
+
+def test_a_callback_owed_while_the_earlier_one_settles_is_made_due_by_its_own_commit(
+    account: Account,
+) -> None:
+    # given: a message whose first callback is being delivered
+    sid, delivered = message_with_callback_in_flight(account)
+    # when: the message moves (its transaction sees the first callback open, so the new one is
+    # written held) and, before that commits, the first one settles and looks for a successor
+    # (which it cannot see yet)
+    with Session(get_engine(), expire_on_commit=False) as mover:
+        assert move(mover, [sid], MessageStatus.SENDING) == [sid]
+        with session_scope() as recorder:
+            callbacks.record(recorder, [delivered])
+        mover.commit()
+        owed = after_commit(mover)
+    # then: the move's own after-commit step made the new callback due
+    assert owed
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_a_held_callback_is_made_due_when_the_earlier_one_settles_later(
+    account: Account,
+) -> None:
+    # given: a message whose first callback is being delivered
+    sid, delivered = message_with_callback_in_flight(account)
+    # when: the message moves and commits first (nothing to promote yet)
+    with session_scope() as mover:
+        move(mover, [sid], MessageStatus.SENDING)
+        mover.commit()
+        after_commit(mover)
+        with session_scope() as reader:
+            held = reader.execute(select(c.state).where(c.status == "sending",
+                                                        c.message_sid == sid)).scalar_one()  # fmt: skip
+        assert held == "held"
+        # and then the first callback settles
+        with session_scope() as recorder:
+            callbacks.record(recorder, [delivered])
+    # then: recording it made the next one due
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_a_callback_with_nothing_open_before_it_is_due_at_once(account: Account) -> None:
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        callbacks.record(session, [delivered])
+        move(session, [sid], MessageStatus.SENDING)
+        session.commit()
+        after_commit(session)
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_the_sweeper_makes_due_a_held_callback_left_behind_by_a_crash(account: Account) -> None:
+    # given: a held callback whose predecessor settled, the promoting step never run (its
+    # process died between the two)
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move(session, [sid], MessageStatus.SENDING)
+        session.commit()  # no after_commit
+        session.execute(
+            update(callbacks_table)
+            .where(c.id == delivered.callback_id)
+            .values(state="delivered", next_attempt_at=None)
+        )
+        long_ago = utcnow() - 2 * callbacks.STRANDED_AFTER
+        session.execute(
+            update(callbacks_table)
+            .where(c.message_sid == sid, c.state == "held")
+            .values(date_updated=long_ago)
+        )
+        session.commit()
+        # when
+        rescued = callbacks.promote_stranded(session)
+    # then
+    assert sid in rescued
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_the_sweeper_leaves_a_callback_held_while_the_earlier_one_is_open(
+    account: Account,
+) -> None:
+    sid, _ = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move(session, [sid], MessageStatus.SENDING)
+        session.commit()
+        session.execute(
+            update(callbacks_table)
+            .where(c.message_sid == sid, c.state == "held")
+            .values(date_updated=utcnow() - 2 * callbacks.STRANDED_AFTER)
+        )
+        session.commit()
+        rescued = callbacks.promote_stranded(session)
+    assert sid not in rescued
+    assert states(sid) == [("queued", "due"), ("sending", "held")]
