@@ -1,12 +1,13 @@
 """Status callbacks in the record: what is owed, claiming it, recording what happened.
 
-Per message, statuses arrive in order: a callback owed while an earlier one of its message is
-still open is written ``held`` (not due, outside the claim's index) and :func:`promote` makes
-it due once the earlier one settles. Both sides act after their own commit, so whichever
-commits last sees the other's row: see :func:`workers.transitions.after_commit` and
-:func:`record`; the sweeper promotes what a crash between the two left held. A claim skips
-endpoints the caller names (busy or broken ones, see workers/delivery.py), so a callback
-waits in the database, due, until its endpoint has room: a busy endpoint costs no write.
+Per message, statuses arrive in order: at most one callback of a message is pending or being
+delivered. One owed while an earlier one of its message is still open is written ``held`` (not
+due, outside the claim's index) and :func:`promote` makes it due once the earlier one settles.
+Both sides act after their own commit, so whichever commits last sees the other's row: see
+:func:`workers.transitions.after_commit` and :func:`record`; the sweeper promotes what a crash
+between the two left held. A claim skips endpoints the caller names (busy or broken ones, see
+workers/delivery.py), so a callback waits in the database, due, until its endpoint has room:
+a busy endpoint costs no write.
 
 Outcomes: 2xx delivered; 410 gone (no more callbacks to that URL for the message); other 3xx
 and 4xx failed for good; 429, 5xx, connect errors and timeouts retried with exponential
@@ -23,19 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import (
-    ColumnElement,
-    Row,
-    and_,
-    bindparam,
-    exists,
-    func,
-    insert,
-    select,
-    tuple_,
-    update,
-)  # fmt: skip
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, Row, bindparam, case, func, insert, select, tuple_, update
 from sqlmodel import Session
 
 from schemas.credentials import auth_token, webhook_secret
@@ -58,6 +47,7 @@ PENDING, DELIVERING = "pending", "delivering"
 HELD = "held"  # behind an earlier callback of its message that is still open; not due
 OPEN_STATES = (PENDING, DELIVERING, HELD)
 STRANDED_AFTER = timedelta(seconds=2)  # a held callback the sweeper may promote, at the earliest
+STRANDED_BATCH = 1000  # messages one sweep looks at for them
 
 
 def endpoint_of(url: str) -> str:
@@ -162,37 +152,42 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
 
 
 def open_for(session: Session, message_sids: Collection[str]) -> set[str]:
-    """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it)."""
+    """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it).
+    Read through the message index alone, whatever the planner thinks of the states."""
     return set(
         session.execute(
             select(c.message_sid)
-            .where(c.message_sid.in_(list(message_sids)), c.state.in_(OPEN_STATES))
-            .distinct()
+            .where(c.message_sid.in_(list(message_sids)))
+            .group_by(c.message_sid)
+            .having(func.max(case((c.state.in_(OPEN_STATES), 1), else_=0)) == 1)
         ).scalars()
     )
 
 
-def promote(
-    session: Session, message_sids: Collection[str] | None, *, held_before: datetime | None = None
-) -> list[str]:
+def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     """Make each message's first held callback due where none of its callbacks is pending or
-    being delivered; commits. ``None`` looks at every message (``held_before``: held since
-    before then). Two promotes of one message pick the same row: one of them moves it.
-    Returns the messages whose callback was promoted."""
-    if message_sids is not None and not message_sids:
+    being delivered; commits. Two promotes of one message pick the same row: one of them
+    moves it. Returns the messages whose callback was promoted."""
+    if not message_sids:
         return []
-    h, o = aliased(callbacks_table), aliased(callbacks_table)
-    busy = exists().where(o.c.message_sid == h.c.message_sid, o.c.state.in_((PENDING, DELIVERING)))
-    where = [h.c.state == HELD, ~busy]
-    if message_sids is not None:
-        where.append(h.c.message_sid.in_(list(message_sids)))
-    if held_before is not None:
-        where.append(h.c.date_updated < held_before)
-    first = select(func.min(h.c.id)).where(*where).group_by(h.c.message_sid)
+    # Per message, through the message index only: a plan that also consulted the states'
+    # index (stale statistics on a young table) scanned every open callback per message.
+    per_message = (
+        select(
+            func.min(c.id).filter(c.state == HELD).label("first_held"),
+            func.max(case((c.state.in_((PENDING, DELIVERING)), 1), else_=0)).label("busy"),
+        )
+        .where(c.message_sid.in_(list(message_sids)))
+        .group_by(c.message_sid)
+        .subquery()
+    )
+    free = select(per_message.c.first_held).where(
+        per_message.c.first_held.is_not(None), per_message.c.busy == 0
+    )
     now = utcnow()
     promoted = session.execute(
         update(callbacks_table)
-        .where(c.id.in_(first.scalar_subquery()), c.state == HELD)
+        .where(c.id.in_(free), c.state == HELD)
         .values(state=PENDING, next_attempt_at=now, date_updated=now)
         .returning(c.message_sid)
     ).scalars()
@@ -204,7 +199,14 @@ def promote(
 def promote_stranded(session: Session) -> list[str]:
     """Sweeper's net: held callbacks whose message has none open any more (a process died
     between committing a settled callback, or a held one, and promoting). Counted."""
-    rescued = promote(session, None, held_before=utcnow() - STRANDED_AFTER)
+    held_before = utcnow() - STRANDED_AFTER
+    stale = session.execute(
+        select(c.message_sid)
+        .where(c.state == HELD, c.date_updated < held_before)
+        .distinct()
+        .limit(STRANDED_BATCH)
+    ).scalars()
+    rescued = promote(session, list(stale))
     for sid in rescued:
         recorder.count(CALLBACK_RESCUES)
         log.warning("%s had a callback held behind settled ones; the sweeper let it go", sid,
@@ -213,16 +215,12 @@ def promote_stranded(session: Session) -> list[str]:
 
 
 def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) -> list[Row[Any]]:
-    """Due callbacks whose message has no earlier one still open, as ``delivering`` under a
-    lease (``next_attempt_at``): the lease fences what this delivery may record. Callbacks
-    to ``skip_endpoints`` stay pending (due) for a claim that has room for them."""
+    """Due callbacks, as ``delivering`` under a lease (``next_attempt_at``): the lease fences
+    what this delivery may record. A message has at most one callback pending or delivering
+    (the rest are held), so any due one may go. Callbacks to ``skip_endpoints`` stay pending
+    (due) for a claim that has room for them."""
     now = utcnow()
-    earlier = aliased(callbacks_table)
-    blocked = exists().where(
-        and_(earlier.c.message_sid == c.message_sid, earlier.c.id < c.id,
-             earlier.c.state.in_(OPEN_STATES))
-    )  # fmt: skip
-    where = [c.state == PENDING, c.next_attempt_at <= now, ~blocked]  # blocked: after a replay
+    where = [c.state == PENDING, c.next_attempt_at <= now]
     if skip_endpoints:
         where.append(c.endpoint.not_in(list(skip_endpoints)))
     lease = now + timedelta(seconds=get_settings().callback_lease_s)
@@ -325,18 +323,22 @@ def replay(
     since: datetime | None = None,
     states: tuple[str, ...] = SETTLED,
 ) -> int:
-    """Deliver settled callbacks again (same webhook-id, so receivers can tell)."""
+    """Deliver settled callbacks again (same webhook-id, so receivers can tell), each message's
+    in their order: they are held, and the first of each message made due when none of its
+    callbacks is still out."""
     now = utcnow()
     conditions: list[ColumnElement[bool]] = [c.state.in_(states)]
     if message_sid is not None:
         conditions.append(c.message_sid == message_sid)
     if since is not None:
         conditions.append(c.date_created >= since)
-    count = session.execute(
+    replayed = session.execute(
         update(callbacks_table)
         .where(*conditions)
-        .values(state=PENDING, attempts=0, next_attempt_at=now, date_updated=now)
-        .returning(c.id)
-    ).all()
+        .values(state=HELD, attempts=0, next_attempt_at=None, date_updated=now)
+        .returning(c.message_sid)
+    ).scalars()
+    sids = list(replayed)
     session.commit()
-    return len(count)
+    promote(session, set(sids))
+    return len(sids)

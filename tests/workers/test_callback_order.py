@@ -150,3 +150,24 @@ def test_the_sweeper_leaves_a_callback_held_while_the_earlier_one_is_open(
         rescued = callbacks.promote_stranded(session)
     assert sid not in rescued
     assert states(sid) == [("queued", "due"), ("sending", "held")]
+
+
+def test_a_replay_sends_a_messages_callbacks_again_one_at_a_time_in_order(
+    account: Account,
+) -> None:
+    # given: a message with two settled callbacks
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        callbacks.record(session, [delivered])
+        move(session, [sid], MessageStatus.SENDING)
+        session.commit()
+        after_commit(session)
+        session.execute(
+            update(callbacks_table).where(c.message_sid == sid).values(state="delivered")
+        )
+        session.commit()
+        # when
+        replayed = callbacks.replay(session, message_sid=sid)
+    # then: the first is due again, the second waits for it
+    assert replayed == 2
+    assert states(sid) == [("queued", "due"), ("sending", "held")]
