@@ -56,9 +56,9 @@ QUEUED_FACTOR, QUEUED_MARGIN_S = 3.0, 0.05  # ... unless it is this much slower 
 BEST_DRIFT = 1.01  # the best answer time forgets slowly (the endpoint or the network changed)
 CUT_EVERY_S = 1.0  # a limit halves at most this often: one slow spell is one cut, not ten
 CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
-# A claim that leaves busy endpoints out may scan past their due callbacks: the claimer rests
-# this many times as long as its last claim took, so claiming never takes more than a fifth of
-# its time, however large the backlog it skips, while quick claims stay quick to follow.
+# A claim that leaves busy endpoints out may scan past their due callbacks: after a claim that
+# came back short the claimer rests this many times as long as it took, so such claims never
+# take more than a fifth of its time, however large the backlog they skip.
 CLAIM_REST_FACTOR = 4.0
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
@@ -272,7 +272,12 @@ class Deliverer:
         # A full claim leaves more due: claim again as room frees, and let other processes help.
         # A claim that left endpoints out claims again when their lanes have room.
         self._backlog = len(rows) == room or bool(skip)
-        self._pause_s = max(CLAIM_EVERY_S, CLAIM_REST_FACTOR * (time.monotonic() - started))
+        # A full claim found work all the way: claim again as soon as there is room. A short
+        # one may have scanned past busy endpoints' callbacks: rest in proportion.
+        took = time.monotonic() - started
+        self._pause_s = (
+            CLAIM_EVERY_S if len(rows) == room else max(CLAIM_EVERY_S, CLAIM_REST_FACTOR * took)
+        )
         if len(rows) == room:
             self._wanted.set()
             for hook in self.on_backlog:
