@@ -19,8 +19,8 @@ from dispatcher.routes import twilio_router, v1_router
 from dispatcher.server import lifespan
 from dispatcher.service_routes import router as services_router
 from schemas.db import session_scope
-from workers import carrier_health
 from workers.app import app as celery_app
+from workers.carriers import health as carrier_health
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from schemas.db import session_scope
 from schemas.migrate import upgrade
 from schemas.models import Account, MessagingService
 from schemas.settings import get_settings
-from workers import callbacks
 from workers.app import QUEUES
 from workers.logs import configure_logging
 from workers.runner import run_beat, run_worker
-from workers.simulator import SimulatorConfig, SmppListener, run_simulator
-from workers.smsc import SmscConfig
+from workers.simulator.server import SimulatorConfig, SmppListener, run_simulator
+from workers.simulator.smsc import SmscConfig
+from workers.stages import callbacks
 
 MAX_LISTED = 1000  # services shown by ``services list``
 

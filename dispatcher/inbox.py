@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from workers.signing import twilio_signature
+from workers.webhooks.signing import twilio_signature
 
 KEEP = 1000  # callbacks the inbox remembers for GET
 

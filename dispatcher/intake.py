@@ -29,7 +29,7 @@ from schemas.ids import is_sid, new_sid
 from schemas.models import Message, MessagingService, message_events_table, messages_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
-from workers.scheduling import SCHEDULED_STAGE
+from workers.pipeline.scheduling import SCHEDULED_STAGE
 from workers.segmentation import MAX_BODY_CHARS, segment
 
 log = logging.getLogger(__name__)

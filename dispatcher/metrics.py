@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 from sqlmodel import Session
 
 from schemas.status import MessageStatus
-from workers import backlog, carrier_health
+from workers import backlog
+from workers.carriers import health as carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
 
 

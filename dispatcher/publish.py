@@ -7,7 +7,7 @@ database and the sweeper wakes their stage later.
 import logging
 import time
 
-from workers import wakeup
+from workers.pipeline import wakeup
 
 log = logging.getLogger(__name__)
 

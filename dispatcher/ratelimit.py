@@ -7,7 +7,7 @@ limiter is down would turn a limiter outage into a platform outage.
 from functools import lru_cache
 
 from schemas.settings import get_settings
-from workers.throttle import TokenBucket, redis_client
+from workers.pipeline.throttle import TokenBucket, redis_client
 
 
 @lru_cache

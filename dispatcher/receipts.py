@@ -14,7 +14,7 @@ from dispatcher.params import JSON, read_json_object, storable
 from dispatcher.publish import wake
 from schemas.db import session_scope
 from schemas.settings import get_settings
-from workers import receipts
+from workers.stages import receipts
 
 router = APIRouter(tags=["carrier"])
 

@@ -6,7 +6,7 @@ from sqlmodel import col, select
 
 from schemas.db import session_scope
 from schemas.models import Callback, CallbackAttempt, Media, Message, PhoneNumber
-from workers.transitions import API_VERSION
+from workers.pipeline.transitions import API_VERSION
 
 
 def v1_path(account_sid: str) -> str:

@@ -59,7 +59,7 @@ from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import Media, Message
 from schemas.status import MessageStatus
-from workers import callbacks
+from workers.stages import callbacks
 
 Renderer = Callable[[Message], dict[str, object]]
 

@@ -1,7 +1,8 @@
 """Reading a create request's schedule: ``ScheduleType=fixed`` with ``SendAt``, in Twilio's window.
 
 A scheduled message is stored as 'scheduled' with ``next_attempt_at = SendAt``; the sweeper
-releases it to the pipeline at that time (workers/scheduling.py). Nothing waits in the broker.
+releases it to the pipeline at that time (workers/pipeline/scheduling.py). Nothing waits in the
+broker.
 """
 
 from datetime import UTC, datetime, timedelta

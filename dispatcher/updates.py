@@ -33,8 +33,8 @@ from schemas.models import (
 )
 from schemas.status import SETTLED, MessageStatus
 from schemas.types import utcnow
-from workers.scheduling import SCHEDULED_STAGE
-from workers.transitions import after_commit, move
+from workers.pipeline.scheduling import SCHEDULED_STAGE
+from workers.pipeline.transitions import after_commit, move
 
 log = logging.getLogger(__name__)
 

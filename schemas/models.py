@@ -100,7 +100,7 @@ class Message(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     idempotency_key: str | None = Field(default=None, max_length=255)
     idempotency_fingerprint: str | None = Field(default=None, max_length=64)
-    # Pipeline bookkeeping: the stage that owns the row (see workers/stages.py) and when it is
+    # Pipeline bookkeeping: the stage that owns the row (see workers/stages/) and when it is
     # due; for a row in 'sending' the due time is the end of its lease. NULL when finished.
     stage: str = Field(default="segment", max_length=16)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
     os.environ.update(env)
     from dispatcher.accounts import add_number, create_account
     from schemas.db import session_scope
-    from workers.callbacks import endpoint_of
+    from workers.stages.callbacks import endpoint_of
 
     with session_scope() as session:
         account, _token = create_account(session, "bench")
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/")
         time.sleep(3)  # workers connect to the broker
-        from workers import wakeup
+        from workers.pipeline import wakeup
 
         started = time.monotonic()
         wakeup.wake("callbacks")

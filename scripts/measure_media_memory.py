@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("MYCPAAS_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8")
 
 from tests.media_server import FILES, JPEG, running_media_server  # noqa: E402
-from workers.fetching import FetchError  # noqa: E402
-from workers.media import Fetcher  # noqa: E402
+from workers.outbound.fetch import FetchError  # noqa: E402
+from workers.stages.media import Fetcher  # noqa: E402
 
 FILES["/five"] = (JPEG[:4] + b"\x00" * (5 * 1024 * 1024 - 4), "image/jpeg")
 

@@ -24,7 +24,6 @@ from sqlmodel import Session
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import callbacks, carrier, delivery, media, receipts, segmenting, sweeper, wakeup
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
@@ -38,8 +37,11 @@ from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver, make_smpp_driver
 from workers.carriers.smpp import inbox
 from workers.metrics import recorder
-from workers.throttle import TokenBucket, redis_client
-from workers.transitions import after_commit
+from workers.pipeline import wakeup
+from workers.pipeline.throttle import TokenBucket, redis_client
+from workers.pipeline.transitions import after_commit
+from workers.stages import callbacks, carrier, media, receipts, segment, sweep
+from workers.webhooks import delivery
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,12 +176,12 @@ def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
 def segment_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with session_scope() as session:
-            claimed = segmenting.segment_batch(session)
+            claimed = segment.segment_batch(session)
         if claimed:
             wakeup.wake("carrier")
         return claimed
 
-    drain("segment", batch, segmenting.BATCH)
+    drain("segment", batch, segment.BATCH)
 
 
 @app.task(name=MEDIA_TASK, **DB_RETRY)
@@ -232,7 +234,7 @@ def callbacks_task(_sid: str | None = None) -> None:
 @app.task(name=SWEEP_TASK, **DB_RETRY)
 def sweep_task() -> None:
     with session_scope() as session:
-        report = sweeper.sweep(session)
+        report = sweep.sweep(session)
     if report.reclaimed or report.released or report.woken:
         log.info("sweep: released %d scheduled, reclaimed %d leases, woke %s",
                  len(report.released), len(report.reclaimed), report.woken,

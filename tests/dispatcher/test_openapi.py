@@ -45,7 +45,7 @@ from schemas.models import PhoneNumber as PhoneNumberRow
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from tests.processes import Account, random_number
-from workers.transitions import move
+from workers.pipeline.transitions import move
 
 V1 = "/v1/Accounts/{account_sid}/Messages"
 V1_ONE = "/v1/Accounts/{account_sid}/Messages/{sid}"

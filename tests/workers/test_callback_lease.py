@@ -10,7 +10,7 @@ from schemas.models import callback_attempts_table, callbacks_table
 from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
-from workers import callbacks
+from workers.stages import callbacks
 
 c = callbacks_table.c
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # due before anything else: a claim of 1 takes it

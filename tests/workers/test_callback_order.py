@@ -12,8 +12,8 @@ from schemas.status import MessageStatus
 from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
-from workers import callbacks
-from workers.transitions import after_commit, move
+from workers.pipeline.transitions import after_commit, move
+from workers.stages import callbacks
 
 c, m = callbacks_table.c, messages_table.c
 URL = "http://127.0.0.1:9/cb"  # nothing listens: nobody is to deliver this test's callbacks

@@ -8,7 +8,7 @@ from schemas.db import session_scope
 from schemas.models import messages_table
 from schemas.types import utcnow
 from tests.processes import Account, random_number
-from workers.claims import claim_due
+from workers.pipeline.claims import claim_due
 
 m = messages_table.c
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from workers.delivery import CUT_EVERY_S, Limit, _excerpt
+from workers.webhooks.delivery import _excerpt
+from workers.webhooks.endpoints import CUT_EVERY_S, Limit
 
 
 def test_a_limit_starts_where_told_and_never_above_its_ceiling() -> None:

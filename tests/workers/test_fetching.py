@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.media_server import GIF, JPEG, MP4, PNG
-from workers.fetching import (
+from workers.outbound.fetch import (
     Budget,
     PermanentFetchError,
     TooLarge,
@@ -15,7 +15,7 @@ from workers.fetching import (
     fetch,
     sniff,
 )
-from workers.outbound import GuardedTransport
+from workers.outbound.guard import GuardedTransport
 
 NAMES = {"public.test": ["93.184.216.34"], "internal.test": ["192.168.0.7"]}
 

@@ -6,7 +6,7 @@ import socket
 import httpx
 import pytest
 
-from workers.outbound import GuardedTransport, OutboundRefused, allowed_networks
+from workers.outbound.guard import GuardedTransport, OutboundRefused, allowed_networks
 
 NAMES = {
     "internal.test": ["10.0.0.5"],

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from schemas.db import session_scope
 from schemas.models import Callback, Message, MessageEvent
 from tests.processes import Account, random_number
-from workers.scheduling import release_due
+from workers.pipeline.scheduling import release_due
 
 
 def schedule(api_url: str, account: Account, send_at: datetime, **params: str) -> str:

@@ -127,7 +127,7 @@ def simulator_process(receipts_url: str, **options: float) -> Iterator[str]:
     port = free_port()
     config = {"receipts_url": receipts_url, "receipts_token": RECEIPTS_TOKEN, **options}
     code = (
-        "from workers.simulator import SimulatorConfig, run_simulator\n"
+        "from workers.simulator.server import SimulatorConfig, run_simulator\n"
         f"run_simulator(SimulatorConfig(**{config!r}), '127.0.0.1', {port})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)

@@ -29,7 +29,7 @@ from workers.carriers.base import Accepted, Deferred, Rejected, Submission
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
 from workers.carriers.smpp.pdu import HEADER, Command, Status
 from workers.carriers.smpp.session import BindConfig
-from workers.throttle import TokenBucket
+from workers.pipeline.throttle import TokenBucket
 
 SENDER = "+4915112345678"
 

@@ -6,7 +6,7 @@ from workers.carriers.http import HttpCarrierDriver
 from workers.carriers.simulator import SimulatorCarrierDriver
 from workers.carriers.smpp.driver import ReceiptSink, SmppCarrierDriver, SmppConfig
 from workers.carriers.smpp.session import BindConfig
-from workers.throttle import TokenBucket
+from workers.pipeline.throttle import TokenBucket
 
 DRIVERS: dict[str, type[HttpCarrierDriver] | type[SimulatorCarrierDriver]] = {
     "simulator": SimulatorCarrierDriver,

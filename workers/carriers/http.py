@@ -55,7 +55,7 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
-from workers.outbound import prompt_transport
+from workers.outbound.guard import prompt_transport
 
 log = logging.getLogger(__name__)
 

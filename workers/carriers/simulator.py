@@ -1,4 +1,4 @@
-"""The driver for the carrier simulator (``workers.simulator``): a whole batch in one request.
+"""The driver for the carrier simulator (``workers.simulator.server``): a batch per request.
 
 ``POST {base}/submit`` with ``{"submissions": [<submission>, ...]}`` (each as in
 :mod:`workers.carriers.http`: reference, to, from, text, part, total, udh_ref, media) answers

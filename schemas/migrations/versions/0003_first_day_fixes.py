@@ -17,7 +17,7 @@ depends_on = None
 
 
 def endpoint(url: str) -> str:
-    """As workers.callbacks.endpoint_of (a migration keeps its own copy of what it runs)."""
+    """As workers.stages.callbacks.endpoint_of (a migration keeps its own copy of what it runs)."""
     parts = urlsplit(url)
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"[:300]
 

@@ -40,8 +40,8 @@ only place a duplicate can come from; each case is counted in
 Receipts
 --------
 ``deliver_sm`` receipts from the bind are parsed on the loop and stored in batches through
-``on_receipts`` (the receipt inbox: ``workers.receipts.store``, then the receipts stage is
-woken), on a thread of their own. ``deliver_sm_resp`` goes back only after the batch is
+``on_receipts`` (the receipt inbox: ``workers.stages.receipts.store``, then the receipts stage
+is woken), on a thread of their own. ``deliver_sm_resp`` goes back only after the batch is
 committed; if the commit fails they are answered ``ESME_RX_T_APPN`` so the SMSC sends them
 again. Receipts are idempotent, so a receipt the SMSC repeats changes nothing.
 """
@@ -93,7 +93,7 @@ from workers.carriers.smpp.pdu import (
 )
 from workers.carriers.smpp.session import BindConfig, Connection, Link, NotSent, Unanswered
 from workers.metrics import SMPP_UNKNOWN_OUTCOMES, recorder
-from workers.throttle import TokenBucket
+from workers.pipeline.throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import logging
 from typing import Any
 
 from schemas.db import session_scope
-from workers import receipts, wakeup
+from workers.pipeline import wakeup
+from workers.stages import receipts
 
 log = logging.getLogger(__name__)
 

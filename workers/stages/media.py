@@ -21,11 +21,11 @@ from schemas.models import media_table, messages_table
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
-from workers.claims import claim_due, m
-from workers.fetching import Budget, Fetched, FetchError, TransientFetchError, fetch
 from workers.metrics import STAGE_LATENCY, recorder
-from workers.outbound import GuardedTransport
-from workers.transitions import move
+from workers.outbound.fetch import Budget, Fetched, FetchError, TransientFetchError, fetch
+from workers.outbound.guard import GuardedTransport
+from workers.pipeline.claims import claim_due, m
+from workers.pipeline.transitions import move
 
 log = logging.getLogger(__name__)
 

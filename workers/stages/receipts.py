@@ -27,7 +27,7 @@ from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.metrics import SETTLE_RESCUES, recorder
-from workers.transitions import move
+from workers.pipeline.transitions import move
 
 log = logging.getLogger(__name__)
 

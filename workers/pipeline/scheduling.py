@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.status import MessageStatus
-from workers.transitions import move
+from workers.pipeline.transitions import move
 
 SCHEDULED_STAGE = "scheduled"
 BATCH = 5000  # messages released per transaction; a big scheduled campaign takes a few

@@ -20,7 +20,9 @@ from sqlmodel import Session
 
 from schemas.models import messages_table
 from schemas.types import utcnow
-from workers import callbacks, media, metrics, receipts, scheduling, wakeup
+from workers import metrics
+from workers.pipeline import scheduling, wakeup
+from workers.stages import callbacks, media, receipts
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from schemas.models import segments_table
 from schemas.types import utcnow
-from workers.claims import claim_due
 from workers.metrics import STAGE_LATENCY, recorder
+from workers.pipeline.claims import claim_due
 from workers.segmentation import segment
 
 log = logging.getLogger(__name__)

@@ -1,60 +1,47 @@
 """Delivering status callbacks: one lane per endpoint, adaptive concurrency, a circuit breaker.
 
 One :class:`Deliverer` per worker process. Its claimer thread claims due callbacks
-(:func:`workers.callbacks.claim`) while the process has room, skipping endpoints that are busy
-or broken, and puts each into its endpoint's lane; a lane starts deliveries on the shared
-thread pool up to its endpoint's current limit. A callback waiting for its endpoint's slot
+(:func:`workers.stages.callbacks.claim`) while the process has room, skipping endpoints that
+are busy or broken, and puts each into its endpoint's lane; a lane starts deliveries on the
+shared thread pool up to its endpoint's current limit. A callback waiting for its endpoint's slot
 waits in memory, its lease renewed while it waits, and an endpoint whose lane is full is not
 claimed for at all: a busy endpoint costs no database write. Only real attempts (and callbacks
 put back because an endpoint's circuit opened) are written, in batches, by a recorder thread.
 
-Per endpoint the limit adapts, as TCP's window does: it starts at ``LIMIT_START``, grows by one
-per limit's worth of fast answers, shrinks by one per limit's worth of answers much slower than
-the endpoint's best (queueing: here or there, more in flight only waits longer), halves (at most
-once per ``CUT_EVERY_S``) on a timeout, a connect error, 429 or 5xx, and stays between 1 and
-``callback_max_per_host``. A fast endpoint thus gets the few deliveries at once it needs, not
-dozens of threads fighting over this process's interpreter lock. A run of failures
-opens the endpoint's circuit: it is not called, nor claimed for, until the circuit half-opens.
-So one slow endpoint holds a few threads and a bounded lane, never the others' turn.
+Per endpoint the concurrency limit adapts and a circuit breaker stops calling one that keeps
+failing (workers/webhooks/endpoints.py), so one slow endpoint holds a few threads and a
+bounded lane, never the others' turn.
 """
 
 import logging
 import ssl
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import httpx
-from sqlalchemy import Row
 from sqlmodel import Session
 
 from schemas.db import session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import callbacks
-from workers.callbacks import Outcome
 from workers.carriers.base import parse_retry_after
 from workers.metrics import recorder
-from workers.outbound import GuardedTransport, OutboundRefused, prompt_transport
-from workers.signing import standard_webhook_signature, strip_fragment, twilio_signature
+from workers.outbound.guard import GuardedTransport, OutboundRefused, prompt_transport
+from workers.stages import callbacks
+from workers.stages.callbacks import Outcome
+from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
+from workers.webhooks.signing import standard_webhook_signature, strip_fragment, twilio_signature
 
 log = logging.getLogger(__name__)
 
 POOL_THREADS = 64  # deliveries in flight per worker process (32: 617/s, 64: 756/s here)
 HELD_MAX = 4 * POOL_THREADS  # callbacks a process holds, waiting or in flight
 CLAIM_MAX = 128  # callbacks one claim takes
-LIMIT_START = 32  # an endpoint's first concurrency limit
-LANE_DEPTH = 2  # an endpoint holding this many times its limit is not claimed for
-FAST_S = 0.5  # an answer faster than this lets the endpoint's limit grow ...
-QUEUED_FACTOR, QUEUED_MARGIN_S = 3.0, 0.05  # ... unless it is this much slower than its best
-BEST_DRIFT = 1.01  # the best answer time forgets slowly (the endpoint or the network changed)
-CUT_EVERY_S = 1.0  # a limit halves at most this often: one slow spell is one cut, not ten
 CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
 # A claim that leaves busy endpoints out may scan past their due callbacks: after a claim that
 # came back short the claimer rests this many times as long as it took, so such claims never
@@ -66,101 +53,6 @@ EXCERPT_CHARS = 500  # of a response body kept in the attempt log
 KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
 USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
-
-
-class Breaker:
-    """Per-endpoint circuit breaker: after N consecutive failures, stop calling for a while."""
-
-    def __init__(self, failures: int, open_s: float) -> None:
-        self._threshold, self._open_s = failures, open_s
-        self._failures: dict[str, int] = defaultdict(int)
-        self._open_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def open_for_s(self, endpoint: str) -> float:
-        with self._lock:
-            return max(0.0, self._open_until.get(endpoint, 0.0) - time.monotonic())
-
-    def probing(self, endpoint: str) -> bool:
-        """Has the circuit opened since the endpoint last answered well? Then, once it is no
-        longer open, one delivery at a time probes it."""
-        with self._lock:
-            return self._failures.get(endpoint, 0) >= self._threshold - 1 > 0
-
-    def open_endpoints(self) -> list[str]:
-        now = time.monotonic()
-        with self._lock:
-            return [endpoint for endpoint, until in self._open_until.items() if until > now]
-
-    def record(self, endpoint: str, ok: bool) -> None:
-        with self._lock:
-            if ok:
-                self._failures.pop(endpoint, None)
-                self._open_until.pop(endpoint, None)
-                return
-            self._failures[endpoint] += 1
-            if self._failures[endpoint] >= self._threshold:
-                self._open_until[endpoint] = time.monotonic() + self._open_s
-                self._failures[endpoint] = self._threshold - 1  # half-open: one more re-opens
-                log.warning("circuit open for %s for %.0f s", endpoint, self._open_s)
-
-
-class Limit:
-    """One endpoint's concurrency limit: additive increase, multiplicative decrease."""
-
-    def __init__(self, start: int, ceiling: int) -> None:
-        self.ceiling = max(1, ceiling)
-        self.value = float(min(start, self.ceiling))
-        self._last_cut = 0.0
-        self._best_s = FAST_S
-
-    @property
-    def slots(self) -> int:
-        return int(self.value)
-
-    def answered(self, overloaded: bool, latency_s: float) -> None:
-        if overloaded:
-            now = time.monotonic()
-            if now - self._last_cut >= CUT_EVERY_S:
-                self.value = max(1.0, self.value / 2)
-                self._last_cut = now
-            return
-        if latency_s <= 0:  # not an answer (postponed, refused before calling): nothing learnt
-            return
-        self._best_s = min(self._best_s * BEST_DRIFT, latency_s)
-        if latency_s > QUEUED_FACTOR * self._best_s + QUEUED_MARGIN_S:
-            self.value = max(1.0, self.value - 1 / self.value)
-        elif latency_s < FAST_S:
-            self.value = min(float(self.ceiling), self.value + 1 / self.value)
-
-
-@dataclass
-class Held:
-    """A claimed callback in this process, with what delivering it takes."""
-
-    row: Row[Any]
-    token: str
-    secret: str
-    lease: datetime  # the claim's lease, renewed while the callback waits for a slot
-
-
-@dataclass
-class Lane:
-    limit: Limit
-    waiting: deque[Held]
-    in_flight: int = 0
-
-    def full(self) -> bool:
-        return self.in_flight + len(self.waiting) >= LANE_DEPTH * self.limit.slots
-
-    def idle(self) -> bool:
-        return not self.in_flight and not self.waiting
-
-    def slots(self, breaker: "Breaker") -> int:
-        """Deliveries the endpoint may have at once now: one while its circuit half-opens."""
-        if self.waiting and breaker.probing(self.waiting[0].row.endpoint):
-            return 1
-        return self.limit.slots
 
 
 class Deliverer:

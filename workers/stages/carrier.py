@@ -26,7 +26,7 @@ from schemas.models import messages_table, phone_numbers_table, receipts_table, 
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
-from workers import carrier_health
+from workers.carriers import health as carrier_health
 from workers.carriers.base import (
     Accepted,
     CarrierDriver,
@@ -40,10 +40,10 @@ from workers.carriers.base import (
     TransientCarrierError,
     sids_of,
 )
-from workers.claims import claim_due, m
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
-from workers.throttle import TokenBucket
-from workers.transitions import move
+from workers.pipeline.claims import claim_due, m
+from workers.pipeline.throttle import TokenBucket
+from workers.pipeline.transitions import move
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ Per message, statuses arrive in order: at most one callback of a message is pend
 delivered. One owed while an earlier one of its message is still open is written ``held`` (not
 due, outside the claim's index) and :func:`promote` makes it due once the earlier one settles.
 Both sides act after their own commit, so whichever commits last sees the other's row: see
-:func:`workers.transitions.after_commit` and :func:`record`; the sweeper promotes what a crash
-between the two left held. A claim skips endpoints the caller names (busy or broken ones, see
-workers/delivery.py), so a callback waits in the database, due, until its endpoint has room:
-a busy endpoint costs no write.
+:func:`workers.pipeline.transitions.after_commit` and :func:`record`; the sweeper promotes what
+a crash between the two left held. A claim skips endpoints the caller names (busy or broken
+ones, see workers/webhooks/delivery.py), so a callback waits in the database, due, until its
+endpoint has room: a busy endpoint costs no write.
 
 Outcomes: 2xx delivered; 410 gone (no more callbacks to that URL for the message); other 3xx
 and 4xx failed for good; 429, 5xx, connect errors and timeouts retried with exponential
@@ -31,9 +31,9 @@ from schemas.credentials import auth_token, webhook_secret
 from schemas.models import accounts_table, callback_attempts_table, callbacks_table
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers.claims import claim_rows
 from workers.metrics import CALLBACK_ATTEMPTS, CALLBACK_RESCUES, STAGE_LATENCY, recorder
-from workers.signing import strip_fragment
+from workers.pipeline.claims import claim_rows
+from workers.webhooks.signing import strip_fragment
 
 log = logging.getLogger(__name__)
 

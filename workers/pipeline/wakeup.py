@@ -16,7 +16,7 @@ import redis
 
 from schemas.settings import get_settings
 from workers.app import ROUTES, STAGE_TASKS, app
-from workers.throttle import redis_client
+from workers.pipeline.throttle import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from sqlmodel import Session
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
-from workers.callbacks import HELD, PENDING, endpoint_of, open_for, promote
 from workers.metrics import MESSAGE_LATENCY, recorder
+from workers.stages.callbacks import HELD, PENDING, endpoint_of, open_for, promote
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from workers.outbound import OutboundRefused
+from workers.outbound.guard import OutboundRefused
 
 MAX_REDIRECTS = 3  # each hop's destination is checked again by the guard
 SNIFF_BYTES = 16  # enough for every signature below
