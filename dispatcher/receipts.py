@@ -3,7 +3,7 @@
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, JsonValue
 from dispatcher.errors import AuthenticationError, BadRequest
 from dispatcher.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.params import JSON, read_json_object, storable
-from dispatcher.publish import wake
+from dispatcher.publish import wake_soon
 from schemas.db import session_scope
 from schemas.settings import get_settings
 from workers.stages import receipts
@@ -82,7 +82,6 @@ def _store(items: list[dict[str, Any]]) -> None:
 )
 async def receive(
     request: Request,
-    background: BackgroundTasks,
     authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
 ) -> JSONResponse:
     """Delivery receipts from the carrier: ``{"receipts": [{carrier_id, status, …}]}``."""
@@ -96,5 +95,5 @@ async def receive(
     items = [_receipt(item) for item in batch]
     if items:
         await run_in_threadpool(_store, items)
-        background.add_task(wake, "receipts")
+        wake_soon("receipts")
     return JSONResponse({"received": len(items)})

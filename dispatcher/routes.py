@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import WithJsonSchema
@@ -27,7 +27,7 @@ from dispatcher.params import (
     read_raw,
     unsupported,
 )
-from dispatcher.publish import wake
+from dispatcher.publish import wake_soon
 from dispatcher.ratelimit import admit
 from dispatcher.render import (
     callback_ledger,
@@ -174,17 +174,14 @@ def messages_router(
         openapi_extra=CREATE_BODY,
     )
     async def create(
-        request: Request,
-        account: AccountDep,
-        background: BackgroundTasks,
-        idempotency_key: IdempotencyKey = None,
+        request: Request, account: AccountDep, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         """Send a message: stored as 'queued' and handed to the pipeline, or, with
         ``ScheduleType=fixed`` and ``SendAt``, stored as 'scheduled' until that time."""
         params = await read_body(request)
         message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
         if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
-            background.add_task(wake, message.stage, message.sid)
+            wake_soon(message.stage, message.sid)
         return JSONResponse(render(message), status_code=201)
 
     if not suffix:  # the /v1 surface only: Twilio has no bulk create
@@ -195,9 +192,7 @@ def messages_router(
             | errors(400, 413, 415, 429),
             openapi_extra=BULK_BODY,
         )
-        async def create_bulk(
-            request: Request, account: AccountDep, background: BackgroundTasks
-        ) -> JSONResponse:
+        async def create_bulk(request: Request, account: AccountDep) -> JSONResponse:
             """Send up to 1,000 messages at once: each is checked on its own and answered with
             the message or its own error envelope; the accepted ones are stored together."""
             if content_type(request) != JSON:
@@ -210,7 +205,7 @@ def messages_router(
             for stage in {
                 r.stage for r in results if isinstance(r, Message) and r.status == "queued"
             }:
-                background.add_task(wake, stage)
+                wake_soon(stage)
             return JSONResponse(bulk_answer(results, render))
 
     @router.get(
@@ -237,16 +232,14 @@ def messages_router(
         | errors(400, 409, 413, 415),
         openapi_extra=request_body({FORM: MessageUpdate, JSON: MessageUpdate}),
     )
-    async def update(
-        sid: MessageSid, request: Request, account: AccountDep, background: BackgroundTasks
-    ) -> JSONResponse:
+    async def update(sid: MessageSid, request: Request, account: AccountDep) -> JSONResponse:
         """Cancel a scheduled message (``Status=canceled``: 'canceled', with its status
         callback; 30409 in any other status) or redact a settled one (``Body=`` empty: its text
         and its segments' text blanked; 20009 while it still moves)."""
         params = await read_body(request)
         message = await run_in_threadpool(load_message, account, sid)
         if await run_in_threadpool(update_message, message.sid, params):
-            background.add_task(wake, "callbacks")
+            wake_soon("callbacks")
         return JSONResponse(render(await run_in_threadpool(load_message, account, sid)))
 
     @router.delete(
@@ -313,14 +306,12 @@ def messages_router(
         f"/Accounts/{{account_sid}}/Messages/{{sid}}/Callbacks/Replay{suffix}",
         responses=ok(CallbackReplay),
     )
-    def replay_callbacks(
-        sid: MessageSid, account: AccountDep, background: BackgroundTasks
-    ) -> JSONResponse:
+    def replay_callbacks(sid: MessageSid, account: AccountDep) -> JSONResponse:
         """Deliver the message's settled callbacks again, in order, with their webhook-ids."""
         message = load_message(account, sid)
         with session_scope() as session:
             count = callbacks.replay(session, message_sid=message.sid)
-        background.add_task(wake, "callbacks")
+        wake_soon("callbacks")
         return JSONResponse({"replayed": count, "callbacks": callback_ledger(message.sid)})
 
     return router
