@@ -71,6 +71,8 @@ import psycopg
 from psycopg import sql
 from scratch import free_port
 
+from dispatcher import cputime
+
 ACCOUNT_NAME = "bench"
 SENDER = "+4915799990000"
 TO_NUMBERS = 1000
@@ -90,7 +92,6 @@ MESSAGE_COLUMNS = (
 )  # fmt: skip
 SEED_CHUNK_ROWS = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -180,21 +181,13 @@ def with_query(uri: str, **changes: str) -> str:
 # --------------------------------------------------------------------------- CPU accounting
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()  # fields from 'state' on (field 3)
-
-
 def proc_cpu_s(pids: Sequence[int]) -> float:
-    total = 0
+    total = 0.0
     for pid in pids:
-        fields = _proc_stat(pid)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        stat = cputime.read_stat(pid)
+        if stat is not None:
+            total += cputime.cpu_s(stat[1])
+    return total
 
 
 def children_of(parent: int, marker: bytes = b"") -> list[int]:
@@ -202,8 +195,8 @@ def children_of(parent: int, marker: bytes = b"") -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _proc_stat(int(entry.name))
-            if fields is None or int(fields[1]) != parent:
+            stat = cputime.read_stat(entry.name)
+            if stat is None or int(stat[1][1]) != parent:
                 continue
             with contextlib.suppress(OSError):
                 if marker in (entry / "cmdline").read_bytes():
@@ -564,8 +557,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT_S)
         for pid in self.worker_pids:  # orphans only if the master had to be killed
-            fields = _proc_stat(pid)
-            if fields is not None and int(fields[1]) in (1, self.proc.pid):
+            stat = cputime.read_stat(pid)
+            if stat is not None and int(stat[1][1]) in (1, self.proc.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self._log.close()
@@ -917,7 +910,7 @@ async def _create_phase(
         await asyncio.sleep(1.5)
         opened = pg_sessions(db_url) - sessions0 - 1  # minus the one that asked
     client_cpu = (usage1.ru_utime + usage1.ru_stime) - (cpu0[0].ru_utime + cpu0[0].ru_stime)
-    busy_s = (busy1 - busy0) / CLOCK_TICKS
+    busy_s = (busy1 - busy0) / cputime.TICKS_PER_S
     cores = os.cpu_count() or 1
     bad = sum(n for code, n in statuses.items() if code != expect)
     for line in errors[:5]:
