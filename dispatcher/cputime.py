@@ -31,17 +31,32 @@ def snapshot(sessions: dict[str, int]) -> Snapshot:
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone since the listing
+        stat = read_stat(entry.name)
+        if stat is None:  # gone since the listing
             continue
-        program = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        session, cpu = int(fields[3]), (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-        part = by_session.get(session) or (program if program in SHARED else None)
+        program, fields = stat
+        part = by_session.get(int(fields[3])) or (program if program in SHARED else None)
         if part is not None:
-            seen[(part, int(entry.name))] = cpu
+            seen[(part, int(entry.name))] = cpu_s(fields)
     return seen
+
+
+def read_stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """A process's program name and its ``stat`` fields from ``state`` (field 3) on, so that
+    ``fields[1]`` is the parent, ``fields[3]`` the session; None once the process is gone.
+
+    The program name may hold spaces and parentheses, hence the split at the last ``)``.
+    """
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_s(fields: list[str]) -> float:
+    """CPU seconds (user + system) a process used so far, from its :func:`read_stat` fields."""
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
 def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
