@@ -108,23 +108,29 @@ def test_a_callback_with_nothing_open_before_it_is_due_at_once(account: Account)
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
 
-def test_the_sweeper_makes_due_a_held_callback_left_behind_by_a_crash(account: Account) -> None:
-    # given: a held callback whose predecessor settled, the promoting step never run (its
-    # process died between the two)
-    sid, delivered = message_with_callback_in_flight(account)
+def move_with_its_callback_held_long(sid: str) -> None:
+    """The message moves while its first callback is out: the new one is held, and has been
+    for longer than the sweeper waits before it looks."""
     with session_scope() as session:
         move(session, [sid], MessageStatus.SENDING)
-        session.commit()  # no after_commit
+        session.commit()  # no after_commit: its process died here, say
+        session.execute(
+            update(callbacks_table)
+            .where(c.message_sid == sid, c.state == "held")
+            .values(date_updated=utcnow() - 2 * callbacks.STRANDED_AFTER)
+        )
+        session.commit()
+
+
+def test_the_sweeper_makes_due_a_held_callback_left_behind_by_a_crash(account: Account) -> None:
+    # given: a held callback whose predecessor settled, the promoting steps never run
+    sid, delivered = message_with_callback_in_flight(account)
+    move_with_its_callback_held_long(sid)
+    with session_scope() as session:
         session.execute(
             update(callbacks_table)
             .where(c.id == delivered.callback_id)
             .values(state="delivered", next_attempt_at=None)
-        )
-        long_ago = utcnow() - 2 * callbacks.STRANDED_AFTER
-        session.execute(
-            update(callbacks_table)
-            .where(c.message_sid == sid, c.state == "held")
-            .values(date_updated=long_ago)
         )
         session.commit()
         # when
@@ -138,15 +144,8 @@ def test_the_sweeper_leaves_a_callback_held_while_the_earlier_one_is_open(
     account: Account,
 ) -> None:
     sid, _ = message_with_callback_in_flight(account)
+    move_with_its_callback_held_long(sid)
     with session_scope() as session:
-        move(session, [sid], MessageStatus.SENDING)
-        session.commit()
-        session.execute(
-            update(callbacks_table)
-            .where(c.message_sid == sid, c.state == "held")
-            .values(date_updated=utcnow() - 2 * callbacks.STRANDED_AFTER)
-        )
-        session.commit()
         rescued = callbacks.promote_stranded(session)
     assert sid not in rescued
     assert states(sid) == [("queued", "due"), ("sending", "held")]
