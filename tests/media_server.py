@@ -3,11 +3,9 @@
 import contextlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
-from tests.processes import free_port, serving
+from tests.http_server import HttpServer, Request, Response, serving
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"j" * 2000
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"p" * 2000
@@ -27,66 +25,42 @@ FILES = {
 }
 
 
-class MediaServer:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.hits: Counter[str] = Counter()
+class MediaServer(HttpServer):
+    def __init__(self) -> None:
+        super().__init__()
         self.stop = threading.Event()
 
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
+    def answer(self, request: Request) -> Response:
+        path = request.path
+        if path in FILES:
+            body, content_type = FILES[path]
+            return Response(200, body, {"content-type": content_type})
+        if path == "/404":
+            return _text(404, b"missing")
+        if path == "/flaky" and self.hits[path] == 1:
+            return _text(500, b"oops")
+        if path == "/flaky":
+            return Response(200, JPEG, {"content-type": "image/jpeg"})
+        if path == "/redirect":
+            return _text(302, b"", location="/a.png")
+        if path == "/dribble":
+            return Response(200, self._dribble(), {"content-type": "image/jpeg"})
+        return _text(404, b"no such case")
+
+    def _dribble(self) -> Iterator[bytes]:
+        """A JPEG's first bytes, then one more every 0.3 s until the server stops."""
+        yield JPEG[:4]
+        while not self.stop.wait(0.3):
+            yield b"\x00"
 
 
-def _handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            return
-
-        def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            with contextlib.suppress(OSError):
-                self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802
-            server.hits[self.path] += 1
-            if self.path in FILES:
-                self._send(200, *FILES[self.path])
-            elif self.path == "/404":
-                self._send(404, b"missing", "text/plain")
-            elif self.path == "/flaky":
-                if server.hits[self.path] == 1:
-                    self._send(500, b"oops", "text/plain")
-                else:
-                    self._send(200, JPEG, "image/jpeg")
-            elif self.path == "/redirect":
-                self._send(302, b"", "text/plain", location="/a.png")
-            elif self.path == "/dribble":
-                self.send_response(200)
-                self.send_header("content-type", "image/jpeg")
-                self.end_headers()
-                with contextlib.suppress(OSError):
-                    self.wfile.write(JPEG[:4])
-                    while not server.stop.wait(0.3):
-                        self.wfile.write(b"\x00")
-                        self.wfile.flush()
-            else:
-                self._send(404, b"no such case", "text/plain")
-
-    return Handler
+def _text(status: int, body: bytes, **headers: str) -> Response:
+    return Response(status, body, {"content-type": "text/plain", **headers})
 
 
 @contextlib.contextmanager
 def running_media_server() -> Iterator[MediaServer]:
-    port = free_port()
-    media = MediaServer(f"http://127.0.0.1:{port}")
-    with serving(port, _handler(media)):
+    with serving(MediaServer()) as media:
         try:
             yield media
         finally:

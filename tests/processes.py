@@ -5,11 +5,9 @@ import os
 import random
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO
 
 import httpx
@@ -93,18 +91,3 @@ def start_api(port: int, env: dict[str, str] | None = None, workers: int = 1) ->
         yield url
     finally:
         stop(proc)
-
-
-@contextlib.contextmanager
-def serving(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
-    """A threaded HTTP server of the test's own on ``127.0.0.1:port`` while the block runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -15,41 +15,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl
 
-from tests.processes import free_port, serving
+from tests.http_server import HttpServer, Request, Response, serving
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: str
-    params: dict[str, str]
-    at: float  # time.monotonic() when the request arrived
+class Receiver(HttpServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = threading.Event()
+        self.release = threading.Event()
+        self._tries: Counter[str] = Counter()  # requests per webhook-id
 
-
-@dataclass
-class Receiver:
-    base: str
-    requests: list[Received] = field(default_factory=list)
-    down: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    in_flight: int = 0  # requests being answered now
-    most_in_flight: int = 0  # the most answered at once
-    _tries: Counter[str] = field(default_factory=Counter)
-
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
-
-    def for_message(self, sid: str) -> list[Received]:
+    def for_message(self, sid: str) -> list[Request]:
         with self.lock:
             return [r for r in self.requests if r.params.get("MessageSid") == sid]
 
-    def wait_for(self, sid: str, count: int, timeout_s: float = 30) -> list[Received]:
+    def wait_for(self, sid: str, count: int, timeout_s: float = 30) -> list[Request]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             got = self.for_message(sid)
@@ -58,63 +39,30 @@ class Receiver:
             time.sleep(0.05)
         raise AssertionError(f"{sid}: {len(self.for_message(sid))} of {count} callbacks arrived")
 
-
-def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # head and body go out at once, as a real server's do
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            return
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("content-length", 0))
-            body = self.rfile.read(length).decode()
-            entry = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                             dict(parse_qsl(body, keep_blank_values=True)), time.monotonic())  # fmt: skip
-            with receiver.lock:
-                receiver.requests.append(entry)
-                receiver._tries[entry.headers.get("webhook-id", "")] += 1
-                tries = receiver._tries[entry.headers.get("webhook-id", "")]
-                receiver.in_flight += 1
-                receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
-            try:
-                self._answer(self.path, tries)
-            finally:
-                with receiver.lock:
-                    receiver.in_flight -= 1
-
-        def _answer(self, path: str, tries: int) -> None:
-            status, headers = 200, {}
-            if path.startswith("/slow"):
-                time.sleep(random.uniform(0, 0.15))
-            elif path.startswith("/flaky/") and tries <= int(path.rsplit("/", 1)[1]):
-                status, headers = 500, {"retry-after": "0"}
-            elif path.startswith("/down") and receiver.down.is_set():
-                status = 503
-            elif path.startswith("/gone"):
-                status = 410
-            elif path.startswith("/bad"):
-                status = 400
-            elif path.startswith("/hang"):
-                receiver.release.wait(60)
-            payload = b"ok"
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            with contextlib.suppress(OSError):
-                self.wfile.write(payload)
-
-    return Handler
+    def answer(self, request: Request) -> Response:
+        path = request.path
+        with self.lock:
+            self._tries[request.headers.get("webhook-id", "")] += 1
+            tries = self._tries[request.headers.get("webhook-id", "")]
+        status, headers = 200, {}
+        if path.startswith("/slow"):
+            time.sleep(random.uniform(0, 0.15))
+        elif path.startswith("/flaky/") and tries <= int(path.rsplit("/", 1)[1]):
+            status, headers = 500, {"retry-after": "0"}
+        elif path.startswith("/down") and self.down.is_set():
+            status = 503
+        elif path.startswith("/gone"):
+            status = 410
+        elif path.startswith("/bad"):
+            status = 400
+        elif path.startswith("/hang"):
+            self.release.wait(60)
+        return Response(status, b"ok", headers)
 
 
 @contextlib.contextmanager
 def running_receiver() -> Iterator[Receiver]:
-    port = free_port()
-    receiver = Receiver(f"http://127.0.0.1:{port}")
-    with serving(port, _handler(receiver)):
+    with serving(Receiver()) as receiver:
         try:
             yield receiver
         finally:

@@ -4,57 +4,35 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Platform, launch
-from tests.processes import free_port, random_number, serving
+from tests.http_server import HttpServer, Request, Response, serving
+from tests.processes import random_number
 
 
-class Gateway:
+class Gateway(HttpServer):
     """A generic HTTP carrier gateway that answers 401 while ``refusing`` is set."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.refusing = threading.Event()
-        self.posts = 0
-        self.lock = threading.Lock()
 
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                return
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                with gateway.lock:
-                    gateway.posts += 1
-                if gateway.refusing.is_set():
-                    status, answer = 401, {"message": "invalid token"}
-                else:
-                    status, answer = 200, {"carrier_id": f"gw-{body['reference']}"}
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
+    def answer(self, request: Request) -> Response:
+        if self.refusing.is_set():
+            status, answer = 401, {"message": "invalid token"}
+        else:
+            status, answer = 200, {"carrier_id": f"gw-{json.loads(request.body)['reference']}"}
+        return Response(status, json.dumps(answer).encode(), {"content-type": "application/json"})
 
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
-    port = free_port()
-    running = Gateway()
-    with serving(port, running.handler()):
-        yield running, f"http://127.0.0.1:{port}"
+    with serving(Gateway()) as running:
+        yield running, running.base
 
 
 def gauge(platform: Platform) -> float:
@@ -80,9 +58,9 @@ def test_refused_credentials_defer_messages_and_say_so_once(
         # given: the carrier refuses our token
         sids = [platform.send(account, random_number(), f"m{i}")["sid"] for i in range(3)]
         deadline = time.monotonic() + 30
-        while running.posts < 3 and time.monotonic() < deadline:
+        while len(running.requests) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert running.posts >= 3  # tried again and again, with backoff
+        assert len(running.requests) >= 3  # tried again and again, with backoff
         # then: no message failed for it, the platform says what is wrong
         assert set(platform._column(sids, "status").values()) <= {"queued", "sending"}
         ready = httpx.get(f"{platform.api}/readyz")

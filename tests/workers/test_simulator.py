@@ -12,19 +12,18 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.http_server import HttpServer, Request, Response, serving
 from tests.processes import free_port, stop, wait_http
 from workers.carriers.base import (
     Accepted,
@@ -63,59 +62,37 @@ KINDS = ["simulator", "http"]
 # --- the receipts receiver -------------------------------------------------------------------
 
 
-class Receiver:
+class Receiver(HttpServer):
     """Records the receipt batches POSTed to it; can be told to answer 503 to the next N."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self.batches: list[list[dict[str, Any]]] = []
         self.authorizations: list[str | None] = []
         self.failed = 0
         self._fail_remaining = 0
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    @property
+    def receipts_url(self) -> str:
+        return self.url("/carrier/receipts")
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = receiver.record(body, self.headers.get("Authorization"))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/carrier/receipts"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def record(self, body: bytes, authorization: str | None) -> int:
-        with self._lock:
+    def answer(self, request: Request) -> Response:
+        with self.lock:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
                 self.failed += 1
-                return 503
-            self.batches.append(json.loads(body)["receipts"])
-            self.authorizations.append(authorization)
-            return 200
+                return Response(503)
+            self.batches.append(json.loads(request.body)["receipts"])
+            self.authorizations.append(request.headers.get("authorization"))
+            return Response(200)
 
     def fail_next(self, count: int) -> None:
-        with self._lock:
+        with self.lock:
             self._fail_remaining = count
 
     def receipts(self, prefix: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             return [r for batch in self.batches for r in batch if r["reference"].startswith(prefix)]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 # --- the simulator process -------------------------------------------------------------------
@@ -141,16 +118,13 @@ def simulator_process(receipts_url: str, **options: float) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    try:
+    with serving(Receiver()) as receiver:
         yield receiver
-    finally:
-        receiver.close()
 
 
 @pytest.fixture(scope="module")
 def simulator_url(receiver: Receiver) -> Iterator[str]:
-    with simulator_process(receiver.url) as url:
+    with simulator_process(receiver.receipts_url) as url:
         yield url
 
 
@@ -425,7 +399,7 @@ def test_lookup_answers_what_was_accepted_and_counts_nothing(
 
 def test_latency_is_added_to_every_submit_request(receiver: Receiver, prefix: str) -> None:
     # given
-    with simulator_process(receiver.url, latency_ms=300) as url:
+    with simulator_process(receiver.receipts_url, latency_ms=300) as url:
         drivers = [make_driver(kind, url, DRIVER_TIMEOUT_S) for kind in KINDS]
         try:
             for driver in drivers:  # warm the connections up
@@ -449,21 +423,20 @@ def test_latency_is_added_to_every_submit_request(receiver: Receiver, prefix: st
 
 def test_receipts_survive_a_failing_receiver_without_loss_or_duplicates(prefix: str) -> None:
     # given: a receiver that answers 503 three times, and small receipt batches
-    receiver = Receiver()
-    receiver.fail_next(3)
     references = [f"{prefix}-{n}" for n in range(25)]
-    try:
-        with simulator_process(receiver.url, receipt_batch_max=10, receipt_delay_ms=0) as url:
-            driver = make_driver("simulator", url, DRIVER_TIMEOUT_S)
-            try:
-                # when
-                results = driver.submit([submission(reference) for reference in references])
-                eventually(lambda: counters(url, prefix)["receipts_pending"] == 0)
-                seen = counters(url, prefix)
-            finally:
-                driver.close()
-    finally:
-        receiver.close()
+    with (
+        serving(Receiver()) as receiver,
+        simulator_process(receiver.receipts_url, receipt_batch_max=10, receipt_delay_ms=0) as url,
+    ):
+        receiver.fail_next(3)
+        driver = make_driver("simulator", url, DRIVER_TIMEOUT_S)
+        try:
+            # when
+            results = driver.submit([submission(reference) for reference in references])
+            eventually(lambda: counters(url, prefix)["receipts_pending"] == 0)
+            seen = counters(url, prefix)
+        finally:
+            driver.close()
     # then
     assert receiver.failed == 3
     receipts = receiver.receipts(prefix)
@@ -497,7 +470,7 @@ def test_a_batch_of_a_thousand_goes_in_one_call(
 
 def test_reset_forgets_everything(receiver: Receiver, prefix: str) -> None:
     # given
-    with simulator_process(receiver.url, receipt_delay_ms=60_000) as url:
+    with simulator_process(receiver.receipts_url, receipt_delay_ms=60_000) as url:
         driver = make_driver("simulator", url, DRIVER_TIMEOUT_S)
         try:
             driver.submit([submission(f"{prefix}-1")])
