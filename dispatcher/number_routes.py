@@ -11,17 +11,17 @@ from sqlmodel import col, select
 
 from dispatcher.errors import NotFound
 from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
-from dispatcher.openapi import errors, ok
-from dispatcher.params import parse_query, reject_unknown, single
-from dispatcher.phone import to_e164
-from dispatcher.render import incoming_number
-from dispatcher.representations import (
-    NUMBER_SID,
+from dispatcher.number_representations import (
     IncomingPhoneNumber,
     IncomingPhoneNumberPage,
     TwilioIncomingPhoneNumber,
     TwilioIncomingPhoneNumberPage,
 )
+from dispatcher.openapi import errors, ok
+from dispatcher.params import parse_query, reject_unknown, single
+from dispatcher.phone import to_e164
+from dispatcher.render import incoming_number
+from dispatcher.representations import NUMBER_SID
 from dispatcher.routes import AccountDep
 from schemas.db import session_scope
 from schemas.ids import is_sid

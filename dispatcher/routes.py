@@ -15,6 +15,19 @@ from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import MAX_IDEMPOTENCY_KEY_CHARS, create_message
 from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
+from dispatcher.message_representations import (
+    MEDIA_TYPES,
+    TWILIO_SHAPES,
+    V1_SHAPES,
+    BulkCreate,
+    BulkResults,
+    CallbackLedger,
+    CallbackReplay,
+    MessageCreate,
+    MessageCreateJson,
+    MessageUpdate,
+    Shapes,
+)
 from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
 from dispatcher.params import (
     FORM,
@@ -38,22 +51,7 @@ from dispatcher.render import (
     v1_message,
     v1_path,
 )
-from dispatcher.representations import (
-    ACCOUNT_SID,
-    MEDIA_SID,
-    MEDIA_TYPES,
-    MESSAGE_SID,
-    TWILIO_SHAPES,
-    V1_SHAPES,
-    BulkCreate,
-    BulkResults,
-    CallbackLedger,
-    CallbackReplay,
-    MessageCreate,
-    MessageCreateJson,
-    MessageUpdate,
-    Shapes,
-)
+from dispatcher.representations import ACCOUNT_SID, MEDIA_SID, MESSAGE_SID
 from dispatcher.updates import delete_media, delete_message, update_message
 from schemas.db import session_scope
 from schemas.ids import is_sid

@@ -29,9 +29,8 @@ from dispatcher.params import (
     single,
 )
 from dispatcher.phone import country_of
-from dispatcher.representations import (
-    NUMBER_SID,
-    SERVICE_SID,
+from dispatcher.representations import NUMBER_SID, SERVICE_SID
+from dispatcher.service_representations import (
     Service,
     ServiceCreate,
     ServiceCreateJson,

@@ -21,18 +21,11 @@ from dispatcher.accounts import add_number
 from dispatcher.app import create_app
 from dispatcher.intake import CREATE_PARAMS, IGNORED_PARAMS, NO_OP_VALUES, REFUSED_PARAMS
 from dispatcher.listing import LIST_PARAMS
+from dispatcher.message_representations import Media, Message, TwilioMedia, TwilioMessage
+from dispatcher.number_representations import IncomingPhoneNumber, TwilioIncomingPhoneNumber
 from dispatcher.number_routes import LIST_PARAMS as NUMBER_LIST_PARAMS
 from dispatcher.render import incoming_number, media_item, twilio_message, v1_message
-from dispatcher.representations import (
-    IncomingPhoneNumber,
-    Media,
-    Message,
-    Service,
-    ServicePhoneNumber,
-    TwilioIncomingPhoneNumber,
-    TwilioMedia,
-    TwilioMessage,
-)
+from dispatcher.service_representations import Service, ServicePhoneNumber
 from dispatcher.service_routes import number_resource, service_resource
 from dispatcher.services import FIELDS as SERVICE_FIELDS
 from dispatcher.services import NO_OP_VALUES as SERVICE_NO_OP_VALUES
