@@ -16,8 +16,10 @@ from dispatcher.representations import (
     RFC2822,
     SERVICE_SID,
     Error,
+    IsoDates,
     Paging,
     Representation,
+    TwilioDates,
 )
 from schemas.status import MessageStatus
 from workers.segmentation import MAX_BODY_CHARS, Encoding
@@ -106,18 +108,12 @@ class _MediaFields(Representation):
     uri: str
 
 
-class Media(_MediaFields):
+class Media(IsoDates, _MediaFields):
     """One fetched attachment of an MMS."""
 
-    date_created: datetime
-    date_updated: datetime
 
-
-class TwilioMedia(_MediaFields):
+class TwilioMedia(TwilioDates, _MediaFields):
     """One fetched attachment of an MMS, with Twilio's dates."""
-
-    date_created: str = Field(pattern=RFC2822)
-    date_updated: str = Field(pattern=RFC2822)
 
 
 class MediaList(Paging):

@@ -1,6 +1,5 @@
 """The bodies of IncomingPhoneNumbers: the account's numbers, on both surfaces."""
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -8,10 +7,11 @@ from pydantic import Field
 from dispatcher.representations import (
     ACCOUNT_SID,
     NUMBER_SID,
-    RFC2822,
     SERVICE_SID,
+    IsoDates,
     Paging,
     Representation,
+    TwilioDates,
 )
 
 
@@ -39,18 +39,12 @@ class _IncomingNumberFields(Representation):
     uri: str
 
 
-class IncomingPhoneNumber(_IncomingNumberFields):
+class IncomingPhoneNumber(IsoDates, _IncomingNumberFields):
     """One of the account's numbers, as Twilio's IncomingPhoneNumber, with ISO 8601 dates."""
 
-    date_created: datetime
-    date_updated: datetime
 
-
-class TwilioIncomingPhoneNumber(_IncomingNumberFields):
+class TwilioIncomingPhoneNumber(TwilioDates, _IncomingNumberFields):
     """One of the account's numbers, as Twilio renders an IncomingPhoneNumber."""
-
-    date_created: str = Field(pattern=RFC2822)
-    date_updated: str = Field(pattern=RFC2822)
 
 
 class IncomingPhoneNumberPage(Paging):

@@ -10,6 +10,8 @@ and the formats of sids and dates. Each resource's bodies are beside it:
 message_representations.py, service_representations.py and number_representations.py.
 """
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 ACCOUNT_SID = r"^AC[0-9a-f]{32}$"
@@ -39,6 +41,20 @@ class Error(Representation):
     message: str = Field(description="What was wrong, for a person")
     more_info: str = Field(description="Twilio's page about the code")
     status: int = Field(description="The HTTP status, repeated", examples=[400])
+
+
+class IsoDates(Representation):
+    """A resource's dates on ``/v1``: ISO 8601, in UTC (listed after the resource's fields)."""
+
+    date_created: datetime
+    date_updated: datetime
+
+
+class TwilioDates(Representation):
+    """A resource's dates as Twilio renders them (listed after the resource's fields)."""
+
+    date_created: str = Field(pattern=RFC2822)
+    date_updated: str = Field(pattern=RFC2822)
 
 
 class Paging(Representation):
