@@ -9,7 +9,9 @@ import click
 from sqlmodel import select
 
 from dispatcher.accounts import add_number, create_account
-from dispatcher.bench import Options, callback_sink, run_bench, scratch_store, spawned_platform
+from dispatcher.bench import run_bench
+from dispatcher.bench_load import Options
+from dispatcher.bench_platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.phone import to_e164

@@ -1,0 +1,67 @@
+"""The load ``mycpaas bench`` drives: ``-n`` creates from ``-c`` concurrent clients, one message
+each or in bulk, optionally paced to ``--rate`` requests per second."""
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+
+import click
+import httpx
+
+
+@dataclass(frozen=True)
+class Options:
+    """One run's load, and how long it waits for the messages to settle."""
+
+    count: int
+    concurrency: int
+    rate: float | None
+    timeout_s: float
+    callback_url: str | None = None  # every message's StatusCallback (a sink's), or none
+    bulk: int = 0  # messages per bulk create (POST …/Messages/Bulk); 0: one create per message
+
+
+async def send_all(api: str, sid: str, token: str, sender: str, options: Options) -> list[float]:
+    """POST every message; returns the request latencies in seconds."""
+    latencies: list[float] = []
+    next_slot = time.monotonic()
+    remaining = iter(range(options.count))
+    # One single-connection client per simulated client: httpcore's shared async pool spends
+    # more CPU assigning requests to connections than the requests cost, past a few dozen.
+    limits = httpx.Limits(max_connections=1)
+
+    def params(index: int) -> dict[str, str]:
+        data = {"To": f"+1202555{index % 10000:04d}", "From": sender,
+                "Body": f"bench message {index}"}  # fmt: skip
+        if options.callback_url:
+            data["StatusCallback"] = options.callback_url
+        return data
+
+    async def client_loop() -> None:
+        nonlocal next_slot
+        async with httpx.AsyncClient(
+            base_url=api, auth=(sid, token), limits=limits, timeout=60
+        ) as client:
+            while batch := list(itertools.islice(remaining, options.bulk or 1)):
+                if options.rate:
+                    slot, next_slot = next_slot, max(next_slot, time.monotonic()) + 1 / options.rate
+                    await asyncio.sleep(max(0.0, slot - time.monotonic()))
+                started = time.monotonic()
+                if options.bulk:
+                    items = [params(index) for index in batch]
+                    response = await client.post(f"/v1/Accounts/{sid}/Messages/Bulk", json=items)
+                    accepted = response.status_code == 200 and not response.json()["rejected"]
+                else:
+                    response = await client.post(
+                        f"/v1/Accounts/{sid}/Messages", data=params(batch[0])
+                    )
+                    accepted = response.status_code == 201
+                if not accepted:
+                    raise click.ClickException(
+                        f"create answered {response.status_code}: {response.text[:500]}"
+                    )
+                latencies.append(time.monotonic() - started)
+
+    await asyncio.gather(*(client_loop() for _ in range(options.concurrency)))
+    return latencies
