@@ -157,11 +157,17 @@ class CallbackReplay(CallbackLedger):
     replayed: int = Field(ge=0, description="Callbacks queued again")
 
 
+def only(value: str) -> dict[str, Any]:
+    """The schema of a text parameter that takes this one value or is left out (without null:
+    a form cannot send one)."""
+    return {"type": "string", "enum": [value]}
+
+
 def no_op(harmless: str) -> dict[str, Any]:
     """The schema of a parameter accepted only with the value that changes nothing."""
     if harmless == "false":
         return {"type": "boolean", "enum": [False]}
-    return {"type": "string", "enum": [harmless]}
+    return only(harmless)
 
 
 def _create_parameters(schema: dict[str, Any]) -> None:
@@ -240,9 +246,7 @@ class MessageCreate(BaseModel):
     SmartEncoded: bool = Field(
         False, description="Replace look-alike characters (curly quotes, dashes) by GSM ones"
     )
-    ScheduleType: Annotated[
-        Literal["fixed"] | None, WithJsonSchema({"type": "string", "enum": ["fixed"]})
-    ] = Field(
+    ScheduleType: Annotated[Literal["fixed"] | None, WithJsonSchema(only("fixed"))] = Field(
         None,
         description="fixed: the message waits as 'scheduled' until SendAt (35111 without "
         "SendAt), then enters the pipeline",
@@ -278,9 +282,7 @@ class MessageUpdate(BaseModel):
         json_schema_extra={"minProperties": 1},
     )
 
-    Status: Annotated[
-        Literal["canceled"] | None, WithJsonSchema({"type": "string", "enum": ["canceled"]})
-    ] = Field(
+    Status: Annotated[Literal["canceled"] | None, WithJsonSchema(only("canceled"))] = Field(
         None,
         description="canceled: a scheduled message becomes 'canceled' and its status callback "
         "is sent (30409 in any other status)",
