@@ -37,3 +37,25 @@ def test_only_publish_module_sends_tasks() -> None:
         if "send_task(" in path.read_text() or "wakeup.wake(" in path.read_text()
     ]
     assert senders == ["dispatcher/publish.py"]
+
+
+def test_each_stage_is_one_module_named_after_it() -> None:
+    # given: the stages the workers run (each a task on its queue) and the sweep beat starts
+    from workers.app import STAGE_TASKS
+
+    stages = {*STAGE_TASKS, "sweep"}
+    # then: workers/stages/ holds exactly one module per stage
+    modules = {path.stem for path in (ROOT / "workers" / "stages").glob("*.py")} - {"__init__"}
+    assert modules == stages
+
+
+def test_no_module_of_the_platform_outgrows_a_reading() -> None:
+    # A module past this is two concepts: split it along them (see CONTRIBUTING.md).
+    limit = 500
+    long = {
+        path.relative_to(ROOT).as_posix(): length
+        for package in ("dispatcher", "workers", "schemas", "scripts")
+        for path in (ROOT / package).rglob("*.py")
+        if (length := len(path.read_text().splitlines())) > limit
+    }
+    assert long == {}
