@@ -1,6 +1,6 @@
 """``mycpaas bench``: drive messages through the real API, time them to sent and delivered.
 
-It creates a bench account and sender (fast: ``--sps``) in the database, sends ``-n`` messages
+It creates a bench account and a fast sender in the database, sends ``-n`` messages
 with ``-c`` concurrent clients (optionally paced to ``--rate`` per second), waits until every
 message is delivered or failed, and reports throughput and latency percentiles from acceptance
 (``date_created``) to ``date_sent`` and to delivery. ``--spawn`` starts the whole platform
