@@ -9,6 +9,10 @@ from schemas.settings import get_settings
 # Fields a log call may add with ``extra=``: ``sid`` on every line about one message, ``sids`` on
 # a line about a batch.
 EXTRA_FIELDS = ("sid", "sids", "status", "error_code")
+# Libraries that log every request at INFO: one line per callback and per carrier request says
+# nothing the pipeline's own lines (and the callback ledger) do not, and costs a formatted
+# line each. Their warnings still show.
+QUIET_AT_INFO = ("httpx", "httpcore")
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,3 +44,5 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    for name in QUIET_AT_INFO:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
