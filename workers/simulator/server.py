@@ -43,8 +43,9 @@ again; one whose POST timed out is sent again whole, so receivers dedupe by ``ca
 Ordering between receipts is not guaranteed.
 
 With ``smsc`` (``mycpaas carrier-sim --smpp-port``) the same process serves SMPP as well:
-see :mod:`workers.simulator.smsc` for its outcomes, counters (under ``"smpp"`` in
-``GET /counters``) and the ``/smpp/…`` routes that break it for fault tests.
+see :mod:`workers.simulator.smsc` for its counters (under ``"smpp"`` in ``GET /counters``) and
+the ``/smpp/…`` routes that break it for fault tests, :mod:`workers.simulator.smsc_outcomes` for
+its outcomes.
 
 Other routes: ``GET /submissions/{reference}`` (200 ``{"reference", "carrier_id", "status"}``
 for an accepted reference, else 404; not counted as a submission), ``GET /counters``
@@ -101,7 +102,7 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
             if smpp is not None:
                 smsc = Smsc(smpp.config)
                 server = await asyncio.start_server(smsc.serve, smpp.host, smpp.port)
-                tasks.append(asyncio.create_task(smsc.send_receipts(), name="smpp receipts"))
+                tasks.append(asyncio.create_task(smsc.receipts.send_due(), name="smpp receipts"))
                 log.info("smsc: SMPP on %s:%d", smpp.host, smpp.port)
             for task in tasks:
                 task.add_done_callback(_report_crash)
@@ -192,7 +193,7 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
 
     @app.post("/smpp/receipt")
     async def smpp_receipt(receipt: InjectedReceipt) -> dict[str, str]:
-        the_smsc().inject_receipt(receipt.id, receipt.stat, receipt.err)
+        the_smsc().receipts.inject(receipt.id, receipt.stat, receipt.err)
         return {"status": "queued"}
 
     @app.get("/healthz")

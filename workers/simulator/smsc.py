@@ -3,29 +3,13 @@
 It runs in the simulator's process and event loop (``mycpaas carrier-sim --smpp-port 2775``)
 and does what DESIGN.md §6 records of Jasmin's SMPP server: ``submit_sm_resp`` after
 ``--latency-ms`` with a 36-character lowercase UUID as ``message_id``; receipts as
-``deliver_sm`` (``esm_class`` 0x04) with the ``receipted_message_id`` and ``message_state`` TLVs
-and the short text ``id:… submit date:… done date:… stat:… err:…``, one per part, in no
-particular order, sent again when their ``deliver_sm_resp`` does not come (or is not ROK); its
-own ``enquire_link`` after idle time; ``query_sm`` drops the session; ``cancel_sm``,
-``replace_sm`` and ``submit_multi`` get ``ESME_RSYSERR`` and an ``unbind``; a wrong password
-gets ``bind_*_resp`` 0x0E on a connection left open.
+``deliver_sm``, sent again until answered ROK; its own ``enquire_link`` after idle time;
+``query_sm`` drops the session; ``cancel_sm``, ``replace_sm`` and ``submit_multi`` get
+``ESME_RSYSERR`` and an ``unbind``; a wrong password gets ``bind_*_resp`` 0x0E on a connection
+left open.
 
-Outcomes by destination, the same final status and code as over HTTP:
-
-| To             | submit_sm_resp                          | receipt                          |
-|----------------|-----------------------------------------|----------------------------------|
-| `+15005550001` | ROK                                     | UNDELIV err:027 (30003)          |
-| `+15005550002` | ROK                                     | UNDELIV err:001 (30005)          |
-| `+15005550003` | ROK                                     | UNDELIV err:011 (30006)          |
-| `+15005550004` | ROK                                     | REJECTD (30007)                  |
-| `+15005550005` | ROK                                     | UNDELIV err:000 (30008)          |
-| `+15005550007` | ESME_RMSGQFUL twice per part, then ROK  | DELIVRD                          |
-| `+15005550008` | ESME_RTHROTTLED once per part, then ROK | DELIVRD                          |
-| `+15005550009` | ROK                                     | none, ever                       |
-| `+15005550010` | ROK, after the receipt                  | DELIVRD, before the response     |
-| `+15005550011` | ESME_RINVDSTADR (21211)                 | none                             |
-| `+15005550012` | ESME_RSUBMITFAIL (30008)                | none                             |
-| anything else  | ROK                                     | DELIVRD                          |
+Outcomes by destination: :mod:`workers.simulator.smsc_outcomes`; receipts:
+:mod:`workers.simulator.smsc_receipts`.
 
 Beyond ``--smpp-throttle-tps`` submits per second (all binds together) it answers
 ``ESME_RTHROTTLED``. Counters (``GET /counters``, key ``<to>/<UDH ref>/<part>``, ref ``-``
@@ -39,56 +23,36 @@ the current connections, and ``POST /smpp/receipt`` sends a receipt for any mess
 """
 
 import asyncio
-import contextlib
-import heapq
 import json
 import logging
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from workers.carriers.smpp.outcomes import STATES
 from workers.carriers.smpp.pdu import (
     BINDS,
-    DATA_CODING_DEFAULT,
-    ESM_RECEIPT,
     BindBody,
     Command,
     Pdu,
     PduError,
     ShortMessage,
     Status,
-    Tag,
     generic_nack,
     message_id_body,
     response,
 )
 from workers.carriers.smpp.session import read_pdu
+from workers.simulator import smsc_outcomes
+from workers.simulator.smsc_outcomes import RECEIPT_FIRST_NUMBER
+from workers.simulator.smsc_receipts import Message, Receipts, now_stamp
+from workers.simulator.smsc_session import Session
 
 log = logging.getLogger(__name__)
 
-RECEIPTS: dict[str, tuple[str, int]] = {  # destination -> (stat, err) of its receipt
-    "+15005550001": ("UNDELIV", 27),
-    "+15005550002": ("UNDELIV", 1),
-    "+15005550003": ("UNDELIV", 11),
-    "+15005550004": ("REJECTD", 0),
-    "+15005550005": ("UNDELIV", 0),
-}
-REFUSED: dict[str, Status] = {
-    "+15005550011": Status.ESME_RINVDSTADR,
-    "+15005550012": Status.ESME_RSUBMITFAIL,
-}
-QUEUE_FULL_NUMBER = "+15005550007"
-QUEUE_FULL_TIMES = 2  # ESME_RMSGQFUL answers per part before it is accepted
-THROTTLED_NUMBER = "+15005550008"
-SILENT_NUMBER = "+15005550009"
-RECEIPT_FIRST_NUMBER = "+15005550010"
 REFUSE_ALWAYS = {Command.CANCEL_SM, Command.REPLACE_SM, Command.SUBMIT_MULTI}
-STATE_VALUES = {name: value for value, name in STATES.items()}
 SYSTEM_ID = "mycpaas-sim"  # what bind responses name
 
 
@@ -102,44 +66,6 @@ class SmscConfig:
     enquire_link_s: float = 30.0  # the SMSC's own enquire_link after this much idle time
     receipt_resend_s: float = 5.0  # a deliver_sm not answered ROK is sent again after this
     journal: Path | None = None
-
-
-@dataclass
-class _Message:
-    message_id: str
-    key: str
-    to: str  # the handset: the receipt's source
-    source: str  # the sender: the receipt's destination
-    stat: str | None  # None: no receipt, ever
-    err: int
-    submitted: str  # YYMMDDhhmm
-
-
-@dataclass(eq=False)
-class _Session:
-    writer: asyncio.StreamWriter
-    opened: float
-    bound: Command | None = None
-    sequence: int = 0
-    last_read: float = 0.0
-    outstanding: dict[int, str] = field(default_factory=dict)  # deliver_sm seq -> message id
-
-    def send(self, pdu: Pdu) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(pdu.encode())
-
-    def request(self, command: Command, body: bytes = b"") -> int:
-        self.sequence = self.sequence % 0x7FFFFFFF + 1
-        self.send(Pdu(command, self.sequence, 0, body))
-        return self.sequence
-
-    @property
-    def receives(self) -> bool:
-        return self.bound in (Command.BIND_TRANSCEIVER, Command.BIND_RECEIVER)
-
-
-def _now_stamp() -> str:
-    return datetime.now(UTC).strftime("%y%m%d%H%M")
 
 
 def _key(message: ShortMessage) -> str:
@@ -156,16 +82,12 @@ class Smsc:
 
     def __init__(self, config: SmscConfig) -> None:
         self.config = config
-        self.sessions: set[_Session] = set()
+        self.sessions: set[Session] = set()
         self.submits: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # binds, unbinds, throttled, …
-        self.messages: dict[str, _Message] = {}
-        self.acked: set[str] = set()
+        self.receipts = Receipts(self.sessions, self.events, config.receipt_resend_s, self._write)
         self.recent: list[dict[str, Any]] = []  # the last submits, decoded, for tests
-        self._due: list[tuple[float, int, str]] = []  # (loop time, tiebreak, message id)
-        self._tiebreak = 0
-        self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens = 0.0
         self._tokens_at = 0.0
@@ -190,7 +112,7 @@ class Smsc:
                 self.submits[entry["key"]] += 1
             elif entry["op"] == "accept":
                 self.accepted[entry["key"]] += 1
-                self.messages[entry["id"]] = _Message(
+                self.receipts.messages[entry["id"]] = Message(
                     entry["id"],
                     entry["key"],
                     entry["to"],
@@ -200,14 +122,14 @@ class Smsc:
                     entry["submitted"],
                 )
             elif entry["op"] == "ack":
-                self.acked.add(entry["id"])
-        for message in self.messages.values():
-            if message.stat is not None and message.message_id not in self.acked:
-                self._schedule(message.message_id, 0.0)
+                self.receipts.acked.add(entry["id"])
+        for message in self.receipts.messages.values():
+            if message.stat is not None and message.message_id not in self.receipts.acked:
+                self.receipts.schedule(message.message_id, 0.0)
         log.info(
             "smsc: journal replayed: %d accepted, %d receipts to send again",
-            len(self.messages),
-            len(self._due),
+            len(self.receipts.messages),
+            len(self.receipts.due),
         )
 
     def _write(self, **entry: Any) -> None:
@@ -222,7 +144,7 @@ class Smsc:
         if loop.time() < self.refuse_until:
             writer.close()
             return
-        session = _Session(writer, opened=loop.time(), last_read=loop.time())
+        session = Session(writer, opened=loop.time(), last_read=loop.time())
         self.sessions.add(session)
         keeper = asyncio.create_task(self._keep_alive(session))
         try:
@@ -239,10 +161,10 @@ class Smsc:
             keeper.cancel()
             self.sessions.discard(session)
             for message_id in session.outstanding.values():
-                self._schedule(message_id, 0.0)
+                self.receipts.schedule(message_id, 0.0)
             writer.close()
 
-    def _handle(self, session: _Session, pdu: Pdu) -> bool:
+    def _handle(self, session: Session, pdu: Pdu) -> bool:
         """Act on one PDU; False ends the session."""
         command = pdu.command_id
         if command in BINDS:
@@ -252,7 +174,7 @@ class Smsc:
         elif command == Command.SUBMIT_SM:
             self._spawn(self._submit(session, pdu))
         elif command == Command.DELIVER_SM_RESP:
-            self._receipt_answered(session, pdu)
+            self.receipts.answered(session, pdu)
         elif command == Command.ENQUIRE_LINK:
             self.events["enquire_links"] += 1
             session.send(response(pdu))
@@ -274,7 +196,7 @@ class Smsc:
             session.send(generic_nack(pdu.sequence, Status.ESME_RINVCMDID))
         return True
 
-    def _bind(self, session: _Session, pdu: Pdu) -> None:
+    def _bind(self, session: Session, pdu: Pdu) -> None:
         try:
             bind = BindBody.decode(pdu.body)
         except PduError as exc:
@@ -290,9 +212,9 @@ class Smsc:
         session.bound = Command(pdu.command_id)
         self.events["binds"] += 1
         session.send(response(pdu, body=message_id_body(SYSTEM_ID)))
-        self._wakeup.set()
+        self.receipts.wakeup.set()
 
-    async def _keep_alive(self, session: _Session) -> None:
+    async def _keep_alive(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         while True:
             idle_s = loop.time() - session.last_read
@@ -308,7 +230,7 @@ class Smsc:
 
     # --- submit_sm ----------------------------------------------------------------------------
 
-    async def _submit(self, session: _Session, pdu: Pdu) -> None:
+    async def _submit(self, session: Session, pdu: Pdu) -> None:
         try:
             message = ShortMessage.decode(pdu.body)
         except PduError as exc:
@@ -325,33 +247,28 @@ class Smsc:
         if status is not None:
             session.send(response(pdu, status))
             return
-        stat, err = RECEIPTS.get(to, ("DELIVRD", 0))
-        accepted = _Message(str(uuid.uuid4()), key, message.destination_addr,
-                            message.source_addr, None if to == SILENT_NUMBER else stat, err,
-                            _now_stamp())  # fmt: skip
-        self.messages[accepted.message_id] = accepted
+        stat, err = smsc_outcomes.receipt(to)
+        accepted = Message(str(uuid.uuid4()), key, message.destination_addr,
+                           message.source_addr, stat, err, now_stamp())  # fmt: skip
+        self.receipts.messages[accepted.message_id] = accepted
         self.accepted[key] += 1
         self._write(op="accept", key=key, id=accepted.message_id, to=accepted.to,
                     source=accepted.source, stat=accepted.stat, err=err,
                     submitted=accepted.submitted)  # fmt: skip
         if to == RECEIPT_FIRST_NUMBER and session.receives:
-            self._send_receipt(session, accepted)
+            self.receipts.send(session, accepted)
         elif accepted.stat is not None:
-            self._schedule(accepted.message_id, self.config.receipt_delay_ms / 1000)
+            self.receipts.schedule(accepted.message_id, self.config.receipt_delay_ms / 1000)
         session.send(response(pdu, body=message_id_body(accepted.message_id)))
 
     def _refusal(self, key: str, to: str) -> Status | None:
         if self._over_throughput():
+            status: Status | None = Status.ESME_RTHROTTLED
+        else:
+            status = smsc_outcomes.refusal(to, self.submits[key])
+        if status == Status.ESME_RTHROTTLED:
             self.events["throttled"] += 1
-            return Status.ESME_RTHROTTLED
-        if to in REFUSED:
-            return REFUSED[to]
-        if to == QUEUE_FULL_NUMBER and self.submits[key] <= QUEUE_FULL_TIMES:
-            return Status.ESME_RMSGQFUL
-        if to == THROTTLED_NUMBER and self.submits[key] == 1:
-            self.events["throttled"] += 1
-            return Status.ESME_RTHROTTLED
-        return None
+        return status
 
     def _over_throughput(self) -> bool:
         rate = self.config.throttle_tps
@@ -381,71 +298,6 @@ class Smsc:
         })  # fmt: skip
         del self.recent[:-1000]
 
-    # --- receipts -----------------------------------------------------------------------------
-
-    def _schedule(self, message_id: str, delay_s: float) -> None:
-        self._tiebreak += 1
-        due = asyncio.get_running_loop().time() + delay_s
-        heapq.heappush(self._due, (due, self._tiebreak, message_id))
-        self._wakeup.set()
-
-    async def send_receipts(self) -> None:
-        """Forever: send each due receipt on a bound session that takes receipts."""
-        loop = asyncio.get_running_loop()
-        turn = 0
-        while True:
-            receivers = [s for s in self.sessions if s.receives and not s.writer.is_closing()]
-            if not self._due or not receivers:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            wait_s = self._due[0][0] - loop.time()
-            if wait_s > 0:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
-                continue
-            _due, _tiebreak, message_id = heapq.heappop(self._due)
-            if message_id in self.acked:
-                continue
-            turn += 1
-            self._send_receipt(receivers[turn % len(receivers)], self.messages[message_id])
-            if turn % 100 == 0:
-                await asyncio.sleep(0)  # let submits in between a long run of receipts
-
-    def _send_receipt(self, session: _Session, message: _Message) -> None:
-        stat = message.stat or "DELIVRD"
-        text = (f"id:{message.message_id} submit date:{message.submitted} "
-                f"done date:{_now_stamp()} stat:{stat} err:{message.err:03d}")  # fmt: skip
-        body = ShortMessage(
-            source_addr=message.to, destination_addr=message.source, source_addr_ton=1,
-            source_addr_npi=1, esm_class=ESM_RECEIPT, data_coding=DATA_CODING_DEFAULT,
-            short_message=text.encode("ascii"),
-            tlvs={Tag.RECEIPTED_MESSAGE_ID: message.message_id.encode("ascii") + b"\0",
-                  Tag.MESSAGE_STATE: bytes([STATE_VALUES.get(stat, 7)])},
-        ).encode()  # fmt: skip
-        sequence = session.request(Command.DELIVER_SM, body)
-        session.outstanding[sequence] = message.message_id
-        self.events["receipts_sent"] += 1
-        self._schedule(message.message_id, self.config.receipt_resend_s)  # unless answered
-
-    def _receipt_answered(self, session: _Session, pdu: Pdu) -> None:
-        message_id = session.outstanding.pop(pdu.sequence, None)
-        if message_id is None or pdu.status != Status.ESME_ROK:
-            self.events["receipts_refused"] += 1
-            return  # its scheduled resend stands
-        if message_id not in self.acked:
-            self.acked.add(message_id)
-            self.events["receipts_acked"] += 1
-            self._write(op="ack", id=message_id)
-
-    def inject_receipt(self, message_id: str, stat: str, err: int) -> None:
-        """A receipt for any id, known or not (for tests of unknown ids)."""
-        self.messages[message_id] = _Message(message_id, "-", "15550000000", "15550000001",
-                                             stat, err, _now_stamp())  # fmt: skip
-        self.acked.discard(message_id)
-        self._schedule(message_id, 0.0)
-
     # --- faults and counters ------------------------------------------------------------------
 
     def drop(self, refuse_s: float) -> int:
@@ -464,8 +316,7 @@ class Smsc:
         return {
             "submits": {k: n for k, n in self.submits.items() if k.startswith(prefix)},
             "accepted": {k: n for k, n in self.accepted.items() if k.startswith(prefix)},
-            "receipts_pending": sum(1 for m in self.messages.values()
-                                    if m.stat and m.message_id not in self.acked),
+            "receipts_pending": self.receipts.pending(),
             "bound": sum(1 for s in self.sessions if s.bound is not None),
             **self.events,
         }  # fmt: skip
@@ -474,10 +325,8 @@ class Smsc:
         self.submits.clear()
         self.accepted.clear()
         self.events.clear()
-        self.messages.clear()
-        self.acked.clear()
+        self.receipts.clear()
         self.recent.clear()
-        self._due.clear()
 
     def close(self) -> None:
         if self._journal is not None:
