@@ -7,7 +7,6 @@ import pytest
 from schemas.settings import Settings
 from workers.carriers.base import Submission
 from workers.carriers.smpp import gsm7
-from workers.carriers.smpp.driver import address, relative_validity, short_message
 from workers.carriers.smpp.outcomes import normalise_id, read_receipt, rejection
 from workers.carriers.smpp.pdu import (
     Command,
@@ -20,6 +19,7 @@ from workers.carriers.smpp.pdu import (
     read_message_id,
     status_name,
 )
+from workers.carriers.smpp.submit_sm import address, relative_validity, short_message
 from workers.segmentation import GSM7_BASIC_CHARS, GSM7_EXTENSION_CHARS
 
 

@@ -17,13 +17,10 @@ gain: the carrier stage already claims its work from Postgres and scales by proc
 What a hand-off does
 --------------------
 :meth:`SmppCarrierDriver.submit` runs in a task thread. Each segment becomes a ``submit_sm``
-(GSM-7 as the SMSC default alphabet, ``data_coding`` 0, or UCS-2 big-endian, 8; parts of a
-multipart message with ``esm_class`` 0x40 and the 6-octet UDH of the message's reference; source
-TON/NPI 1/1 for E.164, 0/1 for other digits, 5/0 for alphanumeric senders; destination 1/1;
-``registered_delivery`` 1; ``validity_period`` relative, from what is left of the message's
-``ValidityPeriod``). With ``MYCPAAS_SMPP_TPS`` set, each one first waits for a token of the
-account's bucket in Redis (shared by every bind and process). Then it is handed to the loop,
-which sends it when the window has room; the thread waits for all answers of its batch.
+(:mod:`workers.carriers.smpp.submit_sm` says how). With ``MYCPAAS_SMPP_TPS`` set, each one
+first waits for a token of the account's bucket in Redis (shared by every bind and process).
+Then it is handed to the loop, which sends it when the window has room; the thread waits for
+all answers of its batch.
 
 Nothing lost, nothing twice
 ---------------------------
@@ -39,20 +36,16 @@ only place a duplicate can come from; each case is counted in
 
 Receipts
 --------
-``deliver_sm`` receipts from the bind are parsed on the loop and stored in batches through
-``on_receipts`` (the receipt inbox: ``workers.stages.receipts.store``, then the receipts stage
-is woken), on a thread of their own. ``deliver_sm_resp`` goes back only after the batch is
-committed; if the commit fails they are answered ``ESME_RX_T_APPN`` so the SMSC sends them
-again. Receipts are idempotent, so a receipt the SMSC repeats changes nothing.
+``deliver_sm`` receipts from the bind are answered only once stored: see
+:mod:`workers.carriers.smpp.receipts`.
 """
 
 import asyncio
 import concurrent.futures
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -66,47 +59,27 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
-from workers.carriers.smpp import gsm7
 from workers.carriers.smpp.outcomes import (
     BACK_PRESSURE,
     UNKNOWN_ERROR,
     HexIds,
-    Receipt,
-    is_receipt,
     normalise_id,
-    read_receipt,
     rejection,
 )
-from workers.carriers.smpp.pdu import (
-    DATA_CODING_DEFAULT,
-    DATA_CODING_UCS2,
-    ESM_UDHI,
-    Command,
-    Pdu,
-    PduError,
-    ShortMessage,
-    Status,
-    concatenation_udh,
-    read_message_id,
-    response,
-    status_name,
-)
-from workers.carriers.smpp.session import BindConfig, Connection, Link, NotSent, Unanswered
+from workers.carriers.smpp.pdu import Command, Pdu, PduError, Status, read_message_id, status_name
+from workers.carriers.smpp.receipts import ReceiptSink, ReceiptStore
+from workers.carriers.smpp.session import BindConfig, Link, NotSent, Unanswered
+from workers.carriers.smpp.submit_sm import short_message
 from workers.metrics import SMPP_UNKNOWN_OUTCOMES, recorder
 from workers.pipeline.throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 
 NOT_SENT_RETRY_S = 1.0  # a segment that never left is tried again this soon
-RECEIPT_BATCH = 500  # receipts stored per transaction
-STORE_RETRY_S = 1.0  # after a failed store, before the next batch (the SMSC resends anyway)
 START_TIMEOUT_S = 5.0  # for the loop thread to come up
 LOOP_GRACE_S = 5.0  # beyond every timeout of a hand-off, before the loop counts as stuck
-MAX_VALIDITY_S = 99 * 86400  # the relative format holds 99 days at most
-E164 = re.compile(r"\+[1-9]\d{1,14}")
 Policy = Literal["resend", "fail"]
 BindMode = Literal["transceiver", "transmitter+receiver"]
-ReceiptSink = Callable[[list[dict[str, Any]]], None]
 Answer = Pdu | Result | BaseException | None  # what became of one segment's submit_sm
 
 
@@ -120,66 +93,6 @@ class SmppConfig:
     tps_key: str = ""  # the Redis bucket shared by every bind of the account
 
 
-@dataclass(frozen=True)
-class _Stored:
-    link: Link
-    conn: Connection
-    request: Pdu
-    receipt: dict[str, Any]
-
-
-def relative_validity(expires_at: datetime | None, now: datetime) -> str:
-    """``YYMMDDhhmmss000R``: what is left until ``expires_at``; empty for the SMSC default."""
-    if expires_at is None:
-        return ""
-    seconds = max(1, min(MAX_VALIDITY_S, int((expires_at - now).total_seconds())))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"0000{days:02d}{hours:02d}{minutes:02d}{seconds:02d}000R"
-
-
-def address(number: str) -> tuple[int, int, str]:
-    """``(ton, npi, addr)`` of a sender or destination as SMSCs expect it."""
-    if E164.fullmatch(number):
-        return 1, 1, number[1:]  # international, ISDN (E.164)
-    if number.isdigit():
-        return 0, 1, number  # unknown type (a short code or a national number), ISDN
-    return 5, 0, number  # alphanumeric
-
-
-def short_message(submission: Submission, now: datetime) -> ShortMessage:
-    """The ``submit_sm`` body of one segment; ValueError when SMPP cannot carry it."""
-    if submission.media:
-        raise ValueError("MMS cannot be sent over SMPP")
-    if submission.encoding == "UCS-2":
-        data_coding, text = DATA_CODING_UCS2, submission.text.encode("utf-16-be")
-    else:
-        try:
-            data_coding, text = DATA_CODING_DEFAULT, gsm7.encode(submission.text)
-        except ValueError:  # not a GSM-7 message after all: UCS-2 carries anything
-            data_coding, text = DATA_CODING_UCS2, submission.text.encode("utf-16-be")
-    esm_class = 0
-    if submission.total > 1:
-        esm_class = ESM_UDHI
-        text = concatenation_udh(submission.udh_ref, submission.total, submission.part) + text
-    source_ton, source_npi, source = address(submission.from_)
-    _dest_ton, _dest_npi, destination = address(submission.to)
-    return ShortMessage(
-        source_addr=source,
-        destination_addr=destination,
-        short_message=text,
-        source_addr_ton=source_ton,
-        source_addr_npi=source_npi,
-        dest_addr_ton=1,
-        dest_addr_npi=1,
-        esm_class=esm_class,
-        registered_delivery=1,
-        data_coding=data_coding,
-        validity_period=relative_validity(submission.expires_at, now),
-    )
-
-
 class SmppCarrierDriver:
     """The pipeline's view of the session: ``submit``, ``lookup`` and ``close``."""
 
@@ -191,7 +104,6 @@ class SmppCarrierDriver:
         self._bucket = bucket if config.tps else None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="smpp", daemon=True)
-        self._store_pool = concurrent.futures.ThreadPoolExecutor(1, "smpp-receipts")
         self._thread.start()
         self.links: list[Link] = self._call(self._open(), START_TIMEOUT_S)
         self.sender = self.links[0]
@@ -200,16 +112,16 @@ class SmppCarrierDriver:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     async def _open(self) -> list[Link]:
-        self._receipts: asyncio.Queue[_Stored] = asyncio.Queue()
-        self._unanswered = 0  # receipts taken and not answered yet
-        self._storer = asyncio.create_task(self._store_receipts(), name="smpp receipts")
+        self.receipts = ReceiptStore(self._on_receipts, self.config.hex_ids)
+        self._storer = asyncio.create_task(self.receipts.run(), name="smpp receipts")
         bind = self.config.bind
+        deliver = self.receipts.deliver
         if self.config.mode == "transceiver":
-            links = [Link(bind, Command.BIND_TRANSCEIVER, self._deliver)]
+            links = [Link(bind, Command.BIND_TRANSCEIVER, deliver)]
         else:
             links = [
                 Link(bind, Command.BIND_TRANSMITTER),
-                Link(bind, Command.BIND_RECEIVER, self._deliver),
+                Link(bind, Command.BIND_RECEIVER, deliver),
             ]
         for link in links:
             link.start()
@@ -356,67 +268,6 @@ class SmppCarrierDriver:
         )
         return result if isinstance(result, Rejected) else None
 
-    # --- receipts -----------------------------------------------------------------------------
-
-    def _deliver(self, link: Link, conn: Connection, request: Pdu) -> None:
-        """A deliver_sm: a receipt to store (answered after its commit), or anything else,
-        answered at once."""
-        try:
-            message = ShortMessage.decode(request.body)
-        except PduError as exc:
-            log.warning("%s: deliver_sm unreadable: %s", link.label, exc)
-            link.respond(conn, response(request, exc.status))
-            return
-        receipt = read_receipt(message) if is_receipt(message) else None
-        if receipt is None:
-            log.warning(
-                "%s: deliver_sm from %s is not a delivery receipt; acknowledged and "
-                "dropped (no inbound messages here)",
-                link.label,
-                message.source_addr,
-            )
-            link.respond(conn, response(request))
-            return
-        if not receipt.final:
-            link.respond(conn, response(request))
-            return
-        self._unanswered += 1
-        self._receipts.put_nowait(_Stored(link, conn, request, self._inbox_row(receipt)))
-
-    def _inbox_row(self, receipt: Receipt) -> dict[str, Any]:
-        return {
-            "carrier_id": normalise_id(
-                receipt.message_id, hexadecimal=self.config.hex_ids == "receipt"
-            )[:64],
-            "status": "delivered" if receipt.delivered else "undelivered",
-            "error_code": receipt.error_code,
-            "reference": None,
-            "done_date": receipt.done_date,
-        }
-
-    async def _store_receipts(self) -> None:
-        """Forever: store what arrived in one transaction, then answer each deliver_sm."""
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._receipts.get()]
-            while not self._receipts.empty() and len(batch) < RECEIPT_BATCH:
-                batch.append(self._receipts.get_nowait())
-            rows = [item.receipt for item in batch]
-            try:
-                await loop.run_in_executor(self._store_pool, self._on_receipts, rows)
-            except Exception:
-                log.exception(
-                    "smpp: %d receipts not stored; the SMSC will send them again", len(batch)
-                )
-                for item in batch:
-                    item.link.respond(item.conn, response(item.request, Status.ESME_RX_T_APPN))
-                self._unanswered -= len(batch)
-                await asyncio.sleep(STORE_RETRY_S)
-                continue
-            for item in batch:
-                item.link.respond(item.conn, response(item.request))
-            self._unanswered -= len(batch)
-
     # --- shutdown -----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -429,11 +280,11 @@ class SmppCarrierDriver:
         self._thread.join(5)
         if not self._thread.is_alive():
             self._loop.close()
-        self._store_pool.shutdown(wait=True)
+        self.receipts.shutdown()
 
     async def _close(self) -> None:
         deadline = asyncio.get_running_loop().time() + self.config.bind.timeout_s
-        while self._unanswered and asyncio.get_running_loop().time() < deadline:
+        while self.receipts.unanswered and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.gather(*(link.close() for link in self.links))
         self._storer.cancel()
