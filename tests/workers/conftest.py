@@ -1,4 +1,5 @@
-"""Fixtures of the tests that drive the HTTP carrier simulator as a real process."""
+"""Fixtures of the tests that drive the carrier simulator as a real process: its HTTP carrier
+(through the HTTP drivers) and its SMSC (through the SMPP driver)."""
 
 import uuid
 from collections.abc import Iterator
@@ -7,6 +8,8 @@ import pytest
 
 from tests.carrier_simulator import DRIVER_TIMEOUT_S, KINDS, Receiver, simulator_process
 from tests.http_server import serving
+from tests.smpp_driver import Inbox
+from tests.smsc import Smsc, smsc_process
 from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver
 
@@ -44,3 +47,15 @@ def simulator_driver(simulator_url: str) -> Iterator[CarrierDriver]:
         yield driver
     finally:
         driver.close()
+
+
+@pytest.fixture(scope="module")
+def smsc() -> Iterator[Smsc]:
+    with smsc_process("--receipt-delay-ms", "20", "--smpp-receipt-resend-s", "0.5",
+                      "--smpp-enquire-link-s", "0.5") as running:  # fmt: skip
+        yield running
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()

@@ -1,98 +1,25 @@
-"""The SMPP driver against the simulator's SMSC, over real loopback sockets.
+"""The SMPP driver against the simulator's SMSC, over real loopback sockets: messages, their
+outcomes and receipts.
 
 The SMSC runs as a subprocess; receipts go to a list in this process instead of the inbox (the
 end-to-end tests in ``tests/e2e/test_smpp.py`` store them for real). Every test sends to
 destinations of its own, so tests sharing an SMSC never see each other's counters.
 """
 
-import random
-import select
-import socket
-import ssl
-import struct
-import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from tests.conftest import BASE_REDIS_URL, RUN_REDIS_PREFIX
+from tests.smpp_driver import Inbox, accepted_ids, destination, eventually, open_driver, submission
 from tests.smsc import Smsc, smsc_process
-from workers.carriers.base import Accepted, Deferred, Rejected, Submission
-from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
-from workers.carriers.smpp.pdu import HEADER, Command, Status
-from workers.carriers.smpp.session import BindConfig
+from workers.carriers.base import Accepted, Deferred, Rejected
+from workers.carriers.smpp.driver import SmppCarrierDriver
 from workers.pipeline.throttle import TokenBucket
-
-SENDER = "+4915112345678"
-
-
-class Inbox:
-    """Receipts as the driver hands them over; can be told to fail the next stores."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.failures = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            if self.failures:
-                self.failures -= 1
-                raise RuntimeError("database down")
-            self.rows.extend(rows)
-
-    def by_id(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {row["carrier_id"]: row for row in self.rows}
-
-
-def destination() -> str:
-    return f"+1202{random.randrange(1_000_000, 9_999_999)}"
-
-
-def submission(to: str, text: str = "hello", *, part: int = 1, total: int = 1, ref: int = 0,
-               sender: str = SENDER, encoding: str = "GSM-7") -> Submission:  # fmt: skip
-    return Submission(f"SM{uuid.uuid4().hex}-{part}", to, sender, text, part, total, ref,
-                      encoding=encoding,
-                      expires_at=datetime.now(UTC) + timedelta(hours=1))  # fmt: skip
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not true in time"
-        time.sleep(0.02)
-
-
-@pytest.fixture(scope="module")
-def smsc() -> Iterator[Smsc]:
-    with smsc_process("--receipt-delay-ms", "20", "--smpp-receipt-resend-s", "0.5",
-                      "--smpp-enquire-link-s", "0.5") as running:  # fmt: skip
-        yield running
-
-
-def open_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> SmppCarrierDriver:
-    bind_options = {key: options.pop(key) for key in list(options)
-                    if key in ("password", "window", "enquire_link_s", "timeout_s", "port", "tls")}  # fmt: skip
-    bind = BindConfig(**{"host": "127.0.0.1", "port": smsc.port, "system_id": "test",
-                         "password": "pw", "timeout_s": 3.0, **bind_options})  # fmt: skip
-    bucket = options.pop("bucket", None)
-    driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket)
-    eventually(lambda: driver.sender.bound, 5)
-    return driver
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
 
 
 @pytest.fixture
@@ -100,11 +27,6 @@ def driver(smsc: Smsc, inbox: Inbox) -> Iterator[SmppCarrierDriver]:
     opened = open_driver(smsc, inbox)
     yield opened
     opened.close()
-
-
-def accepted_ids(results: list[Any]) -> list[str]:
-    assert all(isinstance(result, Accepted) for result in results), results
-    return [result.carrier_id for result in results]
 
 
 def test_a_plain_message_is_submitted_once_and_its_receipt_stored(
@@ -251,40 +173,9 @@ def test_a_connection_cut_mid_window_is_an_unknown_outcome_under_the_policy(
     assert isinstance(again[0], Accepted)
 
 
-def test_an_unanswered_enquire_link_reconnects(smsc: Smsc, inbox: Inbox) -> None:
-    # given a bind that asks after 0.3 s of silence and waits 1 s for the answer
-    driver = open_driver(smsc, inbox, enquire_link_s=0.3, timeout_s=1.0)
-    try:
-        # when the SMSC hangs: it reads but answers nothing on the connections it has
-        smsc.post("/smpp/mute", seconds=5)
-        # then: the driver gives up on the connection and binds again
-        eventually(lambda: driver.sender.binds == 2 and driver.sender.bound, 5)
-        assert isinstance(driver.submit([submission(destination())])[0], Accepted)
-    finally:
-        driver.close()
-
-
 def test_the_smscs_own_enquire_link_is_answered(driver: SmppCarrierDriver, smsc: Smsc) -> None:
     before = smsc.counters().get("enquire_link_answers", 0)
     eventually(lambda: smsc.counters().get("enquire_link_answers", 0) > before, 3)
-
-
-def test_a_refused_password_backs_off_and_defers(inbox: Inbox) -> None:
-    # given an SMSC that wants another password
-    with smsc_process("--smpp-password", "secret") as strict:
-        bind = BindConfig("127.0.0.1", strict.port, "test", "wrong", timeout_s=1.0)
-        driver = SmppCarrierDriver(SmppConfig(bind=bind), inbox)
-        try:
-            # when it has tried for 3 s
-            time.sleep(3)
-            refusals = strict.counters()["bind_refusals"]
-            result = driver.submit([submission(destination())])[0]
-        finally:
-            driver.close()
-    # then: a few tries (0.5 s doubling, with jitter), not a spin; nothing sent
-    assert 1 <= refusals <= 4, refusals
-    assert isinstance(result, Deferred)
-    assert "not bound" in result.message
 
 
 def test_a_receipt_the_inbox_cannot_store_is_refused_and_comes_again(
@@ -305,114 +196,3 @@ def test_a_receipt_for_an_unknown_id_is_stored_as_it_came(
     smsc.post("/smpp/receipt", json={"id": "00DEADBEEF", "stat": "UNDELIV", "err": 27})
     eventually(lambda: "deadbeef" in inbox.by_id())
     assert inbox.by_id()["deadbeef"]["error_code"] == 30003
-
-
-def test_closing_unbinds(smsc: Smsc, inbox: Inbox) -> None:
-    driver = open_driver(smsc, inbox)
-    before = smsc.counters().get("unbinds", 0)
-    driver.close()
-    assert smsc.counters()["unbinds"] == before + 1
-
-
-def test_requests_it_does_not_understand_get_generic_nack(inbox: Inbox) -> None:
-    # given an SMSC of a few lines that binds anyone, then sends a command nobody knows
-    answers: list[tuple[int, int]] = []
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def smsc() -> None:
-        conn, _ = server.accept()
-        with conn:
-            length, command, _status, sequence = HEADER.unpack(conn.recv(16))
-            conn.recv(length - 16)
-            conn.sendall(HEADER.pack(16 + 6, command | 0x80000000, 0, sequence) + b"smsc!\0")
-            conn.sendall(HEADER.pack(16, 0x00000099, 0, 42))
-            while True:
-                header = conn.recv(16)
-                if len(header) < 16:
-                    return
-                length, command, status, sequence = struct.unpack(">IIII", header)
-                conn.recv(length - 16) if length > 16 else b""
-                if sequence == 42:
-                    answers.append((command, status))
-                    return
-
-    thread = threading.Thread(target=smsc, daemon=True)
-    thread.start()
-    bind = BindConfig("127.0.0.1", server.getsockname()[1], "test", "pw", timeout_s=2.0)
-    driver = SmppCarrierDriver(SmppConfig(bind=bind), inbox)
-    try:
-        thread.join(5)
-    finally:
-        driver.close()
-        server.close()
-    assert answers == [(Command.GENERIC_NACK, Status.ESME_RINVCMDID)]
-
-
-def tls_front(cert: Path, key: Path, backend_port: int) -> tuple[int, threading.Thread]:
-    """A TLS end for one connection, relayed in the clear to ``backend_port``."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    def relay() -> None:
-        with listener:
-            raw, _ = listener.accept()
-        with context.wrap_socket(raw, server_side=True) as tls, \
-                socket.create_connection(("127.0.0.1", backend_port)) as plain:  # fmt: skip
-            peers = {tls: plain, plain: tls}
-            while True:
-                ready = [tls] if tls.pending() else select.select(list(peers), [], [], 10)[0]
-                if not ready:
-                    return
-                for source in ready:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    peers[source].sendall(data)
-
-    thread = threading.Thread(target=relay, daemon=True)
-    thread.start()
-    return listener.getsockname()[1], thread
-
-
-def test_tls_to_the_smsc(smsc: Smsc, inbox: Inbox, tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    # given the SMSC behind TLS with a certificate for 127.0.0.1 that this process trusts
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)  # fmt: skip
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    port, relay = tls_front(cert, key, smsc.port)
-    # when
-    driver = open_driver(smsc, inbox, port=port, tls=True)
-    try:
-        [result] = driver.submit([submission(destination())])
-        assert isinstance(result, Accepted)
-        eventually(lambda: result.carrier_id in inbox.by_id())
-    finally:
-        driver.close()
-    relay.join(5)
-    # then: bound, sent and reported through TLS
-    assert driver.sender.binds == 1
-
-
-def test_a_transmitter_and_a_receiver_bind(smsc: Smsc, inbox: Inbox) -> None:
-    # given the two-bind mode
-    before = smsc.counters()["bound"]
-    driver = open_driver(smsc, inbox, mode="transmitter+receiver")
-    try:
-        eventually(lambda: all(link.bound for link in driver.links))
-        bound = smsc.counters()["bound"] - before
-        # when
-        [result] = driver.submit([submission(destination())])
-        # then: sent on the transmitter, reported on the receiver
-        assert isinstance(result, Accepted)
-        eventually(lambda: result.carrier_id in inbox.by_id())
-    finally:
-        driver.close()
-    assert bound == 2
-    assert [link.command for link in driver.links] == [
-        Command.BIND_TRANSMITTER,
-        Command.BIND_RECEIVER,
-    ]
