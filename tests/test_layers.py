@@ -51,10 +51,10 @@ def test_each_stage_is_one_module_named_after_it() -> None:
 
 def test_no_module_of_the_platform_outgrows_a_reading() -> None:
     # A module past this is two concepts: split it along them (see CONTRIBUTING.md).
-    limit = 500
+    limit = 400
     long = {
         path.relative_to(ROOT).as_posix(): length
-        for package in ("dispatcher", "workers", "schemas", "scripts")
+        for package in ("dispatcher", "workers", "schemas", "scripts", "tests")
         for path in (ROOT / package).rglob("*.py")
         if (length := len(path.read_text().splitlines())) > limit
     }
