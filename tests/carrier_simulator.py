@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from tests.http_server import HttpServer, Request, Response
-from tests.processes import free_port, stop, wait_http
+from tests.processes import free_port, serving_on
 from workers.carriers.base import Accepted, CarrierDriver, Submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,13 +85,8 @@ def simulator_process(receipts_url: str, **options: float) -> Iterator[str]:
         "from workers.simulator.server import SimulatorConfig, run_simulator\n"
         f"run_simulator(SimulatorConfig(**{config!r}), '127.0.0.1', {port})\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", proc=proc)
+    with serving_on(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT), port) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 def submission(reference: str, to: str = DELIVERED, text: str = "hello") -> Submission:

@@ -82,12 +82,20 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def start_api(port: int, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
-    """``mycpaas serve`` on a loopback port, with extra environment; stopped on exit."""
-    proc = start(["mycpaas", "serve", "--port", str(port), "--workers", str(workers)], env)
+def serving_on(proc: subprocess.Popen, port: int) -> Iterator[str]:
+    """The URL of ``proc``'s HTTP server on a loopback ``port``, once it answers; stopped on
+    exit."""
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz", proc=proc)
         yield url
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def start_api(port: int, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
+    """``mycpaas serve`` on a loopback port, with extra environment; stopped on exit."""
+    proc = start(["mycpaas", "serve", "--port", str(port), "--workers", str(workers)], env)
+    with serving_on(proc, port) as url:
+        yield url

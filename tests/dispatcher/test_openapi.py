@@ -24,7 +24,7 @@ from schemas.models import Message as MessageRow
 from schemas.models import MessagingService, ServiceNumber
 from schemas.models import PhoneNumber as PhoneNumberRow
 from schemas.types import utcnow
-from tests.api_paths import (
+from tests.api import (
     CREATES,
     FORM,
     JSON,

@@ -7,13 +7,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from dispatcher.accounts import add_number
 from schemas.db import session_scope
@@ -21,28 +14,10 @@ from schemas.ids import new_sid
 from schemas.models import Media as MediaRow
 from schemas.status import MessageStatus
 from schemas.types import utcnow
-from tests.api_paths import (
-    CREATES,
-    FORM,
-    JSON,
-    NUMBERS,
-    POOL,
-    POOL_ONE,
-    SERVICE,
-    SERVICES,
-    TWILIO,
-    V1,
-)
+from tests.api import CONFORMANCE_CHECKS as CHECKS
+from tests.api import CREATES, FORM, JSON, NUMBERS, POOL, POOL_ONE, SERVICE, SERVICES, TWILIO, V1
 from tests.processes import Account, random_number
 from workers.pipeline.transitions import move
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 
 
 @pytest.fixture(scope="module")
