@@ -3,6 +3,7 @@ is written held, and is made due once that one settles, however the two transact
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
@@ -138,6 +139,36 @@ def test_the_sweeper_makes_due_a_held_callback_left_behind_by_a_crash(account: A
     # then
     assert sid in rescued
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_the_sweepers_batch_is_not_filled_by_callbacks_rightly_waiting(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a batch of one, a message whose held callback rightly waits for its retrying
+    # first one (held longer ago), and a message whose held callback was left behind
+    monkeypatch.setattr(callbacks, "STRANDED_BATCH", 1)
+    waiting, _ = message_with_callback_in_flight(account)
+    move_with_its_callback_held_long(waiting)
+    stranded, delivered = message_with_callback_in_flight(account)
+    move_with_its_callback_held_long(stranded)
+    with session_scope() as session:
+        session.execute(
+            update(callbacks_table)
+            .where(c.message_sid == waiting, c.state == "held")
+            .values(date_updated=utcnow() - 10 * callbacks.STRANDED_AFTER)
+        )
+        session.execute(
+            update(callbacks_table)
+            .where(c.id == delivered.callback_id)
+            .values(state="delivered", next_attempt_at=None)
+        )
+        session.commit()
+        # when
+        rescued = callbacks.promote_stranded(session)
+    # then
+    assert rescued == [stranded]
+    assert states(waiting) == [("queued", "due"), ("sending", "held")]
+    assert states(stranded) == [("queued", "delivered"), ("sending", "due")]
 
 
 def test_the_sweeper_leaves_a_callback_held_while_the_earlier_one_is_open(
