@@ -43,6 +43,23 @@ def message_with_callback_in_flight(account: Account) -> tuple[str, callbacks.Ou
     return sid, delivered
 
 
+def move_and_commit(session: Session, sid: str) -> bool:
+    """The message moves, as a stage's batch does: commit, then the after-commit step."""
+    move(session, [sid], MessageStatus.SENDING)
+    session.commit()
+    return after_commit(session)
+
+
+def settle_without_promoting(session: Session, callback_id: int) -> None:
+    """The callback settles and its process dies before promoting the next one."""
+    session.execute(
+        update(callbacks_table)
+        .where(c.id == callback_id)
+        .values(state="delivered", next_attempt_at=None)
+    )
+    session.commit()
+
+
 def states(sid: str) -> list[tuple[str, str]]:
     with session_scope() as session:
         rows = session.execute(
@@ -85,9 +102,7 @@ def test_a_held_callback_is_made_due_when_the_earlier_one_settles_later(
     sid, delivered = message_with_callback_in_flight(account)
     # when: the message moves and commits first (nothing to promote yet)
     with session_scope() as mover:
-        move(mover, [sid], MessageStatus.SENDING)
-        mover.commit()
-        after_commit(mover)
+        move_and_commit(mover, sid)
         with session_scope() as reader:
             held = reader.execute(select(c.state).where(c.status == "sending",
                                                         c.message_sid == sid)).scalar_one()  # fmt: skip
@@ -103,9 +118,7 @@ def test_a_callback_with_nothing_open_before_it_is_due_at_once(account: Account)
     sid, delivered = message_with_callback_in_flight(account)
     with session_scope() as session:
         callbacks.record(session, [delivered])
-        move(session, [sid], MessageStatus.SENDING)
-        session.commit()
-        after_commit(session)
+        move_and_commit(session, sid)
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
 
@@ -128,12 +141,7 @@ def test_the_sweeper_makes_due_a_held_callback_left_behind_by_a_crash(account: A
     sid, delivered = message_with_callback_in_flight(account)
     move_with_its_callback_held_long(sid)
     with session_scope() as session:
-        session.execute(
-            update(callbacks_table)
-            .where(c.id == delivered.callback_id)
-            .values(state="delivered", next_attempt_at=None)
-        )
-        session.commit()
+        settle_without_promoting(session, delivered.callback_id)
         # when
         rescued = callbacks.promote_stranded(session)
     # then
@@ -157,12 +165,7 @@ def test_the_sweepers_batch_is_not_filled_by_callbacks_rightly_waiting(
             .where(c.message_sid == waiting, c.state == "held")
             .values(date_updated=utcnow() - 10 * callbacks.STRANDED_AFTER)
         )
-        session.execute(
-            update(callbacks_table)
-            .where(c.id == delivered.callback_id)
-            .values(state="delivered", next_attempt_at=None)
-        )
-        session.commit()
+        settle_without_promoting(session, delivered.callback_id)
         # when
         rescued = callbacks.promote_stranded(session)
     # then
@@ -189,9 +192,7 @@ def test_a_replay_sends_a_messages_callbacks_again_one_at_a_time_in_order(
     sid, delivered = message_with_callback_in_flight(account)
     with session_scope() as session:
         callbacks.record(session, [delivered])
-        move(session, [sid], MessageStatus.SENDING)
-        session.commit()
-        after_commit(session)
+        move_and_commit(session, sid)
         session.execute(
             update(callbacks_table).where(c.message_sid == sid).values(state="delivered")
         )
