@@ -163,15 +163,28 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
     promote(session, {o.message_sid for o in outcomes if o.state != PENDING})
 
 
+def _per_message(message_sids: Collection[str]) -> Any:
+    """Per message: its first held callback and whether one is pending or being delivered.
+    Read through the message index alone: a plan that also consulted the states' index (stale
+    statistics on a young table) scanned every open callback once per message."""
+    return (
+        select(
+            c.message_sid,
+            func.min(c.id).filter(c.state == HELD).label("first_held"),
+            func.max(case((c.state.in_((PENDING, DELIVERING)), 1), else_=0)).label("busy"),
+        )
+        .where(c.message_sid.in_(list(message_sids)))
+        .group_by(c.message_sid)
+        .subquery()
+    )
+
+
 def open_for(session: Session, message_sids: Collection[str]) -> set[str]:
-    """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it).
-    Read through the message index alone, whatever the planner thinks of the states."""
+    """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it)."""
+    each = _per_message(message_sids)
     return set(
         session.execute(
-            select(c.message_sid)
-            .where(c.message_sid.in_(list(message_sids)))
-            .group_by(c.message_sid)
-            .having(func.max(case((c.state.in_(OPEN_STATES), 1), else_=0)) == 1)
+            select(each.c.message_sid).where((each.c.busy == 1) | each.c.first_held.is_not(None))
         ).scalars()
     )
 
@@ -182,20 +195,8 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     moves it. Returns the messages whose callback was promoted."""
     if not message_sids:
         return []
-    # Per message, through the message index only: a plan that also consulted the states'
-    # index (stale statistics on a young table) scanned every open callback per message.
-    per_message = (
-        select(
-            func.min(c.id).filter(c.state == HELD).label("first_held"),
-            func.max(case((c.state.in_((PENDING, DELIVERING)), 1), else_=0)).label("busy"),
-        )
-        .where(c.message_sid.in_(list(message_sids)))
-        .group_by(c.message_sid)
-        .subquery()
-    )
-    free = select(per_message.c.first_held).where(
-        per_message.c.first_held.is_not(None), per_message.c.busy == 0
-    )
+    each = _per_message(message_sids)
+    free = select(each.c.first_held).where(each.c.first_held.is_not(None), each.c.busy == 0)
     now = utcnow()
     promoted = session.execute(
         update(callbacks_table)
