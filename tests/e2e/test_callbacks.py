@@ -21,10 +21,6 @@ from tests.processes import Account, new_account, random_number
 from tests.receiver import Receiver, running_receiver
 
 ORDER = ["sending", "sent", "delivered"]
-# What two medians of 20 differ by on this shared 2-core machine with nothing hanging at all
-# (a burst's first callbacks wait for their wake-up through the broker; the receivers share the
-# test's process): measured 0.7-2.2x, so a slack of its own beside the 2x the isolation allows.
-NOISE_S = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -186,23 +182,32 @@ def test_a_hanging_endpoint_does_not_slow_a_healthy_one(
             sent[sid] = time.monotonic()
         return [receiver.wait_for(sid, 3)[-1].at - started for sid, started in sent.items()]
 
+    def baseline_then_beside_hanging() -> tuple[float, float]:
+        baseline = statistics.median(healthy_latencies(20))
+        # when: another customer's endpoint (another host) hangs on every callback
+        with running_receiver() as hanging:
+            hanging.release.clear()
+            for i in range(20):
+                platform.send(
+                    account, random_number(), f"x{i}", StatusCallback=hanging.url("/hang")
+                )
+            deadline = time.monotonic() + 20
+            while len(hanging.requests) < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)  # its callbacks are now holding connections open
+            assert len(hanging.requests) >= 8
+            return baseline, statistics.median(healthy_latencies(20))
+
     healthy_latencies(5)  # warm-up: first connections, first queries
-    baseline = statistics.median(healthy_latencies(20))
-    # when: another customer's endpoint (another host) hangs on every callback
-    with running_receiver() as hanging:
-        hanging.release.clear()
-        for i in range(20):
-            platform.send(account, random_number(), f"x{i}", StatusCallback=hanging.url("/hang"))
-        deadline = time.monotonic() + 20
-        while len(hanging.requests) < 8 and time.monotonic() < deadline:
-            time.sleep(0.05)  # its callbacks are now holding connections open
-        assert len(hanging.requests) >= 8
-        loaded = statistics.median(healthy_latencies(20))
-    # then: healthy callbacks never wait for a hanging one to time out (3 s here): their median
-    # grows by less than half again (printed below; the database and the CPU are shared)
-    print(f"healthy endpoint median latency: baseline {baseline * 1000:.0f} ms, "
-          f"beside a hanging endpoint {loaded * 1000:.0f} ms")  # fmt: skip
-    assert loaded < 2 * baseline + NOISE_S
+    # then: the healthy endpoint's median stays under twice its baseline (it never waits for
+    # the hanging one's 3 s timeout). The two cores are shared with whatever else runs: a burst
+    # landing in one half of a pair moves its ratio, so a pair over 2x is measured once more.
+    for _ in range(2):
+        baseline, loaded = baseline_then_beside_hanging()
+        print(f"healthy endpoint median latency: baseline {baseline * 1000:.0f} ms, "
+              f"beside a hanging endpoint {loaded * 1000:.0f} ms")  # fmt: skip
+        if loaded < 2 * baseline:
+            break
+    assert loaded < 2 * baseline
 
 
 def test_kill_9_mid_delivery_still_delivers_with_the_same_webhook_id(
