@@ -2,12 +2,9 @@
 when the endpoint is overloaded."""
 
 import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from workers.webhooks.delivery import _excerpt
 from workers.webhooks.endpoints import CUT_EVERY_S, Limit
 
 
@@ -80,24 +77,3 @@ def test_overload_halves_once_per_spell_and_never_below_one(
         clock[0] += CUT_EVERY_S
         limit.answered(overloaded=True, latency_s=5.0)
     assert limit.slots == 1
-
-
-class Chunks(httpx.SyncByteStream):
-    def __init__(self, *chunks: bytes) -> None:
-        self._chunks = chunks
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks
-
-
-def test_an_answer_complete_when_read_late_counts() -> None:
-    # given: a complete answer this thread gets to only after the deadline
-    response = httpx.Response(200, stream=Chunks(b"ok"))
-    # when / then: delivered, not retried (a retry would deliver it twice)
-    assert _excerpt(response, deadline=time.monotonic() - 1) == "ok"
-
-
-def test_an_answer_still_coming_after_the_deadline_times_out() -> None:
-    response = httpx.Response(200, stream=Chunks(b"a", b"b", b"c"))
-    with pytest.raises(httpx.ReadTimeout):
-        _excerpt(response, deadline=time.monotonic() - 1)

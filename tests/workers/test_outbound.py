@@ -17,6 +17,21 @@ NAMES = {
     "public.test": ["93.184.216.34"],
 }
 
+PRIVATE_URLS = [
+    "http://internal.test/status",
+    "http://metadata.test/latest/meta-data/",
+    "https://mixed.test/",
+    "http://cgnat.test/",
+    "http://mapped.test/",
+    "http://127.0.0.1:8080/",
+    "http://[::1]/",
+    "http://169.254.169.254/",
+    "http://[fe80::1]/",
+    "http://224.0.0.1/",
+    "http://0.0.0.0/",
+    "http://[::ffff:10.1.2.3]/",
+]
+
 
 def stub_resolver(host: str, _port: int) -> list[str]:
     return NAMES[host]
@@ -27,23 +42,7 @@ class MustNotConnect(httpx.BaseTransport):
         pytest.fail(f"the guard let a request through to {request.url}")
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://internal.test/status",
-        "http://metadata.test/latest/meta-data/",
-        "https://mixed.test/",
-        "http://cgnat.test/",
-        "http://mapped.test/",
-        "http://127.0.0.1:8080/",
-        "http://[::1]/",
-        "http://169.254.169.254/",
-        "http://[fe80::1]/",
-        "http://224.0.0.1/",
-        "http://0.0.0.0/",
-        "http://[::ffff:10.1.2.3]/",
-    ],
-)
+@pytest.mark.parametrize("url", PRIVATE_URLS)
 def test_private_destinations_are_refused_before_connecting(url: str) -> None:
     # given
     client = httpx.Client(transport=GuardedTransport(MustNotConnect(), stub_resolver, allow=()))

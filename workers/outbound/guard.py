@@ -5,11 +5,11 @@ Every request resolves its host once, refuses it unless every address is public 
 the original Host header and TLS server name. Redirects are never followed here.
 
     OutboundRefused      the URL's scheme, host or address is not allowed (no connection made)
+    Unresolvable         its name did not resolve (no connection made; worth a retry)
 """
 
 import ipaddress
 import socket
-import ssl
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -40,10 +40,9 @@ BLOCKED_NETWORKS: tuple[Network, ...] = tuple(
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
-def prompt_transport(tls: ssl.SSLContext | None = None) -> httpx.HTTPTransport:
-    """httpx's transport with Nagle's algorithm off (see ``NO_DELAY``); ``tls`` shares one TLS
-    context among many transports (each new one loads the CA bundle)."""
-    return httpx.HTTPTransport(socket_options=NO_DELAY, verify=tls or True)
+def prompt_transport() -> httpx.HTTPTransport:
+    """httpx's transport with Nagle's algorithm off (see ``NO_DELAY``)."""
+    return httpx.HTTPTransport(socket_options=NO_DELAY)
 
 
 class OutboundRefused(Exception):
@@ -68,29 +67,33 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+class Unresolvable(OSError):
+    """The destination's name did not resolve (DNS may be down for a moment): retry later."""
+
+
 def checked_address(
-    url: httpx.URL, resolver: Resolver, allow: Sequence[Network] | None = None
-) -> str:
-    """The one address to connect to for ``url``, or OutboundRefused."""
-    if url.scheme not in ("http", "https") or not url.host:
-        raise OutboundRefused(f"only http(s) URLs with a host are allowed: {url}")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    scheme: str, host: str, port: int, resolver: Resolver,
+    allow: Sequence[Network] | None = None,
+) -> str:  # fmt: skip
+    """The one address to connect to for ``scheme://host:port``, or OutboundRefused."""
+    if scheme not in ("http", "https") or not host:
+        raise OutboundRefused(f"only http(s) URLs with a host are allowed: {scheme}://{host}")
     try:
-        candidates = [ipaddress.ip_address(url.host)]
+        candidates = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            candidates = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(url.host, port)]
+            candidates = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
         except UnicodeError as exc:
-            raise OutboundRefused(f"not a valid host name {url.host}: {exc}") from exc
-        except OSError as exc:  # DNS may be down for a moment: a connect error, retried
-            raise httpx.ConnectError(f"cannot resolve {url.host}: {exc}") from exc
+            raise OutboundRefused(f"not a valid host name {host}: {exc}") from exc
+        except OSError as exc:
+            raise Unresolvable(f"cannot resolve {host}: {exc}") from exc
     if not candidates:
-        raise OutboundRefused(f"{url.host} has no address")
+        raise OutboundRefused(f"{host} has no address")
     if allow is None:
         allow = allowed_networks(get_settings().outbound_allow_cidrs)
     refused = [str(a) for a in candidates if not is_allowed(a, allow)]
     if refused:  # one bad address is enough: DNS may hand out any of them next time
-        raise OutboundRefused(f"{url.host} resolves to a non-public address {refused[0]}")
+        raise OutboundRefused(f"{host} resolves to a non-public address {refused[0]}")
     return str(candidates[0])
 
 
@@ -108,7 +111,12 @@ class GuardedTransport(httpx.BaseTransport):
         self._allow = allow
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        address = checked_address(request.url, self._resolver, self._allow)
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            address = checked_address(url.scheme, url.host, port, self._resolver, self._allow)
+        except Unresolvable as exc:  # a connect error, retried like any other
+            raise httpx.ConnectError(str(exc)) from exc
         if address != request.url.host:
             request.extensions = {**request.extensions, "sni_hostname": request.url.host}
             request.url = request.url.copy_with(host=address)

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlencode
 
-import httpx
 from sqlmodel import Session
 
 from schemas.db import session_scope
@@ -31,7 +30,8 @@ from schemas.settings import get_settings
 from schemas.types import utcnow
 from workers.carriers.base import parse_retry_after
 from workers.metrics import recorder
-from workers.outbound.guard import GuardedTransport, OutboundRefused, prompt_transport
+from workers.outbound.guard import OutboundRefused
+from workers.outbound.poster import Poster, PostFailed
 from workers.stages import callbacks
 from workers.stages.callbacks import Outcome
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
@@ -49,7 +49,6 @@ CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claime
 CLAIM_REST_FACTOR = 4.0
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
-EXCERPT_CHARS = 500  # of a response body kept in the attempt log
 KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
 USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
@@ -63,13 +62,12 @@ class Deliverer:
     def __init__(self) -> None:
         settings = get_settings()
         self._timeout_s = settings.callback_timeout_s
-        self._timeout = httpx.Timeout(self._timeout_s, connect=min(2.0, self._timeout_s))
         self._lease_s = settings.callback_lease_s
         self._ceiling = settings.callback_max_per_host
-        # One small client per delivery thread: a pool shared by dozens of threads spends more
+        # Connections kept per delivery thread: a pool shared by dozens of threads spends more
         # CPU assigning requests to connections than sending them.
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []
+        self._posters: list[Poster] = []
         # One TLS context for them all: each new one loads the CA bundle (tens of ms of CPU), and
         # a burst to a new endpoint starts dozens of threads at once.
         self._tls = ssl.create_default_context()
@@ -120,8 +118,8 @@ class Deliverer:
         self.pool.shutdown(wait=True)
         self._threads[1].join(5)
         self.flush()
-        for client in self._clients:
-            client.close()
+        for poster in self._posters:
+            poster.close()
 
     # --- claiming -----------------------------------------------------------------------
 
@@ -279,20 +277,13 @@ class Deliverer:
         if self._backlog:
             self._wanted.set()
 
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(
-                transport=GuardedTransport(prompt_transport(self._tls)),
-                timeout=self._timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-                headers={"user-agent": USER_AGENT},
-            )
-            self._local.client = client
+    def _poster(self) -> Poster:
+        poster: Poster | None = getattr(self._local, "poster", None)
+        if poster is None:
+            poster = self._local.poster = Poster(self._tls, self._timeout_s)
             with self._lock:
-                self._clients.append(client)
-        return client
+                self._posters.append(poster)
+        return poster
 
     def _deliver(self, held: Held) -> Outcome:
         row, endpoint = held.row, held.row.endpoint
@@ -305,6 +296,7 @@ class Deliverer:
         stamp = int(time.time())
         headers = {
             "content-type": "application/x-www-form-urlencoded",
+            "user-agent": USER_AGENT,
             "x-twilio-signature": twilio_signature(held.token, url, params),
             "i-twilio-idempotency-token": row.webhook_id,
             "webhook-id": row.webhook_id,
@@ -314,22 +306,19 @@ class Deliverer:
             ),
         }
         started = time.monotonic()
-        deadline = started + self._timeout_s
         try:
-            with self._client().stream("POST", url, content=body.encode(),
-                                       headers=headers) as response:  # fmt: skip
-                excerpt = _excerpt(response, deadline)
+            answer = self._poster().post(url, body.encode(), headers)
         except OutboundRefused as exc:
             self.breaker.record(endpoint, ok=True)  # our refusal says nothing about the host
             return callbacks.attempted(row, held.lease, None, 0.0, None, f"refused: {exc}",
                                        "failed")  # fmt: skip
-        except httpx.HTTPError as exc:
+        except PostFailed as exc:
             latency = (time.monotonic() - started) * 1000
             self.breaker.record(endpoint, ok=False)
-            return callbacks.attempted(row, held.lease, None, latency, None,
-                                       f"{type(exc).__name__}: {exc}", None)  # fmt: skip
+            return callbacks.attempted(row, held.lease, None, latency, None, str(exc),
+                                       None)  # fmt: skip
         latency = (time.monotonic() - started) * 1000
-        code = response.status_code
+        code = answer.status
         retryable = code == 429 or code >= 500
         self.breaker.record(endpoint, ok=not retryable)
         if 200 <= code < 300:
@@ -340,9 +329,10 @@ class Deliverer:
             state = None
         else:
             state = "failed"
-        hint = parse_retry_after(response.headers.get("retry-after")) if retryable else None
+        hint = parse_retry_after(answer.retry_after) if retryable else None
         return callbacks.attempted(row, held.lease, code, latency, hint,
-                                   None if state else f"HTTP {code}", state, excerpt)  # fmt: skip
+                                   None if state else f"HTTP {code}", state,
+                                   answer.excerpt)  # fmt: skip
 
     # --- recording ----------------------------------------------------------------------
 
@@ -374,25 +364,3 @@ class Deliverer:
                 hook(done)
             except Exception:  # a wake-up lost here is the sweeper's to publish; nothing is lost
                 log.warning("after-delivery hook failed", exc_info=True)
-
-
-def _excerpt(response: httpx.Response, deadline: float) -> str | None:
-    """The start of the answer's body, read no further than the excerpt and no later than
-    ``deadline``: an endpoint that trickles its answer cannot hold a delivery for long."""
-    chunks: list[bytes] = []
-    size = 0
-    stream = response.iter_bytes()
-    for chunk in stream:
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= EXCERPT_CHARS * 4:  # enough bytes for the excerpt in any UTF-8
-            break
-        if time.monotonic() > deadline:
-            # An answer already complete counts, however late this thread got to it; one that
-            # is still coming may take one more read timeout, not more.
-            if next(stream, None) is None:
-                break
-            raise httpx.ReadTimeout("the answer took longer than the callback timeout")
-    if not size:
-        return None
-    return b"".join(chunks).decode(response.encoding or "utf-8", "replace")[:EXCERPT_CHARS]
