@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from dispatcher.committer import store
 from dispatcher.errors import ApiError, BadRequest
 from dispatcher.intake import (
     MAX_IDEMPOTENCY_KEY_CHARS,
@@ -26,7 +27,6 @@ from dispatcher.intake import (
     parse_new_message,
     prepare,
     replay,
-    store,
 )
 from dispatcher.params import params_of
 from schemas.db import session_scope

@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from dispatcher.accounts import owns_number
+from dispatcher.committer import committer
 from dispatcher.errors import BadRequest, IdempotencyConflict, InvalidParameter, NotFound
 from dispatcher.params import (
     VALIDITY_MAX_S,
@@ -26,7 +27,7 @@ from dispatcher.senders import choose_sender
 from dispatcher.services import find_service
 from schemas.db import session_scope
 from schemas.ids import is_sid, new_sid
-from schemas.models import Message, MessagingService, message_events_table, messages_table
+from schemas.models import Message, MessagingService
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.pipeline.scheduling import SCHEDULED_STAGE
@@ -194,16 +195,14 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
             return replay(earlier, fingerprint)
     with session_scope() as session:
         message = prepare(session, account_sid, new, now, idempotency_key)
-        try:
-            store(session, [message])
-            session.commit()
-        except IntegrityError:
-            # Only the idempotency index can collide: a concurrent request with the same key won.
-            session.rollback()
-            earlier = _find_by_key(account_sid, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
-            return replay(earlier, fingerprint)
+    try:
+        committer().commit(message)  # with the concurrent requests' messages
+    except IntegrityError:
+        # Only the idempotency index can collide: a concurrent request with the same key won.
+        earlier = _find_by_key(account_sid, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return replay(earlier, fingerprint)
     log.info("%s is %s", message.sid, message.status,
              extra={"sid": message.sid, "status": message.status})  # fmt: skip
     return message
@@ -226,21 +225,6 @@ def prepare(
             f"The From phone number {new.from_} is not a number of this account.", code=21606
         )
     return _message(account_sid, new, service, from_, now, key)
-
-
-def store(session: Session, messages: list[Message]) -> None:
-    """Insert the messages and their 'queued' (or 'scheduled') events; the caller commits."""
-    rows = []
-    for message in messages:
-        row = message.model_dump()
-        row["from_number"] = row.pop("from_")
-        rows.append(row)
-    session.execute(insert(messages_table), rows)
-    session.execute(
-        insert(message_events_table),
-        [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
-         for m in messages],
-    )  # fmt: skip
 
 
 def _service(

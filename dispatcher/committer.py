@@ -1,0 +1,96 @@
+"""Storing new messages, and group commit of single creates: the messages of concurrent
+requests stored in one transaction.
+
+Each API process has one committer thread. A request's thread checks its message, hands it to
+:func:`commit` and waits; the committer takes every message handed over meanwhile, inserts them
+together (one statement per table) and commits once, then answers each waiting request. Nothing
+waits to gather a batch: while one transaction runs the next batch queues by itself, so a lone
+request costs what it did and a busy process commits tens of messages at a time.
+
+Each request is still answered only after its message is committed (DESIGN's durability rule).
+A batch that fails on a constraint (an Idempotency-Key raced by another request) is stored again
+one message per transaction, so only the colliding request sees the error.
+"""
+
+import queue
+import threading
+from concurrent.futures import Future
+from functools import lru_cache
+
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from schemas.db import session_scope
+from schemas.models import Message, message_events_table, messages_table
+
+BATCH_MAX = 500  # messages in one transaction at most
+
+
+def store(session: Session, messages: list[Message]) -> None:
+    """Insert the messages and their 'queued' (or 'scheduled') events; the caller commits."""
+    rows = []
+    for message in messages:
+        row = message.model_dump()
+        row["from_number"] = row.pop("from_")
+        rows.append(row)
+    session.execute(insert(messages_table), rows)
+    session.execute(
+        insert(message_events_table),
+        [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
+         for m in messages],
+    )  # fmt: skip
+
+
+def stored(messages: list[Message]) -> None:
+    """Store and commit ``messages`` in a transaction of their own."""
+    with session_scope() as session:
+        store(session, messages)
+        session.commit()
+
+
+class Committer:
+    def __init__(self) -> None:
+        self._waiting: queue.SimpleQueue[tuple[Message, Future[None]]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="committer", daemon=True).start()
+
+    def commit(self, message: Message) -> None:
+        """Return once ``message`` is committed; raises what storing it raised."""
+        done: Future[None] = Future()
+        self._waiting.put((message, done))
+        done.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                stored([message for message, _ in batch])
+            except IntegrityError:
+                for message, done in batch:  # one by one: only the colliding one fails
+                    _answer(done, [message])
+            except Exception as exc:  # the database is away: every request answers its error
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+
+def _answer(done: Future[None], messages: list[Message]) -> None:
+    try:
+        stored(messages)
+    except Exception as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
+
+
+@lru_cache
+def committer() -> Committer:
+    """This process's committer, started on first use."""
+    return Committer()

@@ -1,0 +1,107 @@
+"""Group commit of creates against the real database: the messages of concurrent requests share
+one transaction, each request returns only once its message is committed, and a collision on
+an Idempotency-Key fails only the request that collided."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from dispatcher.committer import Committer
+from dispatcher.intake import parse_new_message, prepare
+from schemas.db import get_engine, session_scope
+from schemas.models import Message, messages_table
+from schemas.types import utcnow
+from tests.processes import Account, random_number
+
+
+def new_message(account: Account, key: str | None = None) -> Message:
+    now = utcnow()
+    params = {"To": [random_number()], "From": [account.number], "Body": ["grouped"]}
+    with session_scope() as session:
+        return prepare(session, account.sid, parse_new_message(params, now), now, key)
+
+
+def committed(sids: list[str]) -> set[str]:
+    with session_scope() as session:
+        found = session.execute(select(messages_table.c.sid).where(messages_table.c.sid.in_(sids)))
+        return set(found.scalars())
+
+
+def test_a_collision_fails_only_its_request_and_the_rest_of_its_batch_commits(
+    account: Account,
+) -> None:
+    committer = Committer()
+    first_key, second_key = f"raced-{random_number()}", f"raced-{random_number()}"
+    # given: another transaction has inserted messages with two keys and not committed yet
+    rows = []
+    for key in (first_key, second_key):
+        row = new_message(account, key).model_dump()
+        row["from_number"] = row.pop("from_")
+        rows.append(row)
+    with get_engine().connect() as other:
+        other.execute(insert(messages_table), rows)
+        # when: a request with the first key is handed over (its batch waits on the unique
+        # index), then one with the second key and nine others, which queue as one batch
+        blocked = new_message(account, first_key)
+        colliding = new_message(account, second_key)
+        others = [new_message(account) for _ in range(9)]
+        returned_at: dict[str, float] = {}
+        errors: dict[str, Exception] = {}
+
+        def commit(message: Message) -> None:
+            try:
+                committer.commit(message)
+            except Exception as exc:
+                errors[message.sid] = exc
+            returned_at[message.sid] = time.monotonic()
+
+        with ThreadPoolExecutor(11) as pool:
+            pool.submit(commit, blocked)
+            time.sleep(0.2)  # the first batch is now waiting for the other transaction
+            for message in [colliding, *others]:
+                pool.submit(commit, message)
+            time.sleep(0.3)
+            # then: nothing has returned while the other transaction is open
+            assert returned_at == {}
+            assert committed([m.sid for m in others]) == set()
+            other.commit()
+            released_at = time.monotonic()
+    # then: only the two requests with taken keys failed; the rest of the batch is stored
+    assert set(errors) == {blocked.sid, colliding.sid}
+    assert all(isinstance(error, IntegrityError) for error in errors.values())
+    assert committed([m.sid for m in others]) == {m.sid for m in others}
+    assert committed([blocked.sid, colliding.sid]) == set()
+    assert all(at >= released_at for at in returned_at.values())
+
+
+def test_each_commit_returns_once_its_message_is_visible_to_others(account: Account) -> None:
+    committer = Committer()
+    messages = [new_message(account) for _ in range(40)]
+    seen_on_return: list[bool] = []
+    lock = threading.Lock()
+
+    def commit(message: Message) -> None:
+        committer.commit(message)
+        visible = committed([message.sid]) == {message.sid}  # from another connection
+        with lock:
+            seen_on_return.append(visible)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(commit, messages))
+    assert seen_on_return == [True] * 40
+
+
+def test_a_refused_message_fails_its_request_and_the_committer_carries_on(account: Account) -> None:
+    committer = Committer()
+    # given: a message of no account: the foreign key refuses it
+    fields = new_message(account).model_dump() | {"account_sid": "AC" + "0" * 32}
+    broken = Message.model_construct(**fields)
+    with pytest.raises(IntegrityError):
+        committer.commit(broken)
+    fine = new_message(account)
+    committer.commit(fine)  # the committer carries on
+    assert committed([fine.sid]) == {fine.sid}
