@@ -67,6 +67,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def error_answer(request: Request, exc: Exception) -> JSONResponse:
+    """What the handlers ``create_app`` installs answer for ``exc``, for code outside
+    FastAPI's routing (dispatcher/fast_path.py)."""
+    if isinstance(exc, ApiError):
+        return await _api_error(request, exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return await _database_down(request, exc)
+    return await _unexpected(request, exc)
+
+
 def database_ready() -> bool:
     try:
         with session_scope() as session:

@@ -195,6 +195,7 @@ def create_message(account_sid: str, params: Params, idempotency_key: str | None
             return replay(earlier, fingerprint)
     with session_scope() as session:
         message = prepare(session, account_sid, new, now, idempotency_key)
+        session.commit()  # a sticky sender's first choice for ``To``, if made (senders.py)
     try:
         committer().commit(message)  # with the concurrent requests' messages
     except IntegrityError:

@@ -126,6 +126,18 @@ def admitted_create(account: str, params: Params, idempotency_key: str | None) -
     return create_message(account, params, idempotency_key)
 
 
+async def created(
+    request: Request, account: str, idempotency_key: str | None, render: Renderer
+) -> JSONResponse:
+    """A single create's answer: the message, stored as 'queued' (or 'scheduled'), and the
+    pipeline woken for it. The route below and the fast path (dispatcher/fast_path.py)."""
+    params = await read_body(request)
+    message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
+    if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
+        wake_soon(message.stage, message.sid)
+    return JSONResponse(render(message), status_code=201)
+
+
 def media_of(message_sid: str) -> list[Media]:
     """The message's media without their bytes (metadata is all a list shows)."""
     with session_scope() as session:
@@ -176,11 +188,7 @@ def messages_router(
     ) -> JSONResponse:
         """Send a message: stored as 'queued' and handed to the pipeline, or, with
         ``ScheduleType=fixed`` and ``SendAt``, stored as 'scheduled' until that time."""
-        params = await read_body(request)
-        message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
-        if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release
-            wake_soon(message.stage, message.sid)
-        return JSONResponse(render(message), status_code=201)
+        return await created(request, account, idempotency_key, render)
 
     if not suffix:  # the /v1 surface only: Twilio has no bulk create
 

@@ -32,7 +32,7 @@ def spread(rates: dict[str, float]) -> str:
 
 
 def choose_sender(session: Session, service: MessagingService, to: str) -> str:
-    """The number ``service`` sends to ``to`` from; the caller commits with its message."""
+    """The number ``service`` sends to ``to`` from; the caller commits (a sticky choice)."""
     key = (st.service_sid == service.sid, st.to == to)
     if service.sticky_sender:
         # A number that leaves the pool takes its sticky rows along (services.remove_from_pool),
