@@ -122,16 +122,16 @@ def test_a_callback_with_nothing_open_before_it_is_due_at_once(account: Account)
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
 
-def move_with_its_callback_held_long(sid: str) -> None:
+def move_with_its_callback_held_long(sid: str, times: int = 2) -> None:
     """The message moves while its first callback is out: the new one is held, and has been
-    for longer than the sweeper waits before it looks."""
+    for ``times`` as long as the sweeper waits before it looks."""
     with session_scope() as session:
         move(session, [sid], MessageStatus.SENDING)
         session.commit()  # no after_commit: its process died here, say
         session.execute(
             update(callbacks_table)
             .where(c.message_sid == sid, c.state == "held")
-            .values(date_updated=utcnow() - 2 * callbacks.STRANDED_AFTER)
+            .values(date_updated=utcnow() - times * callbacks.STRANDED_AFTER)
         )
         session.commit()
 
@@ -156,15 +156,10 @@ def test_the_sweepers_batch_is_not_filled_by_callbacks_rightly_waiting(
     # first one (held longer ago), and a message whose held callback was left behind
     monkeypatch.setattr(callbacks, "STRANDED_BATCH", 1)
     waiting, _ = message_with_callback_in_flight(account)
-    move_with_its_callback_held_long(waiting)
+    move_with_its_callback_held_long(waiting, times=10)
     stranded, delivered = message_with_callback_in_flight(account)
     move_with_its_callback_held_long(stranded)
     with session_scope() as session:
-        session.execute(
-            update(callbacks_table)
-            .where(c.message_sid == waiting, c.state == "held")
-            .values(date_updated=utcnow() - 10 * callbacks.STRANDED_AFTER)
-        )
         settle_without_promoting(session, delivered.callback_id)
         # when
         rescued = callbacks.promote_stranded(session)
