@@ -20,6 +20,15 @@ class Options:
     timeout_s: float
     callback_url: str | None = None  # every message's StatusCallback (a sink's), or none
     bulk: int = 0  # messages per bulk create (POST …/Messages/Bulk); 0: one create per message
+    segments: int = 1  # GSM-7 parts per message (153 characters each past the first 160)
+
+
+def body(index: int, segments: int) -> str:
+    """A GSM-7 body of ``segments`` parts."""
+    text = f"bench message {index}"
+    if segments <= 1:
+        return text
+    return text.ljust(153 * (segments - 1) + 10, "x")
 
 
 async def send_all(api: str, sid: str, token: str, sender: str, options: Options) -> list[float]:
@@ -33,7 +42,7 @@ async def send_all(api: str, sid: str, token: str, sender: str, options: Options
 
     def params(index: int) -> dict[str, str]:
         data = {"To": f"+1202555{index % 10000:04d}", "From": sender,
-                "Body": f"bench message {index}"}  # fmt: skip
+                "Body": body(index, options.segments)}  # fmt: skip
         if options.callback_url:
             data["StatusCallback"] = options.callback_url
         return data

@@ -267,6 +267,8 @@ def beat(schedule_file: Path) -> None:
 )  # fmt: skip
 @click.option("--bulk", "bulk_size", default=0, show_default=True,
               help="Messages per bulk create (…/Messages/Bulk); 0: one create each.")  # fmt: skip
+@click.option("--segments", default=1, show_default=True,
+              help="GSM-7 parts per message (a multipart body from 2).")  # fmt: skip
 @click.option(
     "--carrier",
     type=click.Choice(["simulator", "smpp"]),
@@ -283,13 +285,13 @@ def beat(schedule_file: Path) -> None:
 )
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
-    latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, carrier: str,
-    carrier_threads: int | None, backlog: bool,
+    latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, segments: int,
+    carrier: str, carrier_threads: int | None, backlog: bool,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
-        options = Options(count, concurrency, rate, timeout_s, sink, bulk_size)
+        options = Options(count, concurrency, rate, timeout_s, sink, bulk_size, segments)
         if not spawn:
             run_bench(url, options)
             return

@@ -5,8 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from dispatcher.bench_load import body
 from tests.conftest import BASE_REDIS_URL
 from tests.processes import free_port
+from workers.segmentation import segment
 
 BENCH_TIMEOUT_S = 240
 
@@ -42,3 +44,8 @@ def test_bench_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
     error = result.stderr.strip().splitlines()
     assert len(error) == 1
     assert "MYCPAAS_BROKER_URL" in error[0]
+
+
+def test_the_bench_body_has_as_many_parts_as_asked() -> None:
+    assert [segment(body(7, parts)).num_segments for parts in (1, 2, 3, 5)] == [1, 2, 3, 5]
+    assert segment(body(7, 3)).encoding.value == "GSM-7"
