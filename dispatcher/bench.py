@@ -24,7 +24,14 @@ from sqlalchemy import func, select
 from dispatcher import cputime
 from dispatcher.accounts import add_number, create_account
 from dispatcher.bench_load import Options, send_all
-from dispatcher.bench_report import Run, callbacks_report, carrier_rate, report, timings
+from dispatcher.bench_report import (
+    Run,
+    callbacks_report,
+    carrier_rate,
+    report,
+    sent_by,
+    timings,
+)
 from schemas.db import session_scope
 from schemas.models import messages_table
 
@@ -46,22 +53,21 @@ def _bench_sender() -> tuple[str, str, str]:
     return account.sid, token, number
 
 
-def _progress(sender: str) -> tuple[int, int]:
+def _progress(account_sid: str, sender: str) -> tuple[int, int]:
     with session_scope() as session:
+        settled = func.count().filter(m.status.in_(["delivered", "failed"]))
         row = session.execute(
-            select(func.count(), func.count().filter(m.status.in_(["delivered", "failed"]))).where(
-                m.from_number == sender
-            )
+            select(func.count(), settled).where(sent_by(account_sid, sender))
         ).one()
     return int(row[0]), int(row[1])
 
 
-def _wait_segmented(sender: str, deadline: float) -> None:
+def _wait_segmented(account_sid: str, sender: str, deadline: float) -> None:
     """Until none of the sender's messages waits for segmentation."""
     while time.monotonic() < deadline:
         with session_scope() as session:
             waiting = session.execute(
-                select(func.count()).where(m.from_number == sender, m.stage == "segment")
+                select(func.count()).where(sent_by(account_sid, sender), m.stage == "segment")
             ).scalar()
         if not waiting:
             return
@@ -87,19 +93,19 @@ def run_bench(
     request_latencies = asyncio.run(send_all(api, sid, token, sender, options))
     accepted_s = time.monotonic() - started
     if start_carriers is not None:
-        _wait_segmented(sender, time.monotonic() + options.timeout_s)
+        _wait_segmented(sid, sender, time.monotonic() + options.timeout_s)
         click.echo("backlog: every message accepted and segmented; starting the carrier workers")
         start_carriers()
     deadline = time.monotonic() + options.timeout_s
     while True:
-        total, done = _progress(sender)
+        total, done = _progress(sid, sender)
         if done >= total or time.monotonic() > deadline:
             break
         time.sleep(POLL_S)
     finished_s = time.monotonic() - started
-    settled = timings(sender)
+    settled = timings(sid, sender)
     sink = options.callback_url
     callbacks = callbacks_report(sid, sender, sink, deadline) if sink else {}
     cpu = cputime.spent(cpu_before, cputime.snapshot(sessions or {})) if measure_cpu else {}
     return report(Run(options, request_latencies, accepted_s, finished_s, settled, callbacks, cpu,
-                      carrier_rate(sender)))  # fmt: skip
+                      carrier_rate(sid, sender)))  # fmt: skip

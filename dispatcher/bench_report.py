@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import click
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from dispatcher.bench_load import Options
 from schemas.db import session_scope
@@ -56,28 +56,33 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def carrier_rate(sender: str) -> float | None:
+def sent_by(account_sid: str, sender: str) -> ColumnElement[bool]:
+    """The run's messages, through the (account, sender) index: the store may hold millions."""
+    return (m.account_sid == account_sid) & (m.from_number == sender)
+
+
+def carrier_rate(account_sid: str, sender: str) -> float | None:
     """Segments per second the carrier took, from the first submission to the last."""
     s = segments_table.c
     with session_scope() as session:
         count, first, last = session.execute(
             select(func.count(), func.min(s.date_submitted), func.max(s.date_submitted))
             .join(messages_table, m.sid == s.message_sid)
-            .where(m.from_number == sender, s.date_submitted.is_not(None))
+            .where(sent_by(account_sid, sender), s.date_submitted.is_not(None))
         ).one()
     if not count or first is None or last is None or last <= first:
         return None
     return float(count) / (last - first).total_seconds()
 
 
-def timings(sender: str) -> Timings:
+def timings(account_sid: str, sender: str) -> Timings:
     e = message_events_table.c
     with session_scope() as session:
         rows = session.execute(
             select(m.status, m.date_created, m.date_sent, e.date_created)
             .select_from(messages_table.outerjoin(
                 message_events_table, (e.message_sid == m.sid) & (e.status == "delivered")))
-            .where(m.from_number == sender)
+            .where(sent_by(account_sid, sender))
         ).all()  # fmt: skip
     to_sent = [(sent - created).total_seconds() for _s, created, sent, _d in rows if sent]
     to_delivered = [(done - created).total_seconds() for _s, created, _t, done in rows if done]
@@ -101,7 +106,7 @@ def callbacks_report(
         last_terminal = session.execute(
             select(func.max(e.date_created))
             .join(messages_table, m.sid == e.message_sid)
-            .where(m.from_number == sender, e.status.in_(["delivered", "failed"]))
+            .where(sent_by(account_sid, sender), e.status.in_(["delivered", "failed"]))
         ).scalar_one()
     while True:
         stats = httpx.get(stats_url, timeout=5).json()

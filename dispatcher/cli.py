@@ -12,6 +12,7 @@ from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import run_bench
 from dispatcher.bench_load import Options
 from dispatcher.bench_platform import callback_sink, scratch_store, spawned_platform
+from dispatcher.bench_stored import fill_store
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.phone import to_e164
@@ -283,10 +284,16 @@ def beat(schedule_file: Path) -> None:
     help="Start the carrier workers once every message is accepted and segmented (--spawn): "
     "the carrier figure then measures the carrier stage alone.",
 )
+@click.option(
+    "--stored",
+    default=0,
+    show_default=True,
+    help="Settled messages the scratch store holds before the run (--spawn).",
+)
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
     latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, segments: int,
-    carrier: str, carrier_threads: int | None, backlog: bool,
+    carrier: str, carrier_threads: int | None, backlog: bool, stored: int,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
@@ -296,6 +303,8 @@ def bench(
             run_bench(url, options)
             return
         stack.enter_context(scratch_store())
+        if stored:
+            fill_store(stored)
         port = int(url.rsplit(":", 1)[1])
         spawned = stack.enter_context(
             spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from schemas.db import constant
 from schemas.models import (
     callbacks_table,
     messages_table,
@@ -82,7 +83,7 @@ def snapshot(session: Session) -> list[StageBacklog]:
             stages[stage].oldest_s = _age(now, oldest)
 
     callbacks = stages["callbacks"]
-    open_states = c.state.in_(("pending", "delivering"))
+    open_states = c.state.in_([constant("pending"), constant("delivering")])
     rows = _by_due_time(session, c.state, c.next_attempt_at, open_states, due_by)
     for state, due, later, oldest in rows:
         if state == "delivering":
@@ -92,7 +93,7 @@ def snapshot(session: Session) -> list[StageBacklog]:
             callbacks.oldest_s = _age(now, oldest)
     # Held behind an earlier callback of their message: due once it settles.
     callbacks.scheduled += session.execute(
-        select(func.count()).where(c.state == "held")
+        select(func.count()).where(c.state == constant("held"))
     ).scalar_one()
 
     receipts = stages["receipts"]

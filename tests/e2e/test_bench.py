@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from dispatcher.bench_load import body
-from tests.conftest import BASE_REDIS_URL
+from tests.conftest import BASE_DATABASE_URL, BASE_REDIS_URL
 from tests.processes import free_port
 from workers.segmentation import segment
 
@@ -15,8 +15,9 @@ BENCH_TIMEOUT_S = 240
 
 def bench(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "MYCPAAS_BROKER_URL": BASE_REDIS_URL,
-                   "MYCPAAS_REDIS_URL": BASE_REDIS_URL, **env}  # fmt: skip
+                   "MYCPAAS_REDIS_URL": BASE_REDIS_URL}  # fmt: skip
     environment.pop("MYCPAAS_DATABASE_URL", None)  # the default: a SQLite file store
+    environment.update(env)
     return subprocess.run(
         ["mycpaas", "bench", "--spawn", "--url", f"http://127.0.0.1:{free_port()}", *args],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
@@ -36,6 +37,23 @@ def test_bench_spawns_on_a_scratch_store_of_its_own_and_counts_every_callback(
     assert report["callbacks_owed"] == report["callbacks_received"] == 90
     assert report["callbacks_by_status"] == {"sending": 30, "sent": 30, "delivered": 30}
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_bench_runs_beside_a_store_already_full_of_settled_messages(tmp_path: Path) -> None:
+    # when: the scratch store (beside the test Postgres) holds 2,000 settled messages first
+    result = bench(tmp_path, "-n", "20", "-c", "4", "--stored", "2000",
+                   MYCPAAS_DATABASE_URL=BASE_DATABASE_URL)  # fmt: skip
+    # then: they were there, and the run counted its own messages alone
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stored: 2,000 messages in" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if line.startswith('{"messages"')]
+    assert json.loads(line)["statuses"] == {"delivered": 20}
+
+
+def test_stored_messages_need_postgres(tmp_path: Path) -> None:
+    result = bench(tmp_path, "-n", "1", "--stored", "10")
+    assert result.returncode == 1
+    assert "--stored needs a Postgres store" in result.stderr
 
 
 def test_bench_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
+from schemas.db import constant
 from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
@@ -140,7 +141,7 @@ def settle_stranded(session: Session) -> list[str]:
     stranded = set(
         session.execute(
             select(m.sid)
-            .where(m.status == MessageStatus.SENT.value,
+            .where(m.status == constant(MessageStatus.SENT.value),
                    m.date_updated.between(now - STRANDED_WITHIN, now - STRANDED_AFTER),
                    ~unsettled)
             .limit(STRANDED_BATCH)
