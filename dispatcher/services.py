@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.errors import ApiError, BadRequest, InvalidParameter, NotFound
@@ -174,7 +175,11 @@ def add_to_pool(session: Session, service: MessagingService, number: PhoneNumber
     if member is None:
         member = ServiceNumber(phone_number=number.phone_number, service_sid=service.sid)
         session.add(member)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent request put the number in a pool first
+            session.rollback()
+            return add_to_pool(session, service, number)
     return member
 
 
