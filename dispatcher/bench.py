@@ -88,6 +88,7 @@ def run_bench(
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, {how}, "
                f"rate {options.rate or 'unlimited'} requests/s, sender {sender}")  # fmt: skip
     measure_cpu = sessions is not None and cputime.available()
+    reference_before = cputime.reference_ms() if measure_cpu else None
     cpu_before = cputime.snapshot(sessions or {}) if measure_cpu else {}
     started = time.monotonic()
     request_latencies = asyncio.run(send_all(api, sid, token, sender, options))
@@ -107,5 +108,6 @@ def run_bench(
     sink = options.callback_url
     callbacks = callbacks_report(sid, sender, sink, deadline) if sink else {}
     cpu = cputime.spent(cpu_before, cputime.snapshot(sessions or {})) if measure_cpu else {}
+    reference = (reference_before, cputime.reference_ms()) if reference_before else None
     return report(Run(options, request_latencies, accepted_s, finished_s, settled, callbacks, cpu,
-                      carrier_rate(sid, sender)))  # fmt: skip
+                      carrier_rate(sid, sender), reference))  # fmt: skip

@@ -47,6 +47,7 @@ class Run:
     callbacks: dict[str, object]  # callbacks_report's, or empty without callbacks
     cpu: dict[str, float]  # part name → CPU seconds, or empty when not measured
     carrier_rate: float | None  # segments per second the carrier took
+    reference_ms: tuple[float, float] | None = None  # cputime.reference_ms before and after
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -161,6 +162,8 @@ def report(run: Run) -> dict[str, object]:
         "wall_s": round(run.finished_s, 2),
         **run.callbacks,
     }
+    if run.reference_ms:
+        figures["reference_ms"] = list(run.reference_ms)
     if run.cpu:
         figures["cpu_s"] = run.cpu
         figures["cpu_ms_per_message"] = round(sum(run.cpu.values()) * 1000 / options.count, 2)
@@ -202,3 +205,7 @@ def _say(run: Run, figures: dict[str, object]) -> None:
         )
         click.echo(f"cpu        {figures['cpu_ms_per_message']} ms per message: {parts} "
                    "(postgres and redis-server: everything they served meanwhile)")  # fmt: skip
+    if run.reference_ms:
+        before, after = run.reference_ms
+        click.echo(f"machine    reference loop {before} ms before the run, {after} ms after "
+                   "(compare CPU per message only between runs of similar times)")  # fmt: skip

@@ -7,7 +7,9 @@ between two snapshots, so a process that exits in between (a Postgres backend wh
 closed) takes only its last moments with it, never a negative share.
 """
 
+import json
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -65,3 +67,17 @@ def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
     for (part, pid), cpu in after.items():
         totals[part] += cpu - before.get((part, pid), 0.0)
     return {part: round(seconds, 3) for part, seconds in totals.items()}
+
+
+def reference_ms(rounds: int = 3) -> float:
+    """CPU milliseconds of a fixed piece of Python (the best of ``rounds``): how fast the
+    machine is right now. A shared virtual machine's speed drifts by a third or more from one
+    hour to the next; CPU per message is comparable between runs of similar reference times."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        rows = [(f"SM{n:032x}", n, "x" * (n % 64)) for n in range(20_000)]
+        json.loads(json.dumps(rows))
+        sorted(rows, key=lambda row: row[0][::-1])
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
