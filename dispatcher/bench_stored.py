@@ -21,8 +21,8 @@ from schemas.settings import get_settings
 SPREAD = "30 days"
 STATUSES = ("sending", "sent", "delivered")  # the events and callbacks of each message
 
-# $1 account, $2 count. Message i was created SPREAD × (1 - i/count) before now, sent 1 s and
-# delivered 3 s after that.
+# Message i of count was created SPREAD × (1 - i/count) before now, sent a second and delivered
+# three seconds after that.
 _MESSAGES = """
 INSERT INTO messages (sid, account_sid, "to", from_number, body, status, direction,
     num_segments, num_media, encoding, smart_encoded, media_urls, status_callback,

@@ -179,6 +179,10 @@ def add_to_pool(session: Session, service: MessagingService, number: PhoneNumber
             session.commit()
         except IntegrityError:  # a concurrent request put the number in a pool first
             session.rollback()
+            if session.get(ServiceNumber, number.phone_number) is None:  # no: one was deleted
+                raise NotFound(
+                    f"Messaging Service {service.sid} or {number.phone_number} was deleted"
+                ) from None
             return add_to_pool(session, service, number)
     return member
 

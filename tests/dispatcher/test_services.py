@@ -394,3 +394,20 @@ def test_a_number_added_to_a_pool_by_two_requests_at_once(
     with session_scope() as session:
         [(member, _)] = services.pool(session, theirs.sid)
         assert member.phone_number == number
+
+
+def test_a_number_added_to_a_service_deleted_meanwhile_is_a_404(account: Account) -> None:
+    with session_scope() as session:
+        service = services.create_service(session, account.sid, {"FriendlyName": ["gone"]})
+        [number] = more_numbers(account, 1.0)
+        phone = services.find_number(session, account.sid, number)
+
+    def the_service_is_deleted_first(_session: Session) -> None:
+        with session_scope() as other:
+            services.delete_service(other, services.find_service(other, account.sid, service.sid))
+
+    with session_scope() as racing:
+        event.listen(racing, "before_commit", the_service_is_deleted_first, once=True)
+        with pytest.raises(ApiError) as refused:
+            services.add_to_pool(racing, service, phone)
+    assert refused.value.http_status == 404
