@@ -4,7 +4,13 @@ import uuid
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 
+from dispatcher import bulk as bulk_module
+from dispatcher.intake import create_message
+from dispatcher.params import params_of
+from schemas.db import session_scope
+from schemas.models import Message
 from tests.processes import Account, random_number
 
 
@@ -83,3 +89,40 @@ def test_bulk_takes_json_only(api_url: str, account: Account) -> None:
         f"{api_url}/v1/Accounts/{account.sid}/Messages/Bulk", data={"To": "x"}, auth=account.auth
     )
     assert response.status_code == 415
+
+
+def test_a_key_stored_by_another_request_while_the_batch_was_checked_answers_that_message(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch found no earlier message for its key; another request stores one before the
+    batch's COPY. The batch's insert fails on the key, and each item is made on its own: that
+    item answers the other request's message, the rest are created, nothing twice."""
+    key, to = uuid.uuid4().hex, random_number()
+    fields = {"To": to, "From": account.number, "Body": "raced"}
+    others: list[Message] = []
+    real_store = bulk_module.store
+
+    def another_request_first(session: Session, messages: list[Message]) -> None:
+        if not others:
+            others.append(create_message(account.sid, params_of(fields), key))
+        real_store(session, messages)
+
+    monkeypatch.setattr(bulk_module, "store", another_request_first)
+    first, raced, third = bulk_module.create_many(
+        account.sid,
+        [{"To": random_number(), "From": account.number, "Body": "one"},
+         {**fields, "IdempotencyKey": key},
+         {"To": random_number(), "From": account.number, "Body": "three"}],
+    )  # fmt: skip
+    assert isinstance(raced, Message)
+    assert raced.sid == others[0].sid
+    assert isinstance(first, Message)
+    assert isinstance(third, Message)
+    with session_scope() as session:
+        keyed = session.exec(
+            select(Message).where(
+                Message.account_sid == account.sid, Message.idempotency_key == key
+            )
+        ).all()
+        assert [m.sid for m in keyed] == [raced.sid]
+        assert session.get(Message, first.sid) is not None
