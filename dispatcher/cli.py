@@ -300,6 +300,8 @@ def bench(
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
         options = Options(count, concurrency, rate, timeout_s, sink, bulk_size, segments)
         if not spawn:
+            if stored:
+                raise click.UsageError("--stored fills the scratch store of --spawn; add --spawn")
             run_bench(url, options)
             return
         stack.enter_context(scratch_store())

@@ -52,10 +52,15 @@ def test_bench_runs_beside_a_store_already_full_of_settled_messages(tmp_path: Pa
     assert json.loads(line)["statuses"] == {"delivered": 20}
 
 
-def test_stored_messages_need_postgres(tmp_path: Path) -> None:
+def test_stored_messages_need_postgres_and_a_scratch_store(tmp_path: Path) -> None:
     result = bench(tmp_path, "-n", "1", "--stored", "10")
     assert result.returncode == 1
     assert "--stored needs a Postgres store" in result.stderr
+    # without --spawn there is no scratch store to fill: refused before anything is sent
+    command = ["mycpaas", "bench", "-n", "1", "--stored", "10", "--url", "http://127.0.0.1:9"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "add --spawn" in refused.stderr
 
 
 def test_bench_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
