@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from dispatcher.committer import Committer
+from dispatcher.committer import Committer, stored
 from dispatcher.intake import parse_new_message, prepare
 from schemas.db import get_engine, session_scope
 from schemas.models import Message, messages_table
@@ -105,3 +105,25 @@ def test_a_refused_message_fails_its_request_and_the_committer_carries_on(accoun
     fine = new_message(account)
     committer.commit(fine)  # the committer carries on
     assert committed([fine.sid]) == {fine.sid}
+
+
+def test_what_copy_stores_reads_back_the_same(account: Account) -> None:
+    # given: a body and media URLs with what COPY's text format escapes, and what JSON does
+    tricky = 'tab\there\nline\r\\N \\ back\\slash "quoted" \u2603 \U0001f600 ,;|'
+    urls = ['https://127.0.0.1:9/a\tb.png?x=\\N&y="1"', "https://127.0.0.1:9/ü"]
+    message = new_message(account).model_copy(
+        update={"body": tricky, "media_urls": urls,
+                "status_callback": "https://127.0.0.1:9/status?a=1&b=\\t"}
+    )  # fmt: skip
+    # when
+    stored([message])
+    # then
+    with session_scope() as session:
+        row = session.execute(
+            select(messages_table).where(messages_table.c.sid == message.sid)
+        ).one()
+    assert (row.body, row.media_urls, row.status_callback, row.date_created) == (
+        message.body, message.media_urls, message.status_callback, message.date_created,
+    )  # fmt: skip
+    assert row.idempotency_key is None
+    assert row.send_at is None

@@ -2,9 +2,10 @@
 is written held, and is made due once that one settles, however the two transactions meet."""
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlmodel import Session
 
 from schemas.db import get_engine, session_scope
@@ -197,3 +198,33 @@ def test_a_replay_sends_a_messages_callbacks_again_one_at_a_time_in_order(
     # then: the first is due again, the second waits for it
     assert replayed == 2
     assert states(sid) == [("queued", "due"), ("sending", "held")]
+
+
+def test_two_promotes_of_one_message_at_once_make_only_its_next_callback_due(
+    account: Account,
+) -> None:
+    # given: a message whose first callback settled (nobody promoted) and two held behind it
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move(session, [sid], MessageStatus.SENDING)
+        move(session, [sid], MessageStatus.SENT)
+        session.commit()
+        settle_without_promoting(session, delivered.callback_id)
+    # when: one promote has read which callback is next, and another promotes before its update
+    results: list[list[str]] = []
+
+    def the_other_promotes_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE callbacks SET state") and not results:
+            results.append([])  # once: the other's own update passes through
+            with session_scope() as other:
+                results.append(callbacks.promote(other, [sid]))
+
+    event.listen(get_engine(), "before_cursor_execute", the_other_promotes_first)
+    try:
+        with session_scope() as first:
+            results.append(callbacks.promote(first, [sid]))
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", the_other_promotes_first)
+    # then: the other moved the next one; the first, reading the same, moved nothing
+    assert results[1:] == [[sid], []]
+    assert states(sid) == [("queued", "delivered"), ("sending", "due"), ("sent", "held")]
