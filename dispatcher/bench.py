@@ -108,6 +108,6 @@ def run_bench(
     sink = options.callback_url
     callbacks = callbacks_report(sid, sender, sink, deadline) if sink else {}
     cpu = cputime.spent(cpu_before, cputime.snapshot(sessions or {})) if measure_cpu else {}
-    reference = (reference_before, cputime.reference_ms()) if reference_before else None
+    reference = None if reference_before is None else (reference_before, cputime.reference_ms())
     return report(Run(options, request_latencies, accepted_s, finished_s, settled, callbacks, cpu,
                       carrier_rate(sid, sender), reference))  # fmt: skip

@@ -18,10 +18,9 @@ from dispatcher.accounts import create_account
 from schemas.db import session_scope
 from schemas.settings import get_settings
 
-SPREAD = "30 days"
 STATUSES = ("sending", "sent", "delivered")  # the events and callbacks of each message
 
-# Message i of count was created SPREAD × (1 - i/count) before now, sent a second and delivered
+# Message i of count was created 30 days × (1 - i/count) before now, sent a second and delivered
 # three seconds after that.
 _MESSAGES = """
 INSERT INTO messages (sid, account_sid, "to", from_number, body, status, direction,
@@ -32,7 +31,7 @@ SELECT 'SM' || md5('stored' || i), %(account)s, '+1202555' || lpad((i %% 10000):
     '+15005550006', 'stored message ' || i, 'delivered', 'outbound-api', 1, 0, 'GSM-7', false,
     '[]', 'http://127.0.0.1:9/status', 36000, created + interval '10 hours', 'done', NULL, 0,
     false, false, created, created + interval '3 seconds', created + interval '1 second'
-FROM (SELECT i, now() - interval '{spread}' * (1 - i::float8 / %(count)s) AS created
+FROM (SELECT i, now() - interval '30 days' * (1 - i::float8 / %(count)s) AS created
       FROM generate_series(1, %(count)s) AS i) AS stored
 """
 _SEGMENTS = """
@@ -84,8 +83,7 @@ def fill_store(count: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '512MB'")
-        for statement in (_MESSAGES.format(spread=SPREAD), _SEGMENTS, _RECEIPTS, _EVENTS,
-                          _CALLBACKS, _ATTEMPTS):  # fmt: skip
+        for statement in (_MESSAGES, _SEGMENTS, _RECEIPTS, _EVENTS, _CALLBACKS, _ATTEMPTS):
             conn.execute(statement, params)  # type: ignore[arg-type]
         for table in _TABLES:
             conn.execute(f"VACUUM (ANALYZE) {table}")
