@@ -6,6 +6,7 @@ import os
 import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def spawned_platform(
     "smpp" has the workers bind to the simulator's SMSC (one bind per carrier worker);
     ``backlog`` leaves the carrier workers to ``Spawned.start_carriers``. Each part's session
     id is in ``Spawned.sessions``, for its CPU time."""
+    ports_free(port, sim_port, *([sim_port + 1] if carrier == "smpp" else []))
     settings = get_settings()
     env = {
         **os.environ,
@@ -165,10 +167,28 @@ def spawned_platform(
 @contextlib.contextmanager
 def callback_sink(port: int) -> Iterator[str]:
     """A fast local receiver for every status callback of the run (its own process)."""
+    ports_free(port)
     with _Children({**os.environ}) as children:
         children.start("sink", [sys.executable, "-m", "dispatcher.sink", "--port", str(port)])
         _wait_up(f"http://127.0.0.1:{port}/stats", time.monotonic() + STARTUP_TIMEOUT_S)
         yield f"http://127.0.0.1:{port}/status"
+
+
+def ports_free(*ports: int) -> None:
+    """Refuse a run whose ports something already listens on: another bench's platform or sink
+    would answer in its place (the API shares its port with SO_REUSEPORT), and the run would
+    count what that one serves."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # SO_REUSEADDR: a closed run's connections in TIME_WAIT do not count, a listener does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise click.ClickException(
+                    f"port {port} is in use ({exc.strerror}): is another bench or platform "
+                    "running? Pick other ports with --url and --callbacks"
+                ) from exc
 
 
 def _wait_up(url: str, deadline: float) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,19 @@ def test_bench_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
 def test_the_bench_body_has_as_many_parts_as_asked() -> None:
     assert [segment(body(7, parts)).num_segments for parts in (1, 2, 3, 5)] == [1, 2, 3, 5]
     assert segment(body(7, 3)).encoding.value == "GSM-7"
+
+
+def test_a_port_already_listened_on_stops_the_bench_before_it_starts(tmp_path: Path) -> None:
+    # given: something (another bench's sink, say) listens on the callback port
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # when
+        result = bench(tmp_path, "-n", "1", "--callbacks", str(port))
+    # then: refused in one line, rather than counting what that other receiver got
+    assert result.returncode == 1
+    assert f"port {port} is in use" in result.stderr
+    assert list(tmp_path.iterdir()) == []
