@@ -13,6 +13,7 @@ from dispatcher.bench import run_bench
 from dispatcher.bench_load import Options
 from dispatcher.bench_platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.bench_stored import fill_store
+from dispatcher.bench_writes import report_writes, row_versions
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.phone import to_e164
@@ -308,11 +309,11 @@ def bench(
         if stored:
             fill_store(stored)
         port = int(url.rsplit(":", 1)[1])
-        spawned = stack.enter_context(
-            spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
-                             carrier_threads)
-        )  # fmt: skip
-        run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
+        before = row_versions()
+        with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
+                              carrier_threads) as spawned:  # fmt: skip
+            run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
+        report_writes(before, count)
 
 
 @main.command("carrier-sim")
