@@ -6,6 +6,7 @@ that fails the test or by one end of a socket pair whose other end answers."""
 
 import contextlib
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -20,6 +21,26 @@ from workers.outbound.poster import Poster, PostFailed, read_excerpt
 
 TLS = ssl.create_default_context()
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def read_request(sock: socket.socket) -> bytes:
+    """One whole request (head, then as much body as its Content-Length says); b"" when the
+    peer closed first. ``http.client`` writes head and body apart: one ``recv`` may get half."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0]
+    declared = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+    length = int(declared[1]) if declared else 0
+    while len(data) < len(head) + 4 + length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
 
 
 def must_not_connect(address: str, port: int, _timeout_s: float) -> socket.socket:
@@ -45,7 +66,7 @@ def test_a_public_name_is_sent_to_the_address_that_was_checked_under_its_own_nam
 
         def answer() -> None:
             with theirs:
-                heads.append(theirs.recv(65536))
+                heads.append(read_request(theirs))
                 theirs.sendall(OK)
 
         threading.Thread(target=answer, daemon=True).start()
@@ -86,7 +107,7 @@ def idle_closing_server() -> Iterator[tuple[str, list[int]]]:
             connection, _ = listener.accept()
             with connection:
                 for _ in range(requests):
-                    if connection.recv(65536):
+                    if read_request(connection):
                         seen.append(connection_number)
                         connection.sendall(OK)
                 time.sleep(0.05)

@@ -57,7 +57,7 @@ class _Stale(Exception):
 
 def open_socket(address: str, port: int, timeout_s: float) -> socket.socket:
     sock = socket.create_connection((address, port), timeout_s)
-    for option in NO_DELAY:  # the request's head and body leave in one write anyway
+    for option in NO_DELAY:  # http.client, too, writes a request's head and body apart
         sock.setsockopt(*option)
     return sock
 
