@@ -18,7 +18,7 @@ import click
 import httpx
 import psycopg
 import redis
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from schemas.db import dispose_engine
 from schemas.migrate import upgrade
@@ -45,7 +45,7 @@ def scratch_store() -> Iterator[None]:
     with contextlib.ExitStack() as cleanup:
         if url.get_backend_name() == "postgresql":
             name = f"mycpaas_bench_{suffix}"
-            admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            admin = libpq_url(url)
             try:
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute(f'CREATE DATABASE "{name}"')
@@ -70,6 +70,17 @@ def scratch_store() -> Iterator[None]:
         dispose_engine()
         upgrade(store)
         yield
+
+
+def libpq_url(url: URL) -> str:
+    """``url`` as psycopg takes it: SQLAlchemy's driver name dropped, the password kept."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def postgres_store() -> str | None:
+    """The store this process points at, as psycopg takes it; None when it is SQLite."""
+    url = make_url(get_settings().database_url)
+    return libpq_url(url) if url.get_backend_name() == "postgresql" else None
 
 
 def _restore_environment(saved: dict[str, str | None]) -> None:

@@ -12,11 +12,10 @@ import time
 
 import click
 import psycopg
-from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import create_account
+from dispatcher.bench_platform import postgres_store
 from schemas.db import session_scope
-from schemas.settings import get_settings
 
 STATUSES = ("sending", "sent", "delivered")  # the events and callbacks of each message
 
@@ -71,15 +70,14 @@ _TABLES = ("messages", "segments", "receipts", "message_events", "callbacks", "c
 
 def fill_store(count: int) -> None:
     """Add ``count`` settled messages (and what each leaves behind) to the scratch store."""
-    url = make_url(get_settings().database_url)
-    if url.get_backend_name() != "postgresql":
+    dsn = postgres_store()
+    if dsn is None:
         raise click.ClickException("--stored needs a Postgres store (MYCPAAS_DATABASE_URL)")
     with session_scope() as session:
         account, _ = create_account(session, "stored")
     started = time.monotonic()
     click.echo(f"stored: adding {count:,} settled messages to the scratch store ...")
     params = {"account": account.sid, "count": count, "statuses": list(STATUSES)}
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '512MB'")

@@ -10,10 +10,9 @@ import time
 
 import click
 import psycopg
-from sqlalchemy.engine import make_url
 
+from dispatcher.bench_platform import postgres_store
 from schemas.db import dispose_engine
-from schemas.settings import get_settings
 
 SETTLE_S, SETTLE_READS = 0.5, 10  # exiting backends report within a moment: read until still
 COUNTS = "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
@@ -21,17 +20,16 @@ COUNTS = "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_ta
 
 def row_versions() -> dict[str, int] | None:
     """Rows written so far per table of the store this process points at; None on SQLite."""
-    url = make_url(get_settings().database_url)
-    if url.get_backend_name() != "postgresql":
+    store = postgres_store()
+    if store is None:
         return None
-    dispose_engine()  # this process's own connections report what they wrote too
-    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True) as conn:
+    with psycopg.connect(store, autocommit=True) as conn:
         return {name: int(count) for name, count in conn.execute(COUNTS)}
 
 
 def report_writes(before: dict[str, int] | None, messages: int) -> None:
     """One line: the row versions per message the run wrote, in all and per table."""
+    dispose_engine()  # this process's own connections report what they wrote as they close
     after = row_versions()
     if before is None or after is None or not messages:
         return
