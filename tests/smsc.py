@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 
 from tests.processes import free_port, start, stop, wait_http
+from tests.smpp_wire import wire_check
 
 
 @dataclass
 class Smsc:
     http: str  # the simulator's HTTP side: counters and the fault routes
-    port: int  # its SMPP port
+    port: int  # its SMPP port, as drivers reach it: through tests.smpp_wire's check
+    direct_port: int  # its SMPP port itself, for tests that send what the check would refuse
     args: list[str]
     env: dict[str, str]
     proc: subprocess.Popen
@@ -58,9 +60,10 @@ def smsc_process(*options: str, journal: Path | None = None,
     if journal is not None:
         args += ["--journal", str(journal)]
     proc = start(args, env)
-    smsc = Smsc(f"http://127.0.0.1:{http_port}", smpp_port, args, env or {}, proc)
-    try:
-        wait_http(f"{smsc.http}/healthz", proc=proc)
-        yield smsc
-    finally:
-        stop(smsc.proc)
+    with wire_check(smpp_port) as wire:  # the driver reaches the SMSC through the check
+        smsc = Smsc(f"http://127.0.0.1:{http_port}", wire.port, smpp_port, args, env or {}, proc)
+        try:
+            wait_http(f"{smsc.http}/healthz", proc=proc)
+            yield smsc
+        finally:
+            stop(smsc.proc)

@@ -23,19 +23,21 @@ from schemas.db import make_engine
 from schemas.models import metric_counters_table, receipts_table
 from tests.e2e.conftest import Platform, launch
 from tests.processes import free_port, random_number, start, stop, wait_http
+from tests.smpp_wire import wire_check
 
 
 @contextlib.contextmanager
 def smpp_platform(workdir: Path, *sim_args: str, workers: tuple[str, ...] = (
         "segment", "carrier", "maintenance"), **env: str) -> Iterator[Platform]:  # fmt: skip
     port = free_port()
-    settings = {"MYCPAAS_CARRIER": "smpp", "MYCPAAS_SMPP_HOST": "127.0.0.1",
-                "MYCPAAS_SMPP_PORT": str(port), "MYCPAAS_SMPP_SYSTEM_ID": "mycpaas",
-                "MYCPAAS_SMPP_PASSWORD": "secret", **env}  # fmt: skip
-    arguments = ("--smpp-port", str(port), "--smpp-password", "secret",
-                 "--smpp-receipt-resend-s", "1", *sim_args)  # fmt: skip
-    with launch(workdir, workers=workers, sim_args=arguments, **settings) as platform:
-        yield platform
+    with wire_check(port) as wire:  # every PDU either way decoded by Jasmin's codec
+        settings = {"MYCPAAS_CARRIER": "smpp", "MYCPAAS_SMPP_HOST": "127.0.0.1",
+                    "MYCPAAS_SMPP_PORT": str(wire.port), "MYCPAAS_SMPP_SYSTEM_ID": "mycpaas",
+                    "MYCPAAS_SMPP_PASSWORD": "secret", **env}  # fmt: skip
+        arguments = ("--smpp-port", str(port), "--smpp-password", "secret",
+                     "--smpp-receipt-resend-s", "1", *sim_args)  # fmt: skip
+        with launch(workdir, workers=workers, sim_args=arguments, **settings) as platform:
+            yield platform
 
 
 def smsc(platform: Platform, prefix: str = "") -> dict[str, Any]:

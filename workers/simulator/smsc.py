@@ -20,6 +20,10 @@ restarted simulator reads it back: counters survive, and receipts not acknowledg
 again, as a real SMSC's store would. For fault tests, ``POST /smpp/drop`` cuts every connection
 (``?refuse_s=`` refuses new ones for a while), ``POST /smpp/mute?seconds=`` stops answering on
 the current connections, and ``POST /smpp/receipt`` sends a receipt for any message id.
+
+Every PDU received is checked against its command's body layout first
+(:mod:`workers.carriers.smpp.layout`): a malformed one gets ``generic_nack`` and a dropped
+session, as Jasmin does (counted as ``malformed``).
 """
 
 import asyncio
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from workers.carriers.smpp.layout import check_layout
 from workers.carriers.smpp.pdu import (
     BINDS,
     BindBody,
@@ -153,7 +158,7 @@ class Smsc:
                 session.last_read = loop.time()
                 if session.opened < self.muted_from and loop.time() < self.muted_until:
                     continue  # a hung SMSC: reads, answers nothing
-                if not self._handle(session, pdu):
+                if not self._well_formed(session, pdu) or not self._handle(session, pdu):
                     break
         except (OSError, asyncio.IncompleteReadError, PduError):
             pass
@@ -163,6 +168,19 @@ class Smsc:
             for message_id in session.outstanding.values():
                 self.receipts.schedule(message_id, 0.0)
             writer.close()
+
+    def _well_formed(self, session: Session, pdu: Pdu) -> bool:
+        """As Jasmin does: a PDU whose body is not its command's layout gets ``generic_nack``
+        (sequence 0) and the session is dropped."""
+        try:
+            check_layout(pdu)
+        except PduError as exc:
+            self.events["malformed"] += 1
+            log.warning("smsc: %s (seq %d) malformed: %s; session dropped", pdu.name,
+                        pdu.sequence, exc)  # fmt: skip
+            session.send(generic_nack(0, exc.status))
+            return False
+        return True
 
     def _handle(self, session: Session, pdu: Pdu) -> bool:
         """Act on one PDU; False ends the session."""

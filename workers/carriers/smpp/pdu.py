@@ -43,6 +43,7 @@ class Command(IntEnum):
     SUBMIT_MULTI = 0x00000021
     ALERT_NOTIFICATION = 0x00000102
     DATA_SM = 0x00000103
+    DATA_SM_RESP = 0x80000103
 
 
 BINDS = (Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER)
@@ -168,7 +169,15 @@ def decode(octets: bytes) -> Pdu:
     return Pdu(command_id, sequence, status, octets[HEADER_BYTES:])
 
 
+# Responses whose body is a ``message_id`` C-octet string even when it is unused: SMPP 3.4
+# sets it to NULL (one 0x00 octet) in deliver_sm_resp and data_sm_resp, whatever the status.
+# Real SMSCs refuse the bodiless 16-octet form (Jasmin answers generic_nack and drops the bind).
+_NULL_MESSAGE_ID = {Command.DELIVER_SM, Command.DATA_SM}
+
+
 def response(request: Pdu, status: int = Status.ESME_ROK, body: bytes = b"") -> Pdu:
+    if not body and request.command_id in _NULL_MESSAGE_ID:
+        body = b"\0"
     return Pdu(request.command_id | RESPONSE_BIT, request.sequence, status, body)
 
 
@@ -187,7 +196,7 @@ def cstring(value: str, max_octets: int) -> bytes:
     return octets + b"\0"
 
 
-class _Reader:
+class Reader:
     def __init__(self, body: bytes) -> None:
         self.body = body
         self.at = 0
@@ -251,7 +260,7 @@ class BindBody:
 
     @classmethod
     def decode(cls, body: bytes) -> "BindBody":
-        read = _Reader(body)
+        read = Reader(body)
         return cls(
             read.cstring(16),
             read.cstring(9),
@@ -270,7 +279,7 @@ def message_id_body(message_id: str) -> bytes:
 
 def read_message_id(body: bytes) -> str:
     """The C-octet string a submit_sm_resp or bind response carries; empty for an empty body."""
-    return _Reader(body).cstring(66) if body else ""
+    return Reader(body).cstring(66) if body else ""
 
 
 ESM_UDHI = 0x40  # esm_class: short_message starts with a User Data Header
@@ -320,7 +329,7 @@ class ShortMessage:
 
     @classmethod
     def decode(cls, body: bytes) -> "ShortMessage":
-        read = _Reader(body)
+        read = Reader(body)
         service_type = read.cstring(6)
         source_ton, source_npi, source = read.octet(), read.octet(), read.cstring(21)
         dest_ton, dest_npi, dest = read.octet(), read.octet(), read.cstring(21)
