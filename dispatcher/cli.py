@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from schemas.credentials import (
 from schemas.db import session_scope
 from schemas.migrate import upgrade
 from schemas.models import Account, MessagingService
-from schemas.settings import get_settings
+from schemas.settings import get_settings, smpp_string
 from workers.app import QUEUES
 from workers.logs import configure_logging
 from workers.runner import run_beat, run_worker
@@ -40,12 +41,27 @@ from workers.simulator.smsc import SmscConfig
 from workers.stages import callbacks
 
 MAX_LISTED = 1000  # services shown by ``services list``
+PORT = click.IntRange(1, 65535)
+AT_LEAST_0 = click.FloatRange(min=0)
+ABOVE_0 = click.FloatRange(min=0, min_open=True)
 
 
 @click.group()
 def main() -> None:
     """mycpaas dispatch: a self-hosted SMS/MMS platform."""
     configure_logging()
+
+
+def smpp_flag(name: str, max_chars: int) -> Callable[[click.Context, click.Parameter, str], str]:
+    """A click callback holding a flag to SMPP 3.4's length of the field it fills."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+        try:
+            return smpp_string(name, max_chars, value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return check
 
 
 def require_secret_key() -> None:
@@ -318,26 +334,32 @@ def bench(
 
 @main.command("carrier-sim")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8100, show_default=True)
-@click.option("--latency-ms", default=0.0, show_default=True, help="Delay of each submit answer.")
-@click.option("--receipt-delay-ms", default=50.0, show_default=True, help="Acceptance to receipt.")
-@click.option("--smpp-port", type=int, default=None, help="Also serve SMPP 3.4 on this port.")
+@click.option("--port", type=PORT, default=8100, show_default=True)
+@click.option("--latency-ms", type=AT_LEAST_0, default=0.0, show_default=True,
+              help="Delay of each submit answer.")  # fmt: skip
+@click.option("--receipt-delay-ms", type=AT_LEAST_0, default=50.0, show_default=True,
+              help="Acceptance to receipt.")  # fmt: skip
+@click.option("--smpp-port", type=PORT, default=None, help="Also serve SMPP 3.4 on this port.")
 @click.option(
     "--smpp-throttle-tps",
-    type=float,
+    type=ABOVE_0,
     default=None,
     help="SMPP submits per second above which ESME_RTHROTTLED is answered.",
 )
-@click.option("--smpp-system-id", default="", help="The only system_id that binds (any if empty).")
-@click.option("--smpp-password", default="", help="The only password that binds (any if empty).")
+@click.option("--smpp-system-id", default="", callback=smpp_flag("system_id", 15),
+              help="The only system_id that binds (any if empty).")  # fmt: skip
+@click.option("--smpp-password", default="", callback=smpp_flag("password", 8),
+              help="The only password that binds (any if empty).")  # fmt: skip
 @click.option(
     "--smpp-enquire-link-s",
+    type=ABOVE_0,
     default=30.0,
     show_default=True,
     help="Idle seconds before the SMSC sends its own enquire_link.",
 )
 @click.option(
     "--smpp-receipt-resend-s",
+    type=ABOVE_0,
     default=5.0,
     show_default=True,
     help="A receipt whose deliver_sm_resp does not come is sent again after this.",

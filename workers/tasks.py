@@ -35,6 +35,7 @@ from workers.app import (
 )
 from workers.carriers.base import CarrierDriver
 from workers.carriers.factory import make_driver, make_smpp_driver
+from workers.carriers.kinds import Carriers
 from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.pipeline import wakeup
@@ -78,12 +79,18 @@ class PerProcess(Generic[T]):
         return value
 
 
-def _make_driver() -> CarrierDriver:
+def _make_carriers() -> Carriers:
     settings = get_settings()
+    default: CarrierDriver
     if settings.carrier == "smpp":
         bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
-        return make_smpp_driver(settings, inbox.keep, bucket)
-    return make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
+        default = make_smpp_driver(settings, inbox.keep, bucket)
+    else:
+        default = make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
+    mms = None
+    if settings.mms_carrier:
+        mms = make_driver(settings.mms_carrier, settings.carrier_url, settings.carrier_timeout_s)
+    return Carriers(default, mms)
 
 
 def _make_bucket() -> TokenBucket:
@@ -98,7 +105,7 @@ def _make_deliverer() -> delivery.Deliverer:
     return running
 
 
-driver = PerProcess(_make_driver)
+carriers = PerProcess(_make_carriers)
 sender_bucket = PerProcess(_make_bucket)
 fetcher = PerProcess(media.Fetcher)
 deliverer = PerProcess(_make_deliverer)
@@ -116,7 +123,7 @@ def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
 @worker_process_init.connect
 def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
-    for one in (driver, deliverer, fetcher):
+    for one in (carriers, deliverer, fetcher):
         one.pop()
 
 
@@ -127,13 +134,13 @@ def _bind_at_start(sender: Any = None, **_: object) -> None:
     consumed = sender.app.amqp.queues.consume_from if sender is not None else {}
     threaded = "prefork" not in type(getattr(sender, "pool", None)).__module__
     if get_settings().carrier == "smpp" and "carrier" in consumed and threaded:
-        driver()
+        carriers()
 
 
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def _close_clients(**_: object) -> None:
-    for one in (driver, fetcher, deliverer):  # a Deliverer finishes and records its deliveries
+    for one in (carriers, fetcher, deliverer):  # a Deliverer finishes and records its deliveries
         built = one.pop()
         if built is not None:
             built.close()
@@ -202,7 +209,7 @@ def media_task(_sid: str | None = None) -> None:
 def carrier_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with status_changes() as session:
-            result = carrier.hand_off_batch(session, driver(), sender_bucket())
+            result = carrier.hand_off_batch(session, carriers(), sender_bucket())
             early = carrier.early_receipts_waiting(session, result.carrier_ids)
         if early:
             wakeup.wake("receipts")

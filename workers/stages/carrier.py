@@ -40,6 +40,7 @@ from workers.carriers.base import (
     TransientCarrierError,
     sids_of,
 )
+from workers.carriers.kinds import Carriers
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
 from workers.pipeline.claims import claim_due, m
 from workers.pipeline.throttle import TokenBucket
@@ -154,7 +155,7 @@ def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
 
 
 def _submit(
-    driver: CarrierDriver, rows: list[Row[Any]], segments: list[Row[Any]]
+    carriers: Carriers, rows: list[Row[Any]], segments: list[Row[Any]]
 ) -> dict[str, Result]:
     """Hand the segments over; reconciled rows are looked up by reference first."""
     by_sid = {row.sid: row for row in rows}
@@ -165,7 +166,7 @@ def _submit(
         reference = f"{seg.message_sid}-{seg.number}"
         if row.reconcile:
             try:
-                known = driver.lookup(reference)
+                known = carriers.for_reference(reference).lookup(reference)
             except CarrierError as exc:  # unknown whether the carrier has it: ask again later
                 results[reference] = Deferred(reference, 0.0, str(exc))
                 continue
@@ -179,8 +180,13 @@ def _submit(
                        media=tuple(row.media_urls) if seg.number == 1 else (),
                        encoding=row.encoding, expires_at=row.expires_at)
         )  # fmt: skip
-    if not submissions:
-        return results
+    for driver, group in carriers.split(submissions):
+        results.update({answer.reference: answer for answer in _hand_over(driver, group)})
+    return results
+
+
+def _hand_over(driver: CarrierDriver, submissions: list[Submission]) -> Sequence[Result]:
+    """One connection's share: its answers, or what its failure means for each segment."""
     try:
         answers: Sequence[Result] = driver.submit(submissions)
     except CredentialsRefused as exc:  # the platform's fault: wait, with backoff; logged there
@@ -198,8 +204,7 @@ def _submit(
         answers = [Rejected(s.reference, REFUSED, str(exc)) for s in submissions]
     if any(isinstance(answer, Accepted) for answer in answers):
         carrier_health.accepted()
-    results.update({answer.reference: answer for answer in answers})
-    return results
+    return answers
 
 
 def _count_result(answer: Result) -> None:
@@ -282,7 +287,7 @@ class HandOff:
     carrier_ids: list[str]
 
 
-def hand_off_batch(session: Session, driver: CarrierDriver, bucket: TokenBucket) -> HandOff:
+def hand_off_batch(session: Session, carriers: Carriers, bucket: TokenBucket) -> HandOff:
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().sending_lease_s)
     sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
@@ -294,7 +299,7 @@ def hand_off_batch(session: Session, driver: CarrierDriver, bucket: TokenBucket)
     ready, parked_wait = _settle_without_carrier(session, bucket, batch)
     segments = _pending_segments(session, [row.sid for row in ready])
     session.commit()
-    results = _submit(driver, ready, segments)
+    results = _submit(carriers, ready, segments)
     carrier_ids, retry_wait = _record(session, batch, ready, segments, results)
     waits = [wait for wait in (parked_wait, retry_wait) if wait is not None]
     return HandOff(len(rows), min(waits, default=None), carrier_ids)
