@@ -13,7 +13,6 @@ one message per transaction, so only the colliding request sees the error.
 """
 
 import queue
-import threading
 from concurrent.futures import Future
 from functools import lru_cache
 
@@ -23,6 +22,7 @@ from sqlmodel import Session
 from schemas.copying import insert_rows
 from schemas.db import session_scope
 from schemas.models import Message, message_events_table, messages_table
+from workers import supervision
 
 BATCH_MAX = 500  # messages in one transaction at most
 
@@ -50,7 +50,7 @@ def stored(messages: list[Message]) -> None:
 class Committer:
     def __init__(self) -> None:
         self._waiting: queue.SimpleQueue[tuple[Message, Future[None]]] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="committer", daemon=True).start()
+        supervision.thread("committer", self._run)
 
     def commit(self, message: Message) -> None:
         """Return once ``message`` is committed; raises what storing it raised."""

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from workers import supervision
 from workers.pipeline import wakeup
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,7 @@ def wake_soon(stage: str, sid: str | None = None) -> None:
     with _pending_lock:
         _pending.setdefault(stage, sid)
         if _publisher is None:
-            _publisher = threading.Thread(target=_publish_loop, name="wake-ups", daemon=True)
-            _publisher.start()
+            _publisher = supervision.thread("wake-ups", _publish_loop)
     _asked.set()
 
 

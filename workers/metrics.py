@@ -51,6 +51,7 @@ STAGE_PROCESSED = "mycpaas_stage_processed"
 SETTLE_RESCUES = "mycpaas_settle_rescues"
 CALLBACK_RESCUES = "mycpaas_callback_rescues"
 SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
+BACKGROUND_ERRORS = "mycpaas_background_errors"
 
 FAMILIES = {
     STAGE_LATENCY: Family(
@@ -73,6 +74,11 @@ FAMILIES = {
         "histogram", "How long messages were held back by their sender's throughput", ()
     ),
     STAGE_PROCESSED: Family("counter", "Items each stage took off its queue", ("stage",)),
+    BACKGROUND_ERRORS: Family(
+        "counter",
+        "Unexpected exceptions in a background loop (logged; the loop went on)",
+        ("loop",),
+    ),
     SETTLE_RESCUES: Family(
         "counter",
         "Messages the sweeper settled because every segment was final (should stay 0)",
@@ -140,7 +146,11 @@ class Recorder:
     def _flush_loop(self) -> None:
         while True:
             time.sleep(FLUSH_EVERY_S)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # never silent (workers.supervision cannot watch its own counter)
+                log.exception("metrics: unexpected error in the flush loop; carrying on")
+                self.count(BACKGROUND_ERRORS, loop="metrics")
 
     def flush(self) -> None:
         """Add the deltas to the tables; on failure they wait for the next flush."""

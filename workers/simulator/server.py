@@ -58,6 +58,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import uvicorn
@@ -75,6 +76,7 @@ from workers.simulator.http_carrier import (
     WireSubmission,
 )
 from workers.simulator.smsc import Smsc, SmscConfig
+from workers.supervision import forever_async
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +99,15 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
         nonlocal smsc
         headers = {"Authorization": f"Bearer {config.receipts_token}"}
         async with httpx.AsyncClient(timeout=RECEIPT_TIMEOUT_S, headers=headers) as client:
-            tasks = [asyncio.create_task(simulator.send_receipts(client), name="receipts")]
+            sending = partial(simulator.send_receipts, client)
+            tasks = [asyncio.create_task(forever_async("receipts", sending), name="receipts")]
             server = None
             if smpp is not None:
                 smsc = Smsc(smpp.config)
                 server = await asyncio.start_server(smsc.serve, smpp.host, smpp.port)
-                tasks.append(asyncio.create_task(smsc.receipts.send_due(), name="smpp receipts"))
+                due = forever_async("smpp receipts", smsc.receipts.send_due)
+                tasks.append(asyncio.create_task(due, name="smpp receipts"))
                 log.info("smsc: SMPP on %s:%d", smpp.host, smpp.port)
-            for task in tasks:
-                task.add_done_callback(_report_crash)
             try:
                 yield
             finally:
@@ -208,11 +210,6 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
         return {"status": "reset"}
 
     return app
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("receipts: sender stopped", exc_info=task.exception())
 
 
 def run_simulator(

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,6 +55,7 @@ from workers.simulator import smsc_outcomes
 from workers.simulator.smsc_outcomes import RECEIPT_FIRST_NUMBER
 from workers.simulator.smsc_receipts import Message, Receipts, now_stamp
 from workers.simulator.smsc_session import Session
+from workers.supervision import forever_async
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,9 @@ class Smsc:
             return
         session = Session(writer, opened=loop.time(), last_read=loop.time())
         self.sessions.add(session)
-        keeper = asyncio.create_task(self._keep_alive(session))
+        keeper = asyncio.create_task(
+            forever_async("smsc enquire_link", partial(self._keep_alive, session))
+        )
         try:
             while True:
                 pdu = await read_pdu(reader)

@@ -28,6 +28,7 @@ from sqlmodel import Session
 from schemas.db import session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
+from workers import supervision
 from workers.carriers.base import parse_retry_after
 from workers.metrics import recorder
 from workers.outbound.guard import OutboundRefused
@@ -87,11 +88,9 @@ class Deliverer:
         self.on_flush: list[Callable[[list[Outcome]], None]] = []  # given each flushed batch
         self.on_backlog: list[Callable[[], None]] = []  # more is due than this process holds
         self._threads = [
-            threading.Thread(target=self._claim_loop, name="callback-claimer", daemon=True),
-            threading.Thread(target=self._record_loop, name="callback-recorder", daemon=True),
+            supervision.thread("callback-claimer", self._claim_loop, self._stop),
+            supervision.thread("callback-recorder", self._record_loop, self._stop),
         ]
-        for thread in self._threads:
-            thread.start()
 
     def wake(self) -> None:
         """Claim what is due, as far as there is room (called by the stage's task)."""

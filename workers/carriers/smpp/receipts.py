@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workers import supervision
 from workers.carriers.smpp.outcomes import HexIds, Receipt, is_receipt, normalise_id, read_receipt
 from workers.carriers.smpp.pdu import Pdu, PduError, ShortMessage, Status, response
 from workers.carriers.smpp.session import Connection, Link
@@ -82,26 +83,34 @@ class ReceiptStore:
 
     async def run(self) -> None:
         """Forever: store what arrived in one transaction, then answer each deliver_sm."""
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < RECEIPT_BATCH:
                 batch.append(self._queue.get_nowait())
-            rows = [item.receipt for item in batch]
             try:
-                await loop.run_in_executor(self._pool, self._on_receipts, rows)
-            except Exception:
-                log.exception(
-                    "smpp: %d receipts not stored; the SMSC will send them again", len(batch)
-                )
-                for item in batch:
-                    item.link.respond(item.conn, response(item.request, Status.ESME_RX_T_APPN))
+                stored = await self._store(batch)
+            except Exception:  # nobody foresaw it: the SMSC sends them again; go on
+                supervision.failed("smpp receipts")
+                stored = False
+            finally:
                 self.unanswered -= len(batch)
+            if not stored:
                 await asyncio.sleep(STORE_RETRY_S)
-                continue
+
+    async def _store(self, batch: list[_Stored]) -> bool:
+        """Store the batch and answer it ROK; on a failed store answer it with a temporary
+        error (the SMSC sends it again). False when the store failed."""
+        rows = [item.receipt for item in batch]
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._on_receipts, rows)
+        except Exception:
+            log.exception("smpp: %d receipts not stored; the SMSC will send them again", len(batch))
             for item in batch:
-                item.link.respond(item.conn, response(item.request))
-            self.unanswered -= len(batch)
+                item.link.respond(item.conn, response(item.request, Status.ESME_RX_T_APPN))
+            return False
+        for item in batch:
+            item.link.respond(item.conn, response(item.request))
+        return True
 
     def shutdown(self) -> None:
         """Wait for a store under way; after the loop has stopped."""

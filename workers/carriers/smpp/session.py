@@ -1,27 +1,21 @@
 """One SMPP bind kept alive on an asyncio loop: connect, bind, window, enquire_link, reconnect.
 
-A :class:`Link` owns one TCP (or TLS) connection at a time and binds it as a transceiver,
-transmitter or receiver. It runs until :meth:`Link.close`:
+A :class:`Link` owns one TCP (or TLS) connection at a time, bound as a transceiver, transmitter
+or receiver, until :meth:`Link.close`:
 
-- **connect and bind**, and after a drop, a refused bind or an ``unbind`` from the SMSC connect
-  again after a backoff with jitter (0.5 s doubling to 30 s). A refused bind (a wrong password
-  answers ``bind_*_resp`` 0x0E on an open connection) is closed and backed off, never retried
-  in a loop.
-- **window**: at most ``window`` ``submit_sm`` are outstanding; responses are matched by
-  sequence number; each waits ``timeout_s``. :meth:`Link.submit` raises :class:`NotSent` when
-  its PDU never left (no bind, no window slot before the caller's deadline: safe to send again)
-  and :class:`Unanswered` when it left and no answer came (connection lost, timeout: the SMSC
-  may have taken it).
-- **back-pressure**: ``ESME_RTHROTTLED`` or ``ESME_RMSGQFUL`` halves the bind's window (down to
-  one) and pauses every sender on the bind for a moment; each accepted ``submit_sm`` widens it
-  again by ``1/window`` (additive increase, as TCP does). The refused segment goes again after
-  the pause, within its caller's deadline. So a throttling SMSC sees the bind slow down, not a
-  retry storm of single messages.
-- **enquire_link** after ``enquire_link_s`` without traffic; no answer within ``timeout_s``
-  drops the connection (and reconnects). The SMSC's own ``enquire_link`` is answered at once.
-- ``deliver_sm`` goes to the owner's callback, which answers it later (after its receipt is
-  committed) through :meth:`Link.respond`; other requests it does not handle get
-  ``generic_nack``.
+- **connect and bind**; after a drop, a refused bind (0x0E on an open connection: closed, never
+  retried in a loop), an ``unbind`` or any error nobody foresaw (logged with its traceback and
+  counted: :mod:`workers.supervision`), again after a backoff with jitter (0.5 s doubling to 30).
+- **window**: at most ``window`` ``submit_sm`` outstanding, matched by sequence number, each
+  waiting ``timeout_s``. :meth:`Link.submit` raises :class:`NotSent` when its PDU never left
+  (safe to send again) and :class:`Unanswered` when it left and no answer came.
+- **back-pressure**: ``ESME_RTHROTTLED`` or ``ESME_RMSGQFUL`` halves the window (down to one) and
+  pauses every sender a moment; each accepted ``submit_sm`` widens it by ``1/window`` (additive
+  increase, as TCP does). A throttling SMSC sees the bind slow down, not a retry storm.
+- **enquire_link** after ``enquire_link_s`` idle; unanswered within ``timeout_s``, the
+  connection is dropped and made again. The SMSC's own is answered at once.
+- ``deliver_sm`` goes to the owner's callback, which answers it after its receipt is committed
+  (:meth:`Link.respond`); other requests get ``generic_nack``.
 """
 
 import asyncio
@@ -34,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from workers import supervision
 from workers.carriers.smpp.outcomes import BACK_PRESSURE
 from workers.carriers.smpp.pdu import (
     HEADER_BYTES,
@@ -69,6 +64,10 @@ class BindRefused(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"bind refused: {status_name(status)}")
         self.status = status
+
+
+# What connecting and binding may meet, logged in one line; anything else gets a traceback.
+EXPECTED_FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, PduError, BindRefused)
 
 
 @dataclass(frozen=True)
@@ -262,14 +261,10 @@ class Link:
         while not self._closing:
             try:
                 conn = await self._connect_and_bind()
-            except (
-                OSError,
-                TimeoutError,
-                asyncio.IncompleteReadError,
-                PduError,
-                BindRefused,
-            ) as exc:
+            except EXPECTED_FAILURES as exc:
                 log.warning("%s: %s: %s", self.label, type(exc).__name__, exc)
+            except Exception:  # nobody foresaw it: logged, counted, and the link goes on
+                supervision.failed(f"smpp {self.label}")
             else:
                 delay_s = RECONNECT_FIRST_S
                 await self._serve(conn)
@@ -319,6 +314,8 @@ class Link:
         except (OSError, asyncio.IncompleteReadError, PduError) as exc:
             if not self._closing:
                 log.warning("%s: connection lost: %s: %s", self.label, type(exc).__name__, exc)
+        except Exception:  # nobody foresaw it: the connection is dropped and made again
+            supervision.failed(f"smpp {self.label}")
         finally:
             self._bound.clear()
             conn.alive = False
@@ -338,12 +335,8 @@ class Link:
                 if answer is not None and not answer.done():
                     answer.set_result(pdu)
                 else:
-                    log.info(
-                        "%s: %s for no outstanding request (seq %d)",
-                        self.label,
-                        pdu.name,
-                        pdu.sequence,
-                    )
+                    log.info("%s: %s for no outstanding request (seq %d)", self.label,
+                             pdu.name, pdu.sequence)  # fmt: skip
             elif pdu.command_id == Command.ENQUIRE_LINK:
                 self.respond(conn, response(pdu))
             elif pdu.command_id == Command.DELIVER_SM and self._on_deliver is not None:
@@ -370,6 +363,10 @@ class Link:
                 conn.writer.close()
                 return
             except NotSent:
+                return
+            except Exception:  # a link nobody watches is worse than a new one
+                supervision.failed(f"smpp {self.label} enquire_link")
+                conn.writer.close()
                 return
 
     # --- shutdown -----------------------------------------------------------------------------
