@@ -20,6 +20,7 @@ from dispatcher.server import lifespan
 from dispatcher.service_routes import router as services_router
 from schemas.db import session_scope
 from workers.app import app as celery_app
+from workers.carriers import connectivity
 from workers.carriers import health as carrier_health
 
 log = logging.getLogger(__name__)
@@ -98,13 +99,19 @@ def broker_ready() -> bool:
 
 
 def carrier_ready() -> str:
-    """`ok`, or since when the carrier refuses our credentials (as a worker recorded it)."""
+    """`ok`, or since when the carrier refuses our credentials or no carrier connection is up
+    (as the workers recorded it)."""
     try:
         with session_scope() as session:
             refusal = carrier_health.current(session)
+            down = connectivity.down(connectivity.current(session))
     except Exception:
         return "unknown"  # the database check says why
-    return "ok" if refusal is None else f"refuses our credentials since {refusal}"
+    if refusal is not None:
+        return f"refuses our credentials since {refusal}"
+    if down:
+        return "; ".join(f"{name} {connectivity.describe(state)}" for name, state in down.items())
+    return "ok"
 
 
 def create_app() -> FastAPI:

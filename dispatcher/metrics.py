@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from schemas.status import MessageStatus
 from workers import backlog
+from workers.carriers import connectivity
 from workers.carriers import health as carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
 
@@ -58,6 +59,16 @@ def _gauges(session: Session) -> Iterator[Metric]:
     )
     refused.add_metric([], 0.0 if carrier_health.current(session) is None else 1.0)
     yield refused
+    connected = GaugeMetricFamily(
+        "mycpaas_carrier_connected",
+        "1 while some worker has the carrier connection up (SMPP bound, HTTP reached), else 0",
+        labels=["connection"],
+    )
+    states = connectivity.current(session)
+    down = connectivity.down(states)
+    for name in sorted({state.connection for state in states}):
+        connected.add_metric([name], 0.0 if name in down else 1.0)
+    yield connected
 
 
 def _histogram(name: str, family: Family, stored: dict[Key, float]) -> HistogramMetricFamily:

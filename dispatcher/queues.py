@@ -7,6 +7,8 @@ import click
 
 from schemas.db import session_scope
 from workers import backlog
+from workers.carriers import connectivity
+from workers.carriers import health as carrier_health
 
 COLUMNS = ("stage", "queue", "depth", "oldest", "scheduled", "in-flight", "rate/s")
 
@@ -25,6 +27,8 @@ def render() -> str:
     with session_scope() as session:
         stages = backlog.snapshot(session)
         statuses = backlog.messages_by_status(session)
+        refusal = carrier_health.current(session)
+        states = connectivity.current(session)
     broker = backlog.broker_depths()
     rows = [COLUMNS] + [
         (s.stage, s.queue, str(s.depth), _age(s.oldest_s), str(s.scheduled), str(s.in_flight),
@@ -39,7 +43,21 @@ def render() -> str:
     counts = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())) or "none"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return "\n".join([stamp, *lines, "", f"wake-ups in the broker: {waiting}",
-                      f"messages: {counts}"])  # fmt: skip
+                      f"messages: {counts}", f"carrier: {_carrier(refusal, states)}"])  # fmt: skip
+
+
+def _carrier(refusal: str | None, states: list[connectivity.LinkState]) -> str:
+    """``default up`` per connection, or why not; the credentials first."""
+    if refusal is not None:
+        return f"REFUSES OUR CREDENTIALS since {refusal}"
+    if not states:
+        return "no report from a carrier worker"
+    down = connectivity.down(states)
+    names = sorted({state.connection for state in states})
+    return ", ".join(
+        f"{name} {connectivity.describe(down[name])}" if name in down else f"{name} up"
+        for name in names
+    )
 
 
 def show(watch: bool, interval_s: float) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 from scratch import free_port, wait_http
 
 from workers.carriers.base import Accepted, Submission
+from workers.carriers.smpp.bind import BindConfig
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
-from workers.carriers.smpp.session import BindConfig
 
 BATCH = 100  # segments per hand-off, as the carrier stage claims them
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from tests.smsc import Smsc
 from workers.carriers.base import Accepted, Submission
+from workers.carriers.smpp.bind import BindConfig
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
-from workers.carriers.smpp.session import BindConfig
 
 SENDER = "+4915112345678"
 

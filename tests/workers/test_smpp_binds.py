@@ -16,9 +16,9 @@ import pytest
 from tests.smpp_driver import Inbox, destination, eventually, open_driver, submission
 from tests.smsc import Smsc, smsc_process
 from workers.carriers.base import Accepted, Deferred
+from workers.carriers.smpp.bind import BindConfig
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
 from workers.carriers.smpp.pdu import HEADER, Command, Status
-from workers.carriers.smpp.session import BindConfig
 
 
 def test_an_unanswered_enquire_link_reconnects(smsc: Smsc, inbox: Inbox) -> None:

@@ -107,6 +107,10 @@ class TransientCarrierError(CarrierError):
         self.retry_after_s = retry_after_s  # the carrier's Retry-After; None when it gave none
 
 
+class CarrierUnreachable(TransientCarrierError):
+    """No connection to the carrier could be made (refused, no route, connect timeout)."""
+
+
 class MalformedAnswer(TransientCarrierError):
     """The carrier answered outside the contract (not JSON, wrong shape, results missing)."""
 

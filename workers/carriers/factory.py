@@ -4,9 +4,9 @@ from schemas.settings import Settings
 from workers.carriers.base import CarrierDriver
 from workers.carriers.http import HttpCarrierDriver
 from workers.carriers.simulator import SimulatorCarrierDriver
+from workers.carriers.smpp.bind import BindConfig
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
 from workers.carriers.smpp.receipts import ReceiptSink
-from workers.carriers.smpp.session import BindConfig
 from workers.pipeline.throttle import TokenBucket
 
 DRIVERS: dict[str, type[HttpCarrierDriver] | type[SimulatorCarrierDriver]] = {

@@ -43,6 +43,7 @@ import httpx
 
 from workers.carriers.base import (
     Accepted,
+    CarrierUnreachable,
     CredentialsRefused,
     Deferred,
     MalformedAnswer,
@@ -87,7 +88,9 @@ def send(client: httpx.Client, method: str, url: str, body: object = None) -> ht
         return client.request(method, url, json=body)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise PermanentCarrierError(f"carrier URL not usable: {exc}") from exc
-    except httpx.TransportError as exc:  # connect errors, timeouts, connections dropped mid-way
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise CarrierUnreachable(f"carrier unreachable: {type(exc).__name__}: {exc}") from exc
+    except httpx.TransportError as exc:  # timeouts, connections dropped mid-way
         raise TransientCarrierError(f"carrier unreachable: {type(exc).__name__}: {exc}") from exc
     except httpx.RequestError as exc:  # a body that does not decode, redirect loops
         raise MalformedAnswer(f"carrier answer unreadable: {type(exc).__name__}: {exc}") from exc

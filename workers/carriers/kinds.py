@@ -24,6 +24,10 @@ class Carriers:
             return self.mms
         return self.default
 
+    def name_of(self, driver: CarrierDriver) -> str:
+        """The connection's name in logs, /readyz and metrics: ``default`` or ``mms``."""
+        return "mms" if driver is self.mms else "default"
+
     def split(
         self, submissions: Sequence[Submission]
     ) -> list[tuple[CarrierDriver, list[Submission]]]:

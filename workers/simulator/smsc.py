@@ -37,6 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from workers.carriers.smpp.bind import read_pdu
 from workers.carriers.smpp.layout import check_layout
 from workers.carriers.smpp.pdu import (
     BINDS,
@@ -50,7 +51,6 @@ from workers.carriers.smpp.pdu import (
     message_id_body,
     response,
 )
-from workers.carriers.smpp.session import read_pdu
 from workers.simulator import smsc_outcomes
 from workers.simulator.smsc_outcomes import RECEIPT_FIRST_NUMBER
 from workers.simulator.smsc_receipts import Message, Receipts, now_stamp

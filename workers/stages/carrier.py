@@ -26,11 +26,13 @@ from schemas.models import messages_table, phone_numbers_table, receipts_table, 
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
+from workers.carriers import connectivity
 from workers.carriers import health as carrier_health
 from workers.carriers.base import (
     Accepted,
     CarrierDriver,
     CarrierError,
+    CarrierUnreachable,
     CredentialsRefused,
     Deferred,
     PermanentCarrierError,
@@ -181,14 +183,26 @@ def _submit(
                        encoding=row.encoding, expires_at=row.expires_at)
         )  # fmt: skip
     for driver, group in carriers.split(submissions):
-        results.update({answer.reference: answer for answer in _hand_over(driver, group)})
+        answers = _hand_over(driver, group, carriers.name_of(driver))
+        results.update({answer.reference: answer for answer in answers})
     return results
 
 
-def _hand_over(driver: CarrierDriver, submissions: list[Submission]) -> Sequence[Result]:
+def _hand_over(driver: CarrierDriver, submissions: list[Submission], name: str) -> Sequence[Result]:
     """One connection's share: its answers, or what its failure means for each segment."""
+    # A driver with a connection of its own (SMPP) reports it; for the others, the hand-off
+    # says whether the carrier could be reached.
+    reports = not getattr(driver, "watches_itself", False)
     try:
         answers: Sequence[Result] = driver.submit(submissions)
+        if reports:
+            connectivity.reached(name, True)
+    except CarrierUnreachable as exc:
+        if reports:
+            connectivity.reached(name, False, str(exc))
+        log.warning("carrier unreachable for %d segments: %s", len(submissions), exc,
+                    extra={"sids": sids_of(submissions)})  # fmt: skip
+        answers = [Deferred(s.reference, 0.0, str(exc)) for s in submissions]
     except CredentialsRefused as exc:  # the platform's fault: wait, with backoff; logged there
         carrier_health.refused(exc.message)
         answers = [Deferred(s.reference, 0.0, f"carrier refused our credentials: {exc}")
@@ -265,6 +279,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
             [{"b_sid": sid, "b_due": due} for sid, due in retry.items()],
         )  # fmt: skip
     carrier_health.sync(session)
+    connectivity.sync(session)
     session.commit()
     for row in rows:
         if row.sid not in retry:

@@ -48,8 +48,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
+from workers.carriers import connectivity
 from workers.carriers.base import (
     Accepted,
     Deferred,
@@ -59,6 +61,7 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
+from workers.carriers.smpp.bind import BindConfig, NotSent, Unanswered
 from workers.carriers.smpp.outcomes import (
     BACK_PRESSURE,
     UNKNOWN_ERROR,
@@ -68,10 +71,11 @@ from workers.carriers.smpp.outcomes import (
 )
 from workers.carriers.smpp.pdu import Command, Pdu, PduError, Status, read_message_id, status_name
 from workers.carriers.smpp.receipts import ReceiptSink, ReceiptStore
-from workers.carriers.smpp.session import BindConfig, Link, NotSent, Unanswered
+from workers.carriers.smpp.session import Link
 from workers.carriers.smpp.submit_sm import short_message
 from workers.metrics import SMPP_UNKNOWN_OUTCOMES, recorder
 from workers.pipeline.throttle import TokenBucket
+from workers.supervision import forever_async
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ class SmppConfig:
 
 class SmppCarrierDriver:
     """The pipeline's view of the session: ``submit``, ``lookup`` and ``close``."""
+
+    watches_itself = True  # reports whether its binds are up (workers.carriers.connectivity)
 
     def __init__(
         self, config: SmppConfig, on_receipts: ReceiptSink, bucket: TokenBucket | None = None
@@ -125,7 +131,15 @@ class SmppCarrierDriver:
             ]
         for link in links:
             link.start()
+        self.links = links
+        watching = partial(connectivity.watch_links, "default", self._bound)
+        self._watcher = asyncio.create_task(forever_async("smpp connectivity", watching))
         return links
+
+    def _bound(self) -> tuple[bool, str]:
+        """Whether every bind is up; if not, why the first one down is."""
+        down = [link for link in self.links if not link.bound]
+        return (not down, f"{down[0].label}: {down[0].trouble}" if down else "")
 
     # --- hand-off -----------------------------------------------------------------------------
 
@@ -288,3 +302,4 @@ class SmppCarrierDriver:
             await asyncio.sleep(0.05)
         await asyncio.gather(*(link.close() for link in self.links))
         self._storer.cancel()
+        self._watcher.cancel()

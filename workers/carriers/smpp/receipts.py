@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers import supervision
+from workers.carriers.smpp.bind import Connection
 from workers.carriers.smpp.outcomes import HexIds, Receipt, is_receipt, normalise_id, read_receipt
 from workers.carriers.smpp.pdu import Pdu, PduError, ShortMessage, Status, response
-from workers.carriers.smpp.session import Connection, Link
+from workers.carriers.smpp.session import Link
 
 log = logging.getLogger(__name__)
 

@@ -25,20 +25,26 @@ import random
 import ssl
 import weakref
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from workers import supervision
+from workers.carriers.smpp.bind import (
+    EXPECTED_FAILURES,
+    BindConfig,
+    BindRefused,
+    Connection,
+    DeliverHandler,
+    NotSent,
+    Unanswered,
+    read_pdu,
+)
 from workers.carriers.smpp.outcomes import BACK_PRESSURE
 from workers.carriers.smpp.pdu import (
-    HEADER_BYTES,
     BindBody,
     Command,
     Pdu,
     PduError,
     Status,
     generic_nack,
-    read_header,
     response,
     status_name,
 )
@@ -50,58 +56,6 @@ RECONNECT_MAX_S = 30.0  # ... up to this: a refused password is tried twice a mi
 PAUSE_S = 0.1  # every sender on a throttled bind waits this long before the next submit_sm
 UNBIND_WAIT_S = 2.0  # for unbind_resp at shutdown; the connection is closed either way
 MAX_SEQUENCE = 0x7FFFFFFF  # sequence numbers run 1 .. 2^31-1 and wrap
-
-
-class NotSent(Exception):
-    """The PDU never left: sending it again cannot duplicate it."""
-
-
-class Unanswered(Exception):
-    """The PDU left and no response came: the SMSC may or may not have it."""
-
-
-class BindRefused(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"bind refused: {status_name(status)}")
-        self.status = status
-
-
-# What connecting and binding may meet, logged in one line; anything else gets a traceback.
-EXPECTED_FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, PduError, BindRefused)
-
-
-@dataclass(frozen=True)
-class BindConfig:
-    host: str
-    port: int
-    system_id: str
-    password: str
-    system_type: str = ""
-    window: int = 10  # outstanding submit_sm
-    enquire_link_s: float = 30.0  # idle time before we ask whether the SMSC is there
-    timeout_s: float = 10.0  # connect, bind, and each response
-    tls: bool = False
-
-
-@dataclass(eq=False)
-class Connection:
-    """One TCP connection of a link; a response is matched within it only."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    pending: dict[int, asyncio.Future[Pdu]] = field(default_factory=dict)
-    last_read: float = 0.0
-    alive: bool = True
-
-
-DeliverHandler = Callable[["Link", Connection, Pdu], None]
-
-
-async def read_pdu(reader: asyncio.StreamReader) -> Pdu:
-    header = await reader.readexactly(HEADER_BYTES)
-    length, command_id, status, sequence = read_header(header)
-    body = await reader.readexactly(length - HEADER_BYTES)
-    return Pdu(command_id, sequence, status, body)
 
 
 class Link:
@@ -126,6 +80,7 @@ class Link:
         self._runner: asyncio.Task[None] | None = None
         self._writers: weakref.WeakSet[asyncio.StreamWriter] = weakref.WeakSet()
         self.binds = 0  # successful binds, for tests and logs
+        self.trouble = "not bound yet"  # why the link is down, when it is
 
     @property
     def bound(self) -> bool:
@@ -262,8 +217,10 @@ class Link:
             try:
                 conn = await self._connect_and_bind()
             except EXPECTED_FAILURES as exc:
-                log.warning("%s: %s: %s", self.label, type(exc).__name__, exc)
-            except Exception:  # nobody foresaw it: logged, counted, and the link goes on
+                self.trouble = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: %s", self.label, self.trouble)
+            except Exception as exc:  # nobody foresaw it: logged, counted, and the link goes on
+                self.trouble = f"{type(exc).__name__}: {exc}"
                 supervision.failed(f"smpp {self.label}")
             else:
                 delay_s = RECONNECT_FIRST_S
@@ -312,9 +269,11 @@ class Link:
         try:
             await self._read(conn)
         except (OSError, asyncio.IncompleteReadError, PduError) as exc:
+            self.trouble = f"connection lost: {type(exc).__name__}: {exc}"
             if not self._closing:
-                log.warning("%s: connection lost: %s: %s", self.label, type(exc).__name__, exc)
-        except Exception:  # nobody foresaw it: the connection is dropped and made again
+                log.warning("%s: %s", self.label, self.trouble)
+        except Exception as exc:  # nobody foresaw it: the connection is dropped and made again
+            self.trouble = f"{type(exc).__name__}: {exc}"
             supervision.failed(f"smpp {self.label}")
         finally:
             self._bound.clear()
