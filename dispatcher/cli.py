@@ -9,11 +9,11 @@ import click
 from sqlmodel import select
 
 from dispatcher.accounts import add_number, create_account
-from dispatcher.bench import run_bench
-from dispatcher.bench_load import Options
-from dispatcher.bench_platform import callback_sink, scratch_store, spawned_platform
-from dispatcher.bench_stored import fill_store
-from dispatcher.bench_writes import report_writes, row_versions
+from dispatcher.bench.load import Options
+from dispatcher.bench.platform import callback_sink, scratch_store, spawned_platform
+from dispatcher.bench.run import run_bench
+from dispatcher.bench.stored import fill_store
+from dispatcher.bench.writes import report_writes, row_versions
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
 from dispatcher.phone import to_e164

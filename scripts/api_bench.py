@@ -43,7 +43,7 @@ import httpx
 from scratch import free_port
 from seeded_database import SENDER, count_messages, open_database, to_numbers, with_database
 
-from dispatcher import cputime
+from dispatcher.bench import cputime
 
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0

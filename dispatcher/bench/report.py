@@ -12,7 +12,7 @@ import click
 import httpx
 from sqlalchemy import ColumnElement, func, select
 
-from dispatcher.bench_load import Options
+from dispatcher.bench.load import Options
 from schemas.db import session_scope
 from schemas.models import (
     callback_attempts_table,

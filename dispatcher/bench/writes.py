@@ -11,7 +11,7 @@ import time
 import click
 import psycopg
 
-from dispatcher.bench_platform import postgres_store
+from dispatcher.bench.platform import postgres_store
 from schemas.db import dispose_engine
 
 SETTLE_S, SETTLE_READS = 0.5, 10  # exiting backends report within a moment: read until still

@@ -180,7 +180,7 @@ def callback_sink(port: int) -> Iterator[str]:
     """A fast local receiver for every status callback of the run (its own process)."""
     ports_free(port)
     with _Children({**os.environ}) as children:
-        children.start("sink", [sys.executable, "-m", "dispatcher.sink", "--port", str(port)])
+        children.start("sink", [sys.executable, "-m", "dispatcher.bench.sink", "--port", str(port)])
         _wait_up(f"http://127.0.0.1:{port}/stats", time.monotonic() + STARTUP_TIMEOUT_S)
         yield f"http://127.0.0.1:{port}/status"
 

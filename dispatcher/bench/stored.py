@@ -14,7 +14,7 @@ import click
 import psycopg
 
 from dispatcher.accounts import create_account
-from dispatcher.bench_platform import postgres_store
+from dispatcher.bench.platform import postgres_store
 from schemas.db import session_scope
 
 STATUSES = ("sending", "sent", "delivered")  # the events and callbacks of each message

@@ -7,10 +7,10 @@ message is delivered or failed, and reports throughput and latency percentiles f
 (API, simulator, workers, beat) itself on a scratch store of its own (a database created next
 to the configured Postgres, or a SQLite file), so one command measures everything on one
 machine and leaves nothing behind. ``--callbacks`` gives every message a ``StatusCallback`` on
-one local receiver (:mod:`dispatcher.sink`) and reports when the last callback arrived.
+one local receiver (:mod:`dispatcher.bench.sink`) and reports when the last callback arrived.
 
-The run is here; the load it drives is in bench_load.py, the platform ``--spawn`` starts in
-bench_platform.py, and what it reports in bench_report.py.
+The run is here; the load it drives is in load.py, the platform ``--spawn`` starts in
+platform.py, and what it reports in report.py.
 """
 
 import asyncio
@@ -21,10 +21,10 @@ from collections.abc import Callable
 import click
 from sqlalchemy import func, select
 
-from dispatcher import cputime
 from dispatcher.accounts import add_number, create_account
-from dispatcher.bench_load import Options, send_all
-from dispatcher.bench_report import (
+from dispatcher.bench import cputime
+from dispatcher.bench.load import Options, send_all
+from dispatcher.bench.report import (
     Run,
     callbacks_report,
     carrier_rate,

@@ -1,6 +1,6 @@
 """A status-callback sink for ``mycpaas bench``: answers every POST 200 at once and counts.
 
-    python -m dispatcher.sink --port 8300
+    python -m dispatcher.bench.sink --port 8300
 
 A bare asyncio HTTP/1.1 server (keep-alive, Content-Length bodies), so the receiver costs
 next to nothing beside the platform it measures: the customer's fast webhook host. ``GET
