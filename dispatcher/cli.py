@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
-from dispatcher.accounts import add_number, create_account
 from dispatcher.bench.load import Options
 from dispatcher.bench.platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.bench.run import run_bench
@@ -16,11 +15,12 @@ from dispatcher.bench.stored import fill_store
 from dispatcher.bench.writes import report_writes, row_versions
 from dispatcher.dev import run_dev
 from dispatcher.errors import ApiError
-from dispatcher.phone import to_e164
-from dispatcher.publish import wake
+from dispatcher.intake.accounts import add_number, create_account
+from dispatcher.intake.phone import to_e164
+from dispatcher.intake.publish import wake
+from dispatcher.intake.services import add_to_pool, create_service, find_number, list_services, pool
 from dispatcher.queues import show as show_queues
 from dispatcher.server import serve as run_server
-from dispatcher.services import add_to_pool, create_service, find_number, list_services, pool
 from schemas.credentials import (
     SecretKeyError,
     adopt_secret_key,

@@ -14,8 +14,8 @@ from sqlalchemy import Select, select, tuple_
 from sqlmodel import col
 
 from dispatcher.errors import BadRequest
-from dispatcher.params import Params, reject_unknown, single
-from dispatcher.phone import to_e164
+from dispatcher.intake.params import Params, reject_unknown, single
+from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
 from schemas.models import Message
 from schemas.status import MessageStatus

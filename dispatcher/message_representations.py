@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
-from dispatcher.intake import IGNORED_PARAMS, MAX_MEDIA, NO_OP_VALUES, REFUSED_PARAMS
-from dispatcher.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
+from dispatcher.intake.create import IGNORED_PARAMS, MAX_MEDIA, NO_OP_VALUES, REFUSED_PARAMS
+from dispatcher.intake.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
 from dispatcher.representations import (
     ACCOUNT_SID,
     DIGITS,

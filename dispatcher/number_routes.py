@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from dispatcher.errors import NotFound
+from dispatcher.intake.params import parse_query, reject_unknown, single
+from dispatcher.intake.phone import to_e164
 from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
 from dispatcher.number_representations import (
     IncomingPhoneNumber,
@@ -18,8 +20,6 @@ from dispatcher.number_representations import (
     TwilioIncomingPhoneNumberPage,
 )
 from dispatcher.openapi import errors, ok
-from dispatcher.params import parse_query, reject_unknown, single
-from dispatcher.phone import to_e164
 from dispatcher.render import incoming_number
 from dispatcher.representations import NUMBER_SID
 from dispatcher.routes import AccountDep

@@ -10,10 +10,23 @@ from pydantic import WithJsonSchema
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
-from dispatcher import bulk
-from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import NotFound, TooManyRequests
-from dispatcher.intake import MAX_IDEMPOTENCY_KEY_CHARS, create_message
+from dispatcher.intake import bulk
+from dispatcher.intake.accounts import authenticate, recently_verified
+from dispatcher.intake.create import MAX_IDEMPOTENCY_KEY_CHARS, create_message
+from dispatcher.intake.params import (
+    FORM,
+    JSON,
+    Params,
+    content_type,
+    json_document,
+    parse_query,
+    read_body,
+    read_raw,
+    unsupported,
+)
+from dispatcher.intake.publish import wake_soon
+from dispatcher.intake.ratelimit import admit
 from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
 from dispatcher.message_representations import (
     MEDIA_TYPES,
@@ -29,19 +42,6 @@ from dispatcher.message_representations import (
     Shapes,
 )
 from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
-from dispatcher.params import (
-    FORM,
-    JSON,
-    Params,
-    content_type,
-    json_document,
-    parse_query,
-    read_body,
-    read_raw,
-    unsupported,
-)
-from dispatcher.publish import wake_soon
-from dispatcher.ratelimit import admit
 from dispatcher.render import (
     callback_ledger,
     media_item,

@@ -15,11 +15,9 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from dispatcher.accounts import authenticate, recently_verified
 from dispatcher.errors import BadRequest
-from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
-from dispatcher.openapi import ACCOUNT_AUTH, errors, ok, request_body
-from dispatcher.params import (
+from dispatcher.intake.accounts import authenticate, recently_verified
+from dispatcher.intake.params import (
     FORM,
     JSON,
     Params,
@@ -28,7 +26,21 @@ from dispatcher.params import (
     reject_unknown,
     single,
 )
-from dispatcher.phone import country_of
+from dispatcher.intake.phone import country_of
+from dispatcher.intake.services import (
+    add_to_pool,
+    create_service,
+    delete_service,
+    find_number,
+    find_service,
+    list_services,
+    pool,
+    pool_member,
+    remove_from_pool,
+    update_service,
+)
+from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.openapi import ACCOUNT_AUTH, errors, ok, request_body
 from dispatcher.representations import NUMBER_SID, SERVICE_SID
 from dispatcher.service_representations import (
     Service,
@@ -40,18 +52,6 @@ from dispatcher.service_representations import (
     ServicePhoneNumberPage,
     ServiceUpdate,
     ServiceUpdateJson,
-)
-from dispatcher.services import (
-    add_to_pool,
-    create_service,
-    delete_service,
-    find_number,
-    find_service,
-    list_services,
-    pool,
-    pool_member,
-    remove_from_pool,
-    update_service,
 )
 from schemas.db import session_scope
 from schemas.models import MessagingService, PhoneNumber, ServiceNumber

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
 from dispatcher.errors import ApiError, BadRequest, NotFound
-from dispatcher.params import Params, reject_unknown, single
+from dispatcher.intake.params import Params, reject_unknown, single
 from schemas.db import session_scope
 from schemas.models import (
     callback_attempts_table,

@@ -36,7 +36,7 @@ def test_only_publish_module_sends_tasks() -> None:
         for path in (ROOT / "dispatcher").rglob("*.py")
         if "send_task(" in path.read_text() or "wakeup.wake(" in path.read_text()
     ]
-    assert senders == ["dispatcher/publish.py"]
+    assert senders == ["dispatcher/intake/publish.py"]
 
 
 def test_each_stage_is_one_module_named_after_it() -> None:

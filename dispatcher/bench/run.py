@@ -21,7 +21,6 @@ from collections.abc import Callable
 import click
 from sqlalchemy import func, select
 
-from dispatcher.accounts import add_number, create_account
 from dispatcher.bench import cputime
 from dispatcher.bench.load import Options, send_all
 from dispatcher.bench.report import (
@@ -32,6 +31,7 @@ from dispatcher.bench.report import (
     sent_by,
     timings,
 )
+from dispatcher.intake.accounts import add_number, create_account
 from schemas.db import session_scope
 from schemas.models import messages_table
 

@@ -13,8 +13,8 @@ import time
 import click
 import psycopg
 
-from dispatcher.accounts import create_account
 from dispatcher.bench.platform import postgres_store
+from dispatcher.intake.accounts import create_account
 from schemas.db import session_scope
 
 STATUSES = ("sending", "sent", "delivered")  # the events and callbacks of each message

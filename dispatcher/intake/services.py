@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.errors import ApiError, BadRequest, InvalidParameter, NotFound
-from dispatcher.params import Params, is_http_url, reject_unknown, single, validity_period
+from dispatcher.intake.params import Params, is_http_url, reject_unknown, single, validity_period
 from schemas.ids import is_sid, new_sid
 from schemas.models import (
     MessagingService,

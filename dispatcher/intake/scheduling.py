@@ -8,7 +8,7 @@ broker.
 from datetime import UTC, datetime, timedelta
 
 from dispatcher.errors import BadRequest, InvalidParameter
-from dispatcher.params import Params, single
+from dispatcher.intake.params import Params, single
 from schemas.settings import get_settings
 
 MAX_AHEAD = timedelta(days=35)  # Twilio schedules at most 35 days (3,024,000 s) ahead

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from dispatcher.accounts import owns_number
-from dispatcher.committer import committer
 from dispatcher.errors import BadRequest, IdempotencyConflict, InvalidParameter, NotFound
-from dispatcher.params import (
+from dispatcher.intake.accounts import owns_number
+from dispatcher.intake.committer import committer
+from dispatcher.intake.params import (
     VALIDITY_MAX_S,
     Params,
     is_http_url,
@@ -21,10 +21,10 @@ from dispatcher.params import (
     single,
     validity_period,
 )
-from dispatcher.phone import to_e164
-from dispatcher.scheduling import parse_schedule
-from dispatcher.senders import choose_sender
-from dispatcher.services import find_service
+from dispatcher.intake.phone import to_e164
+from dispatcher.intake.scheduling import parse_schedule
+from dispatcher.intake.senders import choose_sender
+from dispatcher.intake.services import find_service
 from schemas.db import session_scope
 from schemas.ids import is_sid, new_sid
 from schemas.models import Message, MessagingService

@@ -17,9 +17,9 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from dispatcher.committer import store
 from dispatcher.errors import ApiError, BadRequest
-from dispatcher.intake import (
+from dispatcher.intake.committer import store
+from dispatcher.intake.create import (
     MAX_IDEMPOTENCY_KEY_CHARS,
     NewMessage,
     by_keys,
@@ -28,7 +28,7 @@ from dispatcher.intake import (
     prepare,
     replay,
 )
-from dispatcher.params import params_of
+from dispatcher.intake.params import params_of
 from schemas.db import session_scope
 from schemas.models import Message
 from schemas.types import utcnow

@@ -9,7 +9,7 @@ import time
 from sqlmodel import Session, select
 
 from dispatcher.errors import ApiError, AuthenticationError
-from dispatcher.phone import to_e164
+from dispatcher.intake.phone import to_e164
 from schemas.credentials import auth_token
 from schemas.db import session_scope
 from schemas.ids import new_sid

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from dispatcher.errors import InvalidParameter
-from dispatcher.services import pool
+from dispatcher.intake.services import pool
 from schemas.models import MessagingService, sticky_senders_table
 from schemas.settings import get_settings
 from schemas.types import utcnow
