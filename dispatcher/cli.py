@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
+from dispatcher.api.server import serve as run_server
 from dispatcher.bench.load import Options
 from dispatcher.bench.platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.bench.run import run_bench
@@ -20,7 +21,6 @@ from dispatcher.intake.phone import to_e164
 from dispatcher.intake.publish import wake
 from dispatcher.intake.services import add_to_pool, create_service, find_number, list_services, pool
 from dispatcher.queues import show as show_queues
-from dispatcher.server import serve as run_server
 from schemas.credentials import (
     SecretKeyError,
     adopt_secret_key,

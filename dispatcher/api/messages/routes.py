@@ -10,6 +10,32 @@ from pydantic import WithJsonSchema
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
+from dispatcher.api.messages.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
+from dispatcher.api.messages.representation import (
+    MEDIA_TYPES,
+    TWILIO_SHAPES,
+    V1_SHAPES,
+    BulkCreate,
+    BulkResults,
+    CallbackLedger,
+    CallbackReplay,
+    MessageCreate,
+    MessageCreateJson,
+    MessageUpdate,
+    Shapes,
+)
+from dispatcher.api.messages.updates import delete_media, delete_message, update_message
+from dispatcher.api.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
+from dispatcher.api.render import (
+    callback_ledger,
+    media_item,
+    media_page,
+    twilio_message,
+    twilio_path,
+    v1_message,
+    v1_path,
+)
+from dispatcher.api.representation import ACCOUNT_SID, MEDIA_SID, MESSAGE_SID
 from dispatcher.errors import NotFound, TooManyRequests
 from dispatcher.intake import bulk
 from dispatcher.intake.accounts import authenticate, recently_verified
@@ -27,32 +53,6 @@ from dispatcher.intake.params import (
 )
 from dispatcher.intake.publish import wake_soon
 from dispatcher.intake.ratelimit import admit
-from dispatcher.listing import LIST_QUERY_DOC, fetch_page, paging, parse_list_query
-from dispatcher.message_representations import (
-    MEDIA_TYPES,
-    TWILIO_SHAPES,
-    V1_SHAPES,
-    BulkCreate,
-    BulkResults,
-    CallbackLedger,
-    CallbackReplay,
-    MessageCreate,
-    MessageCreateJson,
-    MessageUpdate,
-    Shapes,
-)
-from dispatcher.openapi import ACCOUNT_AUTH, Responses, errors, ok, request_body
-from dispatcher.render import (
-    callback_ledger,
-    media_item,
-    media_page,
-    twilio_message,
-    twilio_path,
-    v1_message,
-    v1_path,
-)
-from dispatcher.representations import ACCOUNT_SID, MEDIA_SID, MESSAGE_SID
-from dispatcher.updates import delete_media, delete_message, update_message
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import Media, Message
@@ -130,7 +130,7 @@ async def created(
     request: Request, account: str, idempotency_key: str | None, render: Renderer
 ) -> JSONResponse:
     """A single create's answer: the message, stored as 'queued' (or 'scheduled'), and the
-    pipeline woken for it. The route below and the fast path (dispatcher/fast_path.py)."""
+    pipeline woken for it. The route below and the fast path (dispatcher/api/fast_path.py)."""
     params = await read_body(request)
     message = await run_in_threadpool(admitted_create, account, params, idempotency_key)
     if message.status == MessageStatus.QUEUED:  # a scheduled one is the sweeper's to release

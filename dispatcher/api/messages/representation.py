@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
-from dispatcher.intake.create import IGNORED_PARAMS, MAX_MEDIA, NO_OP_VALUES, REFUSED_PARAMS
-from dispatcher.intake.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
-from dispatcher.representations import (
+from dispatcher.api.representation import (
     ACCOUNT_SID,
     DIGITS,
     MEDIA_SID,
@@ -21,6 +19,8 @@ from dispatcher.representations import (
     Representation,
     TwilioDates,
 )
+from dispatcher.intake.create import IGNORED_PARAMS, MAX_MEDIA, NO_OP_VALUES, REFUSED_PARAMS
+from dispatcher.intake.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
 from schemas.status import MessageStatus
 from workers.segmentation import MAX_BODY_CHARS, Encoding
 

@@ -46,7 +46,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def _config(host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        "dispatcher.fast_path:serving_app",
+        "dispatcher.api.fast_path:serving_app",
         factory=True,
         host=host,
         port=port,

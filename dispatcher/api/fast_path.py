@@ -2,12 +2,12 @@
 
 A create is the one request a backend sends by the thousand. In front of the application,
 ``POST …/Accounts/{AccountSid}/Messages`` (and Twilio's ``….json``) is answered by the very
-code of its route (:func:`dispatcher.routes.created`, :func:`dispatcher.routes.account_of`,
-the same error handlers), without FastAPI matching it among every route, solving its
-dependencies and wrapping it in its middleware: that machinery cost about a fifth of a
-create's CPU in the API process (1.06-1.10 ms against 0.84-0.92 per create,
-``scripts/bench_creates.py``). Every other request, and the OpenAPI document that describes
-this one, is FastAPI's.
+code of its route (:func:`dispatcher.api.messages.routes.created`,
+:func:`dispatcher.api.messages.routes.account_of`, the same error handlers), without FastAPI
+matching it among every route, solving its dependencies and wrapping it in its middleware:
+that machinery cost about a fifth of a create's CPU in the API process (1.06-1.10 ms against
+0.84-0.92 per create, ``scripts/bench_creates.py``). Every other request, and the OpenAPI
+document that describes this one, is FastAPI's.
 """
 
 import re
@@ -15,9 +15,9 @@ import re
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dispatcher.app import create_app, error_answer
-from dispatcher.render import twilio_message, v1_message
-from dispatcher.routes import account_of, created
+from dispatcher.api.app import create_app, error_answer
+from dispatcher.api.messages.routes import account_of, created
+from dispatcher.api.render import twilio_message, v1_message
 
 CREATE = re.compile(r"/v1/Accounts/([^/]+)/Messages|/2010-04-01/Accounts/([^/]+)/Messages\.json")
 

@@ -8,10 +8,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
+from dispatcher.api.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.errors import AuthenticationError, BadRequest
 from dispatcher.intake.params import JSON, read_json_object, storable
 from dispatcher.intake.publish import wake_soon
-from dispatcher.openapi import CARRIER_AUTH, errors, ok, request_body
 from schemas.db import session_scope
 from schemas.settings import get_settings
 from workers.stages import receipts

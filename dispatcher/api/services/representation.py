@@ -5,9 +5,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from dispatcher.api.representation import ACCOUNT_SID, NUMBER_SID, SERVICE_SID, Representation
 from dispatcher.intake.params import MAX_URL_CHARS, VALIDITY_MAX_S, VALIDITY_MIN_S
 from dispatcher.intake.services import MAX_FRIENDLY_NAME
-from dispatcher.representations import ACCOUNT_SID, NUMBER_SID, SERVICE_SID, Representation
 
 # Twilio's messaging v1 dates: ISO 8601 in whole seconds with ``Z`` (the SDK reads no other form).
 V1Date = Annotated[

@@ -1,7 +1,7 @@
 """The OpenAPI document: what every operation takes, answers and refuses, and its credentials.
 
-Handlers read raw requests and answer with ``JSONResponse`` (see params.py: no pydantic on the
-create path), so FastAPI cannot infer any of this. Each route says it where it is declared::
+Handlers read raw requests and answer with ``JSONResponse`` (see intake/params.py: no pydantic on
+the create path), so FastAPI cannot infer any of this. Each route says it where it is declared::
 
     @router.post("/Accounts/{account_sid}/Things/{sid}",
                  responses=ok(Thing) | errors(400, 413, 415),
@@ -9,13 +9,13 @@ create path), so FastAPI cannot infer any of this. Each route says it where it i
     def update(sid: MessageSid, account: AccountDep, request: Request) -> JSONResponse: ...
 
 ``errors`` takes statuses from :data:`ERRORS`, the one table of refusals and when they happen
-(503 is always added); ``AccountDep`` (routes.py) brings HTTP Basic with it, and the messages
-router adds 401 and 404 to each of its routes; :func:`request_body` describes a body the
-handler reads itself; an operation that answers without a body declares ``ok(None, …, 204)``.
-:func:`finish` then drops the 422 "Validation Error" FastAPI adds to every operation with
-parameters: the API never answers it (app.py answers FastAPI's validation failures 400, so a
-route whose parameters FastAPI checks lists 400), and moves the models of request bodies into
-the components.
+(503 is always added); ``AccountDep`` (messages/routes.py) brings HTTP Basic with it, and the
+messages router adds 401 and 404 to each of its routes; :func:`request_body` describes a body
+the handler reads itself; an operation that answers without a body declares
+``ok(None, …, 204)``. :func:`finish` then drops the 422 "Validation Error" FastAPI adds to every
+operation with parameters: the API never answers it (app.py answers FastAPI's validation
+failures 400, so a route whose parameters FastAPI checks lists 400), and moves the models of
+request bodies into the components.
 """
 
 from collections.abc import Callable
@@ -26,7 +26,7 @@ from fastapi.openapi.models import HTTPBase, HTTPBearer
 from fastapi.security.base import SecurityBase
 from pydantic import BaseModel
 
-from dispatcher.representations import Error
+from dispatcher.api.representation import Error
 
 REF = "#/components/schemas/"
 
@@ -89,7 +89,7 @@ class AuthorizationHeader(SecurityBase):
     """The ``Authorization`` header as sent, declared in the document as a security scheme.
 
     fastapi.security's classes would parse it into a model on every request; handlers check
-    it their own way (accounts.py keeps recently verified credentials).
+    it their own way (intake/accounts.py keeps recently verified credentials).
     """
 
     def __init__(self, scheme_name: str, model: HTTPBase) -> None:

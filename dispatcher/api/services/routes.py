@@ -15,6 +15,20 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.api.openapi import ACCOUNT_AUTH, errors, ok, request_body
+from dispatcher.api.representation import NUMBER_SID, SERVICE_SID
+from dispatcher.api.services.representation import (
+    Service,
+    ServiceCreate,
+    ServiceCreateJson,
+    ServicePage,
+    ServicePhoneNumber,
+    ServicePhoneNumberCreate,
+    ServicePhoneNumberPage,
+    ServiceUpdate,
+    ServiceUpdateJson,
+)
 from dispatcher.errors import BadRequest
 from dispatcher.intake.accounts import authenticate, recently_verified
 from dispatcher.intake.params import (
@@ -38,20 +52,6 @@ from dispatcher.intake.services import (
     pool_member,
     remove_from_pool,
     update_service,
-)
-from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
-from dispatcher.openapi import ACCOUNT_AUTH, errors, ok, request_body
-from dispatcher.representations import NUMBER_SID, SERVICE_SID
-from dispatcher.service_representations import (
-    Service,
-    ServiceCreate,
-    ServiceCreateJson,
-    ServicePage,
-    ServicePhoneNumber,
-    ServicePhoneNumberCreate,
-    ServicePhoneNumberPage,
-    ServiceUpdate,
-    ServiceUpdateJson,
 )
 from schemas.db import session_scope
 from schemas.models import MessagingService, PhoneNumber, ServiceNumber

@@ -9,20 +9,20 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from dispatcher.errors import NotFound
-from dispatcher.intake.params import parse_query, reject_unknown, single
-from dispatcher.intake.phone import to_e164
-from dispatcher.listing import PAGE_QUERY_DOC, page_and_size
-from dispatcher.number_representations import (
+from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.api.messages.routes import AccountDep
+from dispatcher.api.numbers.representation import (
     IncomingPhoneNumber,
     IncomingPhoneNumberPage,
     TwilioIncomingPhoneNumber,
     TwilioIncomingPhoneNumberPage,
 )
-from dispatcher.openapi import errors, ok
-from dispatcher.render import incoming_number
-from dispatcher.representations import NUMBER_SID
-from dispatcher.routes import AccountDep
+from dispatcher.api.openapi import errors, ok
+from dispatcher.api.render import incoming_number
+from dispatcher.api.representation import NUMBER_SID
+from dispatcher.errors import NotFound
+from dispatcher.intake.params import parse_query, reject_unknown, single
+from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import PhoneNumber, ServiceNumber

@@ -10,14 +10,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
+from dispatcher.api.messages.routes import twilio_router, v1_router
+from dispatcher.api.metrics import exposition
+from dispatcher.api.numbers.routes import twilio_numbers_router, v1_numbers_router
+from dispatcher.api.openapi import install
+from dispatcher.api.receipts import router as receipts_router
+from dispatcher.api.server import lifespan
+from dispatcher.api.services.routes import router as services_router
 from dispatcher.errors import ApiError, NotFound
-from dispatcher.metrics import exposition
-from dispatcher.number_routes import twilio_numbers_router, v1_numbers_router
-from dispatcher.openapi import install
-from dispatcher.receipts import router as receipts_router
-from dispatcher.routes import twilio_router, v1_router
-from dispatcher.server import lifespan
-from dispatcher.service_routes import router as services_router
 from schemas.db import session_scope
 from workers.app import app as celery_app
 from workers.carriers import health as carrier_health
@@ -69,7 +69,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 async def error_answer(request: Request, exc: Exception) -> JSONResponse:
     """What the handlers ``create_app`` installs answer for ``exc``, for code outside
-    FastAPI's routing (dispatcher/fast_path.py)."""
+    FastAPI's routing (dispatcher/api/fast_path.py)."""
     if isinstance(exc, ApiError):
         return await _api_error(request, exc)
     if isinstance(exc, OperationalError | InterfaceError):

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dispatcher.representations import (
+from dispatcher.api.representation import (
     ACCOUNT_SID,
     NUMBER_SID,
     SERVICE_SID,
