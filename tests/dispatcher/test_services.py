@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.intake.accounts import add_number
 from schemas.db import session_scope
 from schemas.models import Message

@@ -14,13 +14,13 @@ from dispatcher.bench.platform import callback_sink, scratch_store, spawned_plat
 from dispatcher.bench.run import run_bench
 from dispatcher.bench.stored import fill_store
 from dispatcher.bench.writes import report_writes, row_versions
-from dispatcher.dev import run_dev
+from dispatcher.cli.dev import run_dev
+from dispatcher.cli.queues import show as show_queues
 from dispatcher.errors import ApiError
 from dispatcher.intake.accounts import add_number, create_account
 from dispatcher.intake.phone import to_e164
 from dispatcher.intake.publish import wake
 from dispatcher.intake.services import add_to_pool, create_service, find_number, list_services, pool
-from dispatcher.queues import show as show_queues
 from schemas.credentials import (
     SecretKeyError,
     adopt_secret_key,

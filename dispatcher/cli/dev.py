@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy import func
 from sqlmodel import select
 
-from dispatcher.inbox import Inbox
+from dispatcher.cli.inbox import Inbox
 from dispatcher.intake.accounts import add_number, rotate_token
 from schemas.credentials import SecretKeyError, check_secret_key
 from schemas.db import session_scope
