@@ -1,7 +1,8 @@
 """The OpenAPI document: what every operation takes, answers and refuses, and its credentials.
 
-Handlers read raw requests and answer with ``JSONResponse`` (see intake/params.py: no pydantic on
-the create path), so FastAPI cannot infer any of this. Each route says it where it is declared::
+Handlers read raw requests and answer with ``JSONResponse`` (see dispatcher/intake/params.py: no
+pydantic on the create path), so FastAPI cannot infer any of this. Each route says it where it
+is declared::
 
     @router.post("/Accounts/{account_sid}/Things/{sid}",
                  responses=ok(Thing) | errors(400, 413, 415),
@@ -89,7 +90,7 @@ class AuthorizationHeader(SecurityBase):
     """The ``Authorization`` header as sent, declared in the document as a security scheme.
 
     fastapi.security's classes would parse it into a model on every request; handlers check
-    it their own way (intake/accounts.py keeps recently verified credentials).
+    it their own way (dispatcher/intake/accounts.py keeps recently verified credentials).
     """
 
     def __init__(self, scheme_name: str, model: HTTPBase) -> None:

@@ -1,9 +1,10 @@
 """What the API's bodies look like, as models from which ``/openapi.json`` is generated.
 
 The handlers build their answers as plain dicts (render.py, messages/listing.py) and read
-requests with intake/params.py; neither goes through these models, so documenting the API costs
-the create path nothing. Tests keep the two honest: render.py's dicts must carry exactly the
-fields declared here, and a schema-based fuzzer checks live answers against the document.
+requests with dispatcher/intake/params.py; neither goes through these models, so documenting
+the API costs the create path nothing. Tests keep the two honest: render.py's dicts must carry
+exactly the fields declared here, and a schema-based fuzzer checks live answers against the
+document.
 
 This module holds what every body shares: the base model, the error envelope, the paging keys
 and the formats of sids and dates. Each resource's bodies are in its package:
