@@ -43,7 +43,7 @@ import httpx
 from scratch import free_port
 from seeded_database import SENDER, count_messages, open_database, to_numbers, with_database
 
-from dispatcher import cputime
+from dispatcher.bench import cputime
 
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -92,7 +92,7 @@ def prepare(args: argparse.Namespace, own_config: dict[str, Any]) -> Bench:
     """
     db_url = with_database(args.database_url, args.db_name)
     _set_environment(db_url, args.redis_url)
-    from dispatcher.phone import to_e164
+    from dispatcher.intake.phone import to_e164
 
     if to_e164(SENDER) != SENDER or any(to_e164(n) != n for n in to_numbers()):
         raise RuntimeError("the bench phone numbers must be valid E.164")

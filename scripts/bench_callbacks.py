@@ -69,7 +69,7 @@ def pipeline(args: argparse.Namespace, env: dict[str, str]) -> None:
 
 def run(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
     os.environ.update(env)
-    from dispatcher.accounts import add_number, create_account
+    from dispatcher.intake.accounts import add_number, create_account
     from schemas.db import session_scope
     from workers.stages.callbacks import endpoint_of
 

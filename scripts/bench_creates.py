@@ -48,7 +48,7 @@ from api_bench import (
 )
 from seeded_database import to_numbers
 
-from dispatcher import cputime
+from dispatcher.bench import cputime
 
 V1_CREATE = "/v1/Accounts/{account}/Messages"
 

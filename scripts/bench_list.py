@@ -217,7 +217,7 @@ def token_uri(
     account: str, edge: tuple[datetime, str], page_size: int, depth: int, **filters: str
 ) -> str:
     """The URI ``next_page_uri`` carries for the page after ``edge``."""
-    from dispatcher.listing import Token
+    from dispatcher.api.messages.listing import Token
 
     token = Token(True, edge[0], edge[1]).encode()
     pairs = [*filters.items(), ("PageSize", str(page_size)), ("Page", str(depth // page_size))]

@@ -1,8 +1,8 @@
 """The list query seen from inside: its Postgres plans, and where one list call's time goes.
 
 For ``bench_list.py``: the plans (custom and generic) of deep keyset pages, with the SQL
-captured from ``dispatcher.listing.fetch_page`` itself, and a split of one list call run in
-this process into database + ORM, rendering and JSON.
+captured from ``dispatcher.api.messages.listing.fetch_page`` itself, and a split of one list
+call run in this process into database + ORM, rendering and JSON.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ def profile(
 
 
 def capture_list_sql(account: str, params: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """The exact SQL and parameters ``dispatcher.listing.fetch_page`` sends for ``params``."""
+    """The exact SQL and parameters ``dispatcher.api.messages.listing.fetch_page`` sends for
+    ``params``."""
     from sqlalchemy import event
 
-    from dispatcher.listing import fetch_page, parse_list_query
+    from dispatcher.api.messages.listing import fetch_page, parse_list_query
     from schemas.db import get_engine
 
     captured: list[tuple[str, Any]] = []
@@ -90,8 +91,8 @@ def breakdown(account: str, params: dict[str, str], reps: int) -> dict[str, floa
     """Median ms of each step of one list call, run in this process (no HTTP)."""
     from fastapi.responses import JSONResponse
 
-    from dispatcher.listing import fetch_page, paging, parse_list_query
-    from dispatcher.render import twilio_message, twilio_path
+    from dispatcher.api.messages.listing import fetch_page, paging, parse_list_query
+    from dispatcher.api.render import twilio_message, twilio_path
 
     steps: dict[str, list[float]] = {"db_and_orm": [], "render": [], "json": [], "total": []}
     query = parse_list_query({k: [v] for k, v in params.items()})

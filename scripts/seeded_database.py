@@ -1,7 +1,7 @@
 """The Messages API benchmarks' own database, seeded with COPY, or an earlier run's reused.
 
 The database ``--db-name`` is dropped and re-created on the server of ``--database-url``,
-migrated, and given one account and one sender number with ``dispatcher.accounts``; then
+migrated, and given one account and one sender number with ``dispatcher.intake.accounts``; then
 ``--rows`` messages go in with ``COPY ... FREEZE`` (the secondary indexes are dropped for the
 load and re-created from their own definitions), followed by ``VACUUM (ANALYZE)``. With
 ``--keep`` an earlier run's database is reused when its tables still match the models and it
@@ -93,7 +93,7 @@ def database_exists(admin_url: str, name: str) -> bool:
 
 def make_account() -> tuple[str, str, str]:
     """A new account and sender number, made with the project's own functions."""
-    from dispatcher.accounts import add_number, create_account
+    from dispatcher.intake.accounts import add_number, create_account
     from schemas.db import session_scope
 
     with session_scope() as session:
@@ -106,7 +106,7 @@ def reuse_account() -> tuple[str, str, str] | None:
     """The seeded account of an earlier run, with a new token (only its hash is stored)."""
     from sqlmodel import select
 
-    from dispatcher.accounts import rotate_token
+    from dispatcher.intake.accounts import rotate_token
     from schemas.db import session_scope
     from schemas.models import Account, PhoneNumber
 

@@ -12,7 +12,7 @@ from typing import IO
 
 import httpx
 
-from dispatcher.accounts import add_number, create_account
+from dispatcher.intake.accounts import add_number, create_account
 from schemas.db import session_scope
 
 STARTUP_TIMEOUT_S = 20.0

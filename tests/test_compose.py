@@ -9,7 +9,7 @@ import click
 import pytest
 import yaml
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from schemas.settings import Settings
 from workers.app import QUEUES
 

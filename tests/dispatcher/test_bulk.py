@@ -6,9 +6,9 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from dispatcher import bulk as bulk_module
-from dispatcher.intake import create_message
-from dispatcher.params import params_of
+from dispatcher.intake import bulk as bulk_module
+from dispatcher.intake.create import create_message
+from dispatcher.intake.params import params_of
 from schemas.db import session_scope
 from schemas.models import Message
 from tests.processes import Account, random_number

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from dispatcher.committer import Committer, stored
-from dispatcher.intake import parse_new_message, prepare
+from dispatcher.intake.committer import Committer, stored
+from dispatcher.intake.create import parse_new_message, prepare
 from schemas.db import get_engine, session_scope
 from schemas.models import Message, messages_table
 from schemas.types import utcnow

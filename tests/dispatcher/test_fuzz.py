@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection
 
-from dispatcher.app import create_app
+from dispatcher.api.app import create_app
 from schemas.settings import get_settings
 from tests.api import CONFORMANCE_CHECKS
 from tests.processes import Account

@@ -7,17 +7,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from dispatcher.app import create_app
-from dispatcher.intake import CREATE_PARAMS, IGNORED_PARAMS, NO_OP_VALUES, REFUSED_PARAMS
-from dispatcher.listing import LIST_PARAMS
-from dispatcher.message_representations import Media, Message, TwilioMedia, TwilioMessage
-from dispatcher.number_representations import IncomingPhoneNumber, TwilioIncomingPhoneNumber
-from dispatcher.number_routes import LIST_PARAMS as NUMBER_LIST_PARAMS
-from dispatcher.render import incoming_number, media_item, twilio_message, v1_message
-from dispatcher.service_representations import Service, ServicePhoneNumber
-from dispatcher.service_routes import number_resource, service_resource
-from dispatcher.services import FIELDS as SERVICE_FIELDS
-from dispatcher.services import NO_OP_VALUES as SERVICE_NO_OP_VALUES
+from dispatcher.api.app import create_app
+from dispatcher.api.messages.listing import LIST_PARAMS
+from dispatcher.api.messages.representation import Media, Message, TwilioMedia, TwilioMessage
+from dispatcher.api.numbers.representation import IncomingPhoneNumber, TwilioIncomingPhoneNumber
+from dispatcher.api.numbers.routes import LIST_PARAMS as NUMBER_LIST_PARAMS
+from dispatcher.api.render import incoming_number, media_item, twilio_message, v1_message
+from dispatcher.api.services.representation import Service, ServicePhoneNumber
+from dispatcher.api.services.routes import number_resource, service_resource
+from dispatcher.intake.create import CREATE_PARAMS, IGNORED_PARAMS, NO_OP_VALUES, REFUSED_PARAMS
+from dispatcher.intake.services import FIELDS as SERVICE_FIELDS
+from dispatcher.intake.services import NO_OP_VALUES as SERVICE_NO_OP_VALUES
 from schemas.ids import new_sid
 from schemas.models import Media as MediaRow
 from schemas.models import Message as MessageRow

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import schemathesis
 
-from dispatcher.accounts import add_number
+from dispatcher.intake.accounts import add_number
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Media as MediaRow

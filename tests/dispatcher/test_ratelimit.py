@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from dispatcher.ratelimit import GRANT_S, GRANT_TTL_S, Admission
+from dispatcher.intake.ratelimit import GRANT_S, GRANT_TTL_S, Admission
 from tests.conftest import RUN_REDIS_PREFIX
 from workers.pipeline.throttle import TokenBucket
 

@@ -5,7 +5,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from dispatcher.render import _rfc2822
+from dispatcher.api.render import _rfc2822
 
 
 @pytest.mark.parametrize(

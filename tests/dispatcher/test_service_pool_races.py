@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session
 
-from dispatcher import services
 from dispatcher.errors import ApiError
+from dispatcher.intake import services
 from schemas.db import session_scope
 from tests.dispatcher.test_services import more_numbers
 from tests.processes import Account

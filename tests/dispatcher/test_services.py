@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from dispatcher.accounts import add_number
-from dispatcher.cli import main
+from dispatcher.cli.main import main
+from dispatcher.intake.accounts import add_number
 from schemas.db import session_scope
 from schemas.models import Message
 from tests.processes import Account, random_number

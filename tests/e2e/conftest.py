@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from dispatcher.accounts import add_number, create_account
+from dispatcher.intake.accounts import add_number, create_account
 from schemas.db import make_engine
 from schemas.models import messages_table
 from tests import services

@@ -7,7 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from dispatcher.bench_load import body
+from dispatcher.bench.load import body
 from tests.conftest import BASE_DATABASE_URL, BASE_REDIS_URL
 from tests.processes import free_port
 from workers.segmentation import segment

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.dev import dev_environment
+from dispatcher.cli.dev import dev_environment
 from tests.media_server import running_media_server
 from tests.processes import free_port
 

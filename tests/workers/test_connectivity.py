@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete
 
-from dispatcher.app import carrier_ready
-from dispatcher.metrics import exposition
-from dispatcher.queues import render
+from dispatcher.api.app import carrier_ready
+from dispatcher.api.metrics import exposition
+from dispatcher.cli.queues import render
 from schemas.db import session_scope
 from schemas.models import platform_state_table
 from schemas.types import utcnow

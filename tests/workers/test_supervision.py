@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dispatcher import committer as committer_module
-from dispatcher import publish
-from dispatcher.committer import Committer
+from dispatcher.intake import committer as committer_module
+from dispatcher.intake import publish
+from dispatcher.intake.committer import Committer
 from schemas.db import session_scope
 from schemas.models import metric_counters_table
 from tests.dispatcher.test_committer import committed, new_message

@@ -1,0 +1,125 @@
+"""The account's numbers as Twilio's IncomingPhoneNumbers, on ``/v1`` and ``/2010-04-01``: how
+the twilio SDK learns the ``PN…`` sid a Messaging Service's pool is given."""
+
+from collections.abc import Sequence
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.api.messages.routes import AccountDep
+from dispatcher.api.numbers.representation import (
+    IncomingPhoneNumber,
+    IncomingPhoneNumberPage,
+    TwilioIncomingPhoneNumber,
+    TwilioIncomingPhoneNumberPage,
+)
+from dispatcher.api.openapi import errors, ok
+from dispatcher.api.render import incoming_number
+from dispatcher.api.representation import NUMBER_SID
+from dispatcher.errors import NotFound
+from dispatcher.intake.params import parse_query, reject_unknown, single
+from dispatcher.intake.phone import to_e164
+from schemas.db import session_scope
+from schemas.ids import is_sid
+from schemas.models import PhoneNumber, ServiceNumber
+
+LIST_PARAMS = frozenset({"PhoneNumber", "FriendlyName", "Page", "PageSize"})
+PAGE_KEY = "incoming_phone_numbers"
+LIST_QUERY_DOC = [
+    {"name": name, "in": "query", "required": False, "description": description,
+     "schema": {"type": "string"}}
+    for name, description in [
+        ("PhoneNumber", "The number, E.164: lists it alone"),
+        ("FriendlyName", "The same as PhoneNumber (a number's friendly name is the number)"),
+    ]
+] + PAGE_QUERY_DOC  # fmt: skip
+NumberSid = Annotated[
+    str, Path(description="The number's PN… sid", json_schema_extra={"pattern": NUMBER_SID})
+]
+
+
+def _with_services(
+    numbers: Sequence[PhoneNumber],
+) -> list[tuple[PhoneNumber, str | None]]:
+    """Each number with the Messaging Service whose pool holds it, if any."""
+    with session_scope() as session:
+        members = session.exec(
+            select(ServiceNumber).where(
+                col(ServiceNumber.phone_number).in_([n.phone_number for n in numbers])
+            )
+        ).all()
+    service_of = {member.phone_number: member.service_sid for member in members}
+    return [(number, service_of.get(number.phone_number)) for number in numbers]
+
+
+def numbers_router(surface: str, suffix: str) -> APIRouter:
+    router = APIRouter(prefix=surface, tags=[surface.strip("/")], responses=errors(401, 404))
+    path = "/Accounts/{account_sid}/IncomingPhoneNumbers"
+    twilio = bool(suffix)
+    number_model = TwilioIncomingPhoneNumber if twilio else IncomingPhoneNumber
+    page_model = TwilioIncomingPhoneNumberPage if twilio else IncomingPhoneNumberPage
+
+    @router.get(
+        f"{path}{suffix}",
+        responses=ok(page_model) | errors(400),
+        openapi_extra={"parameters": LIST_QUERY_DOC},
+    )
+    def list_numbers(request: Request, account: AccountDep) -> JSONResponse:
+        """The account's numbers, oldest first; ``PhoneNumber`` or ``FriendlyName`` (both the
+        E.164 number) find one."""
+        params = parse_query(request.scope["query_string"])
+        reject_unknown(params, LIST_PARAMS)
+        page, size = page_and_size(params)
+        statement = select(PhoneNumber).where(col(PhoneNumber.account_sid) == account)
+        filters = []
+        for name in ("PhoneNumber", "FriendlyName"):
+            raw = single(params, name)
+            if raw is not None:
+                filters.append((name, raw))
+                number = to_e164(raw) or raw
+                statement = statement.where(col(PhoneNumber.phone_number) == number)
+        statement = statement.order_by(col(PhoneNumber.date_created), col(PhoneNumber.sid))
+        with session_scope() as session:
+            rows = session.exec(statement.offset(page * size).limit(size + 1)).all()
+        shown = _with_services(rows[:size])
+        base = f"{surface}/Accounts/{account}/IncomingPhoneNumbers{suffix}"
+
+        def uri(number: int) -> str:
+            pairs = [*filters, ("PageSize", str(size)), ("Page", str(number))]
+            return f"{base}?{urlencode(pairs, quote_via=quote, safe='')}"
+
+        return JSONResponse({
+            PAGE_KEY: [incoming_number(n, service, surface) for n, service in shown],
+            "page": page,
+            "page_size": size,
+            "start": page * size,
+            "end": page * size + max(len(shown) - 1, 0),
+            "uri": uri(page),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) if len(rows) > size else None,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+        })  # fmt: skip
+
+    @router.get(f"{path}/{{sid}}{suffix}", responses=ok(number_model))
+    def fetch_number(sid: NumberSid, account: AccountDep) -> JSONResponse:
+        """One of the account's numbers, by its ``PN…`` sid."""
+        with session_scope() as session:
+            number = (
+                session.exec(select(PhoneNumber).where(col(PhoneNumber.sid) == sid)).first()
+                if is_sid(sid, "PN")
+                else None
+            )
+        if number is None or number.account_sid != account:
+            raise NotFound(f"The requested resource /IncomingPhoneNumbers/{sid} was not found")
+        [(found, service)] = _with_services([number])
+        return JSONResponse(incoming_number(found, service, surface))
+
+    return router
+
+
+v1_numbers_router = numbers_router("/v1", "")
+twilio_numbers_router = numbers_router("/2010-04-01", ".json")
