@@ -217,7 +217,7 @@ def carrier_task(_sid: str | None = None) -> None:
             wakeup.wake_later("carrier", result.retry_in_s)
         return result.claimed
 
-    drain("carrier", batch, carrier.BATCH)
+    drain("carrier", batch, carrier.batch_size(carriers()))
 
 
 @app.task(name=RECEIPTS_TASK, **DB_RETRY)

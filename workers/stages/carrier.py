@@ -14,7 +14,7 @@ set: its segments are first looked up at the carrier by reference, never blindly
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -302,11 +302,25 @@ class HandOff:
     carrier_ids: list[str]
 
 
+def batch_size(carriers: Carriers) -> int:
+    """Messages per claim: fewer where answers are recorded a chunk at a time (SMPP), so a batch
+    is handed over well within its lease."""
+    bound = carriers.in_hand
+    return BATCH if bound is None else min(BATCH, 4 * bound.capacity)
+
+
+def _time_left_for_one_more(lease: datetime) -> bool:
+    """Whether a hand-off started now ends (sent and answered) before the lease does."""
+    settings = get_settings()
+    longest_s = 2 * min(settings.carrier_timeout_s, settings.sending_lease_s / 3)
+    return utcnow() + timedelta(seconds=longest_s) < lease
+
+
 def hand_off_batch(session: Session, carriers: Carriers, bucket: TokenBucket) -> HandOff:
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().sending_lease_s)
     sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
-    rows = claim_due(session, "carrier", now=now, limit=BATCH, sets=sets)
+    rows = claim_due(session, "carrier", now=now, limit=batch_size(carriers), sets=sets)
     session.commit()
     if not rows:
         return HandOff(0, None, [])
@@ -314,7 +328,44 @@ def hand_off_batch(session: Session, carriers: Carriers, bucket: TokenBucket) ->
     ready, parked_wait = _settle_without_carrier(session, bucket, batch)
     segments = _pending_segments(session, [row.sid for row in ready])
     session.commit()
-    results = _submit(carriers, ready, segments)
-    carrier_ids, retry_wait = _record(session, batch, ready, segments, results)
-    waits = [wait for wait in (parked_wait, retry_wait) if wait is not None]
-    return HandOff(len(rows), min(waits, default=None), carrier_ids)
+    carrier_ids: list[str] = []
+    waits = [parked_wait]
+    limit = carriers.in_hand.chunk if carriers.in_hand is not None else None
+    for chunk_rows, chunk_segments in chunks(ready, segments, limit):
+        with carriers.holding(len(chunk_segments)):  # until the answers are committed
+            if _time_left_for_one_more(lease):
+                results = _submit(carriers, chunk_rows, chunk_segments)
+            else:  # sent now, it might outlive the lease and go twice: the next claim sends it
+                refs = [f"{seg.message_sid}-{seg.number}" for seg in chunk_segments]
+                results = {ref: Deferred(ref, 0.0, "its batch's lease ran short") for ref in refs}
+            ids, retry_wait = _record(session, batch, chunk_rows, chunk_segments, results)
+        carrier_ids += ids
+        waits.append(retry_wait)
+    soonest = min((wait for wait in waits if wait is not None), default=None)
+    return HandOff(len(rows), soonest, carrier_ids)
+
+
+def chunks(
+    rows: list[Row[Any]], segments: list[Row[Any]], limit: int | None
+) -> Iterator[tuple[list[Row[Any]], list[Row[Any]]]]:
+    """The batch in hand-offs of at most ``limit`` segments (all of it when None), whole
+    messages each (one with more parts than the limit goes alone); messages with nothing left
+    to send go with the first."""
+    if limit is None:
+        yield rows, segments
+        return
+    by_sid: dict[str, list[Row[Any]]] = {}
+    for seg in segments:
+        by_sid.setdefault(seg.message_sid, []).append(seg)
+    pending = [row for row in rows if row.sid in by_sid]
+    chunk_rows = [row for row in rows if row.sid not in by_sid]
+    chunk_segments: list[Row[Any]] = []
+    for row in pending:
+        parts = by_sid[row.sid]
+        if chunk_segments and len(chunk_segments) + len(parts) > limit:
+            yield chunk_rows, chunk_segments
+            chunk_rows, chunk_segments = [], []
+        chunk_rows.append(row)
+        chunk_segments += parts
+    if chunk_rows:
+        yield chunk_rows, chunk_segments

@@ -61,6 +61,7 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
+from workers.carriers.in_hand import InHand
 from workers.carriers.smpp.bind import BindConfig, NotSent, Unanswered
 from workers.carriers.smpp.outcomes import (
     BACK_PRESSURE,
@@ -108,6 +109,8 @@ class SmppCarrierDriver:
         self.config = config
         self._on_receipts = on_receipts
         self._bucket = bucket if config.tps else None
+        # A kill -9 makes at most a window of outcomes unknown (workers.carriers.in_hand).
+        self.in_hand = InHand(config.bind.window)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="smpp", daemon=True)
         self._thread.start()
