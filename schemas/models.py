@@ -287,7 +287,7 @@ class MessagingService(SQLModel, table=True):
     sticky_sender: bool = True  # one destination always hears from the same number
     smart_encoding: bool = True
     validity_period_s: int = 36000
-    # Stored and shown as given; they change nothing this platform sends (see the README).
+    # Stored and shown as given; they change nothing this platform sends (see docs/api.md).
     inbound_request_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     inbound_method: str = Field(default="POST", max_length=8)
     fallback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

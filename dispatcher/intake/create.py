@@ -44,7 +44,7 @@ CREATE_PARAMS = frozenset(
      "ScheduleType", "SendAt", "MessagingServiceSid"}
 )  # fmt: skip
 # Parameters the twilio SDK may send that change nothing the platform sends, when or to whom:
-# accepted and ignored (the README lists them).
+# accepted and ignored (docs/api.md lists them).
 IGNORED_PARAMS = frozenset(
     {"ProvideFeedback", "AddressRetention", "ContentRetention", "TrafficType", "Tags"}
 )

@@ -1,4 +1,4 @@
-"""The README's bench command works as written: on the default store, with callbacks."""
+"""The bench command of docs/performance.md works as written: on the default store, with callbacks."""
 
 import json
 import os

@@ -1,6 +1,6 @@
 """What SMPP answers mean for a segment: command statuses, delivery receipts, message ids.
 
-``submit_sm_resp`` statuses (the README carries this table):
+``submit_sm_resp`` statuses (docs/carriers.md carries this table):
 
 - ``ESME_ROK``: accepted; its ``message_id`` is the segment's carrier id.
 - ``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``: not taken; the bind pauses (back-pressure) and the
