@@ -84,7 +84,7 @@ def _make_carriers() -> Carriers:
     default: CarrierDriver
     if settings.carrier == "smpp":
         bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
-        default = make_smpp_driver(settings, inbox.keep, bucket)
+        default = make_smpp_driver(settings, inbox.keep, bucket, carrier.EarlyRecorder())
     else:
         default = make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
     mms = None
@@ -217,7 +217,7 @@ def carrier_task(_sid: str | None = None) -> None:
             wakeup.wake_later("carrier", result.retry_in_s)
         return result.claimed
 
-    drain("carrier", batch, carrier.batch_size(carriers()))
+    drain("carrier", batch, carrier.BATCH)
 
 
 @app.task(name=RECEIPTS_TASK, **DB_RETRY)

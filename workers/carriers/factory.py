@@ -4,6 +4,7 @@ from schemas.settings import Settings
 from workers.carriers.base import CarrierDriver
 from workers.carriers.http import HttpCarrierDriver
 from workers.carriers.simulator import SimulatorCarrierDriver
+from workers.carriers.smpp.answers import AcceptedSink
 from workers.carriers.smpp.bind import BindConfig
 from workers.carriers.smpp.driver import SmppCarrierDriver, SmppConfig
 from workers.carriers.smpp.receipts import ReceiptSink
@@ -54,7 +55,10 @@ def smpp_config(settings: Settings) -> SmppConfig:
 
 
 def make_smpp_driver(
-    settings: Settings, on_receipts: ReceiptSink, bucket: TokenBucket | None
+    settings: Settings,
+    on_receipts: ReceiptSink,
+    bucket: TokenBucket | None,
+    on_accepted: AcceptedSink | None = None,
 ) -> SmppCarrierDriver:
     """The SMPP session of this process; it binds in the background and closes at shutdown."""
-    return SmppCarrierDriver(smpp_config(settings), on_receipts, bucket)
+    return SmppCarrierDriver(smpp_config(settings), on_receipts, bucket, on_accepted)

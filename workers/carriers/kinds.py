@@ -5,12 +5,10 @@ gateway: ``MYCPAAS_MMS_CARRIER`` (``simulator`` or ``http``, at ``MYCPAAS_CARRIE
 it. Unset, every segment goes through ``MYCPAAS_CARRIER``.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workers.carriers.base import CarrierDriver, Submission, sid_of
-from workers.carriers.in_hand import InHand
 
 
 @dataclass
@@ -25,19 +23,6 @@ class Carriers:
         if self.mms is not None and sid_of(reference).startswith("MM"):
             return self.mms
         return self.default
-
-    @property
-    def in_hand(self) -> InHand | None:
-        """The bound on unrecorded answers of the connection that has one (SMPP), if any."""
-        bound: InHand | None = getattr(self.default, "in_hand", None)
-        return bound
-
-    @contextmanager
-    def holding(self, count: int) -> Iterator[None]:
-        """Places for ``count`` segments until their answers are recorded (where bounded)."""
-        bound = self.in_hand
-        with bound.holding(count) if bound is not None else nullcontext():
-            yield
 
     def name_of(self, driver: CarrierDriver) -> str:
         """The connection's name in logs, /readyz and metrics: ``default`` or ``mms``."""

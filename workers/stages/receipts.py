@@ -67,7 +67,9 @@ def apply_batch(session: Session) -> int:
     matched = session.execute(
         select(r.id, r.status, r.error_code, s.message_sid, s.number)
         .join(segments_table, s.carrier_id == r.carrier_id)
-        .where(r.applied_at.is_(None))
+        .join(messages_table, m.sid == s.message_sid)
+        # a part recorded early (workers/carriers/smpp/answers.py) waits for its batch
+        .where(r.applied_at.is_(None), m.status != MessageStatus.SENDING)
         .order_by(r.id)
         .limit(BATCH)
         .with_for_update(of=receipts_table, skip_locked=True)

@@ -61,7 +61,7 @@ from workers.carriers.base import (
     sid_of,
     sids_of,
 )
-from workers.carriers.in_hand import InHand
+from workers.carriers.smpp.answers import AcceptedSink, AnswerRecorder
 from workers.carriers.smpp.bind import BindConfig, NotSent, Unanswered
 from workers.carriers.smpp.outcomes import (
     BACK_PRESSURE,
@@ -104,13 +104,17 @@ class SmppCarrierDriver:
     watches_itself = True  # reports whether its binds are up (workers.carriers.connectivity)
 
     def __init__(
-        self, config: SmppConfig, on_receipts: ReceiptSink, bucket: TokenBucket | None = None
+        self,
+        config: SmppConfig,
+        on_receipts: ReceiptSink,
+        bucket: TokenBucket | None = None,
+        on_accepted: AcceptedSink | None = None,
     ) -> None:
         self.config = config
         self._on_receipts = on_receipts
+        self._on_accepted = on_accepted
+        self.answers: AnswerRecorder | None = None
         self._bucket = bucket if config.tps else None
-        # A kill -9 makes at most a window of outcomes unknown (workers.carriers.in_hand).
-        self.in_hand = InHand(config.bind.window)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="smpp", daemon=True)
         self._thread.start()
@@ -122,6 +126,8 @@ class SmppCarrierDriver:
 
     async def _open(self) -> list[Link]:
         self.receipts = ReceiptStore(self._on_receipts, self.config.hex_ids)
+        if self._on_accepted is not None:  # a kill -9 costs at most a window (smpp/answers.py)
+            self.answers = AnswerRecorder(self._on_accepted, self.config.bind.window)
         self._storer = asyncio.create_task(self.receipts.run(), name="smpp receipts")
         bind = self.config.bind
         deliver = self.receipts.deliver
@@ -162,8 +168,9 @@ class SmppCarrierDriver:
             # Each answer waits at most the deadline plus one response timeout; past that the
             # loop itself is stuck, and whatever it sent has an unknown outcome.
             limit_s = 2 * self.config.bind.timeout_s + LOOP_GRACE_S
+            items = [(submissions[position], body) for position, body in bodies.items()]
             try:
-                sent = self._call(self._submit_all(list(bodies.values()), deadline), limit_s)
+                sent = self._call(self._submit_all(items, deadline), limit_s)
             except concurrent.futures.TimeoutError:
                 sent = [Unanswered("the SMPP loop did not answer")] * len(bodies)
             for position, outcome in zip(bodies, sent, strict=True):
@@ -175,11 +182,31 @@ class SmppCarrierDriver:
             for submission, answer in zip(submissions, answers, strict=True)
         ]
 
-    async def _submit_all(self, bodies: list[bytes], deadline: float) -> list[Answer]:
+    async def _submit_all(
+        self, items: list[tuple[Submission, bytes]], deadline: float
+    ) -> list[Answer]:
         outcomes = await asyncio.gather(
-            *(self.sender.submit(body, deadline) for body in bodies), return_exceptions=True
+            *(self._submit_one(submission, body, deadline) for submission, body in items),
+            return_exceptions=True,
         )
         return list(outcomes)
+
+    async def _submit_one(self, submission: Submission, body: bytes, deadline: float) -> Answer:
+        """One submit_sm, holding a place of the answer recorder until its answer is settled."""
+        answers = self.answers
+        if answers is None:
+            return await self.sender.submit(body, deadline)
+        try:
+            await asyncio.wait_for(answers.place(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return NotSent("a window's worth of answers waits to be recorded")
+        carrier_id = None
+        try:
+            answer = await self.sender.submit(body, deadline)
+            carrier_id = self._carrier_id(answer)
+            return answer
+        finally:
+            answers.settle(submission.reference, carrier_id)
 
     def _submit_paced(
         self,
@@ -209,7 +236,7 @@ class SmppCarrierDriver:
                         )
                 break
             futures[position] = asyncio.run_coroutine_threadsafe(
-                self.sender.submit(body, deadline), self._loop
+                self._submit_one(submissions[position], body, deadline), self._loop
             )
         for position, future in futures.items():
             try:
@@ -243,19 +270,26 @@ class SmppCarrierDriver:
             return answer
         pdu = answer
         if pdu.status == Status.ESME_ROK:
-            try:
-                message_id = read_message_id(pdu.body)
-            except PduError:
-                message_id = ""
-            carrier_id = normalise_id(message_id, hexadecimal=self.config.hex_ids == "submit")
-            if carrier_id and len(carrier_id) <= 64:
+            carrier_id = self._carrier_id(pdu)
+            if carrier_id is not None:
                 return Accepted(reference, carrier_id)
-            why = f"submit_sm_resp without a usable message_id: {message_id!r}"
+            why = f"submit_sm_resp without a usable message_id: {pdu.body!r}"
             return self._unknown(reference, "lost_response", why)
         if pdu.status in BACK_PRESSURE:
             return Deferred(reference, NOT_SENT_RETRY_S, status_name(pdu.status))
         code, message = rejection(pdu.status)
         return Rejected(reference, code, message)
+
+    def _carrier_id(self, pdu: Pdu) -> str | None:
+        """The id an accepting submit_sm_resp gives the part; None for any other answer."""
+        if pdu.status != Status.ESME_ROK:
+            return None
+        try:
+            message_id = read_message_id(pdu.body)
+        except PduError:
+            return None
+        carrier_id = normalise_id(message_id, hexadecimal=self.config.hex_ids == "submit")
+        return carrier_id if carrier_id and len(carrier_id) <= 64 else None
 
     def _unknown(self, reference: str, cause: str, why: str) -> Result:
         """The one place a segment may be sent twice: the policy resends (Deferred) or fails."""
@@ -293,6 +327,8 @@ class SmppCarrierDriver:
             self._call(self._close(), self.config.bind.timeout_s * 2 + 5)
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
             log.warning("smpp: close: %s", exc)
+        if self.answers is not None:
+            self.answers.close()  # the last carrier ids committed, places freed on the loop
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
