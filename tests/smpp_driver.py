@@ -61,7 +61,8 @@ def open_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> SmppCarrierDriver:
     bind = BindConfig(**{"host": "127.0.0.1", "port": smsc.port, "system_id": "test",
                          "password": "pw", "timeout_s": 3.0, **bind_options})  # fmt: skip
     bucket = options.pop("bucket", None)
-    driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket)
+    on_accepted = options.pop("on_accepted", None)
+    driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket, on_accepted)
     eventually(lambda: driver.sender.bound, 5)
     return driver
 
