@@ -12,7 +12,9 @@ What the test changes, and why:
 - every Redis key gets this run's prefix (``MYCPAAS_REDIS_PREFIX``), so no run shares a queue;
 - ``MYCPAAS_OUTBOUND_ALLOW_CIDRS`` lets the callbacks and media reach this test's servers,
   which sit on loopback where a customer's would be public;
-- paths under /tmp become this test's directory.
+- paths under /tmp become this test's directory;
+- the carrier workers reach carrier-sim's SMSC through a relay that decodes every PDU with
+  Jasmin's PDU library (``tests/smpp_wire.py``).
 Nothing else is added: no timeouts, sweep intervals or log levels of the test's own.
 """
 
@@ -36,6 +38,7 @@ from tests.conftest import BASE_DATABASE_URL, BASE_REDIS_URL, admin
 from tests.media_server import running_media_server
 from tests.processes import free_port, random_number, start, stop, wait_http
 from tests.receiver import running_receiver
+from tests.smpp_wire import wire_check
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -69,7 +72,7 @@ def mapped_environment(
         if name == "MYCPAAS_SMPP_HOST":
             value = "127.0.0.1"
         if name == "MYCPAAS_SMPP_PORT":
-            value = str(ports["smpp"])
+            value = str(ports["wire"])  # through Jasmin's decoder (tests/smpp_wire.py)
         env[name] = value
     env["MYCPAAS_REDIS_PREFIX"] = prefix
     env["MYCPAAS_OUTBOUND_ALLOW_CIDRS"] = "127.0.0.0/8"
@@ -107,7 +110,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     workdir = tmp_path_factory.mktemp("compose")
     ports = {"api": free_port(), "sim": free_port(), "smpp": free_port()}
     prefix = f"mycpaas-compose-{secrets.token_hex(4)}:"
-    with compose_database() as database, contextlib.ExitStack() as stack:
+    with compose_database() as database, wire_check(ports["smpp"]) as wire, \
+            contextlib.ExitStack() as stack:  # fmt: skip
+        ports["wire"] = wire.port
 
         def env(service: str) -> dict[str, str]:
             return mapped_environment(service, ports, database, prefix)
