@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from schemas.db import make_engine
 from schemas.models import callbacks_table
-from tests.e2e.conftest import Platform, launch
+from tests.e2e.conftest import NO_MEDIA, Platform, launch
 from tests.processes import random_number, stop
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -61,7 +61,9 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """A platform of these tests' own: the counters move only with what they send."""
     # no circuit breaker: the dead-letter test runs its retries back to back
     with launch(
-        tmp_path_factory.mktemp("metrics"), MYCPAAS_CALLBACK_BREAKER_FAILURES="1000"
+        tmp_path_factory.mktemp("metrics"),
+        workers=NO_MEDIA,
+        MYCPAAS_CALLBACK_BREAKER_FAILURES="1000",
     ) as platform:
         yield platform
 
