@@ -157,10 +157,17 @@ def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
     watching = subprocess.Popen(["mycpaas", "queues", "--watch", "--interval", "0.5"],
                                 env={**os.environ, **quiet.env}, stdout=subprocess.PIPE,
                                 text=True)  # fmt: skip
-    # when: it runs a while, then gets Ctrl-C
-    time.sleep(5)
+    # when: it drew its table three times (not a fixed time: its imports alone can take
+    # seconds on a busy machine, and a Ctrl-C during them is a KeyboardInterrupt), Ctrl-C
+    assert watching.stdout is not None
+    output = ""
+    while output.count("stage ") < 3:
+        line = watching.stdout.readline()
+        assert line, f"it exited before drawing three tables: {output!r}"
+        output += line
     watching.send_signal(signal.SIGINT)
-    output, _ = watching.communicate(timeout=10)
+    rest, _ = watching.communicate(timeout=10)
+    output += rest
     # then: it drew the table again and again, and left quietly
     assert watching.returncode == 0
     assert output.count("stage ") >= 3
