@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -56,6 +57,35 @@ for variable in ("TWILIO_REGION", "TWILIO_EDGE"):
 
 def pytest_report_header() -> list[str]:
     return SERVICES.origins
+
+
+# Tests that use these fixtures start platform processes (API, simulator, SMSC, platforms).
+PROCESS_FIXTURES = {"api_url", "platform", "simulator_url", "smsc"}
+E2E_DIR = Path(__file__).parent / "e2e"
+BROKERS = ("redis", "rabbitmq")  # the session platform's, in tests/e2e/conftest.py
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Marks ``e2e`` every test that starts processes of the platform: all of ``tests/e2e/``,
+    and any test using a fixture that starts one (tests that start one themselves say so).
+
+    Then, once pytest has ordered the tests (grouped by the platform's broker), puts those of
+    ``tests/e2e/`` first, then the other ``e2e`` ones, stably: xdist hands out the long ones
+    while every worker is free, and the quick ones fill the gaps at the end."""
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR) or PROCESS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+    yield
+    items.sort(key=lambda item: (not item.path.is_relative_to(E2E_DIR),
+                                 item.get_closest_marker("e2e") is None))  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        from tests.scheduling import ModulesAndPlatforms
+
+        config.pluginmanager.register(ModulesAndPlatforms(), "mycpaas-scheduling")
 
 
 def pytest_unconfigure() -> None:

@@ -27,6 +27,7 @@ def scratch_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("mycpaas-test-*"))
 
 
+@pytest.mark.e2e
 def test_a_throwaway_postgres_answers_and_is_gone_after_its_session() -> None:
     # given
     before = scratch_dirs()
@@ -44,6 +45,7 @@ def test_a_throwaway_postgres_answers_and_is_gone_after_its_session() -> None:
     assert not any(path.exists() for path in created)
 
 
+@pytest.mark.e2e
 def test_a_throwaway_postgres_starts_from_a_virtualenv_only_its_owner_may_enter() -> None:
     # given: the wheel installed under a directory of mode 0700, as in a checkout under /root
     # (as root, postgres runs as another user, who may not enter it)
@@ -66,6 +68,7 @@ def test_a_throwaway_postgres_starts_from_a_virtualenv_only_its_owner_may_enter(
     assert not any(path.exists() for path in created)
 
 
+@pytest.mark.e2e
 def test_a_throwaway_redis_answers_and_is_gone_after_its_session() -> None:
     with services.throwaway_redis() as url:
         client = redis.Redis.from_url(url)

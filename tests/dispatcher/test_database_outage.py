@@ -79,6 +79,7 @@ def relayed_api() -> Iterator[tuple[str, Relay]]:
         relay.cut()
 
 
+@pytest.mark.e2e
 def test_a_create_while_postgres_is_away_is_a_503_and_the_next_ones_go_through(
     relayed_api: tuple[str, Relay], account: Account
 ) -> None:

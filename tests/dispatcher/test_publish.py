@@ -42,6 +42,7 @@ def send(url: str, account: Account) -> dict:
     return response.json()
 
 
+@pytest.mark.e2e
 def test_create_wakes_the_segment_stage_once_for_a_burst(
     isolated_api: tuple[str, str], account: Account, redis_client: redis.Redis
 ) -> None:
@@ -57,6 +58,7 @@ def test_create_wakes_the_segment_stage_once_for_a_burst(
     assert redis_client.get(f"{prefix}wake:segment") == first["sid"].encode()
 
 
+@pytest.mark.e2e
 def test_broker_down_at_intake_still_accepts_and_keeps_the_row(account: Account) -> None:
     # given: an API whose broker and Redis are a port where nothing listens
     dead = f"redis://127.0.0.1:{free_port()}/0"

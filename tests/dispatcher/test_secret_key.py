@@ -64,6 +64,7 @@ def test_processes_on_postgres_refuse_the_development_key(
     assert "built-in development key" in result.stderr
 
 
+@pytest.mark.e2e
 def test_rotating_the_key_reissues_every_token(database_url: str) -> None:
     # given: an account created under the database's key
     created = json.loads(mycpaas(database_url, "accounts", "create", "--json").stdout)

@@ -24,10 +24,13 @@ from dispatcher.intake.accounts import add_number, create_account
 from schemas.db import make_engine
 from schemas.models import messages_table
 from tests import services
-from tests.conftest import RUN_DATABASE, admin, database_url
-from tests.processes import Account, free_port, new_account, random_number, start, stop, wait_http
+from tests.conftest import BROKERS, RUN_DATABASE, admin, database_url
+from tests.processes import Account, free_port, new_account, random_number, start, wait_http
 
 TERMINAL = {"delivered", "failed"}
+NO_MEDIA = ("segment", "carrier", "callbacks", "maintenance")  # a platform that sends no MMS
+SMS_ONLY = ("segment", "carrier", "maintenance")  # no MMS, no status callbacks
+STOP_TIMEOUT_S = 10  # as tests.processes.stop: a warm shutdown, else killed
 
 
 @dataclass
@@ -82,8 +85,17 @@ class Platform:
         return Counter(self._column(sids, "stage").values())
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            stop(proc)
+        """Asks every process to stop at once, then waits for each: a worker's warm shutdown
+        takes about a second, and they overlap."""
+        running = [proc for proc in self.procs.values() if proc.poll() is None]
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT_S)
         self.http.close()
 
     def send(self, account: Account, to: str, body: str = "hello", **params: object) -> dict:
@@ -217,15 +229,50 @@ def rabbitmq_vhost() -> Iterator[str]:
         subprocess.run([*rabbitmqctl, "delete_vhost", vhost], check=False, capture_output=True)
 
 
-@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+_running: dict[str, tuple[contextlib.ExitStack, Platform]] = {}  # the session platform, by broker
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests of the session's platform run on Redis; those marked ``both_brokers`` (where a
+    message crosses the broker in a way of its own) on RabbitMQ as well. The parameter is
+    session-wide, so pytest runs each broker's tests back to back."""
+    if "platform" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_brokers") is not None
+        metafunc.parametrize("platform", list(BROKERS if both else BROKERS[:1]), indirect=True,
+                             scope="session")  # fmt: skip
+
+
+@pytest.fixture
 def platform(
     request: pytest.FixtureRequest, database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
-    """The session's platform, once on each broker: every test using it runs on both."""
-    with contextlib.ExitStack() as stack:
-        env = {}
-        if request.param == "rabbitmq":
-            env["MYCPAAS_BROKER_URL"] = stack.enter_context(rabbitmq_vhost())
-        workdir = tmp_path_factory.mktemp(f"platform-{request.param}")
-        running = stack.enter_context(launch(workdir, isolated=False, **env))
-        yield running
+) -> Platform:
+    """The session's platform on this test's broker: started by the first test that asks for
+    it, stopped as soon as the next test does not (``pytest_runtest_teardown``), so it never
+    works on this process's database while other tests run."""
+    broker: str = request.param
+    if broker not in _running:
+        stop_session_platforms()
+        with contextlib.ExitStack() as stack:
+            env = {}
+            if broker == "rabbitmq":
+                env["MYCPAAS_BROKER_URL"] = stack.enter_context(rabbitmq_vhost())
+            workdir = tmp_path_factory.mktemp(f"platform-{broker}")
+            running = stack.enter_context(launch(workdir, isolated=False, **env))
+            _running[broker] = (stack.pop_all(), running)
+    return _running[broker][1]
+
+
+def stop_session_platforms() -> None:
+    while _running:
+        stack, _ = _running.popitem()[1]
+        stack.close()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    callspec = getattr(nextitem, "callspec", None)
+    if callspec is None or callspec.params.get("platform") not in _running:
+        stop_session_platforms()
+
+
+def pytest_sessionfinish() -> None:
+    stop_session_platforms()  # after Ctrl-C or a crash too

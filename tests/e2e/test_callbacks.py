@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from schemas.credentials import webhook_secret
 from schemas.db import session_scope
 from schemas.models import Account as AccountRow
-from tests.e2e.conftest import Platform, launch
+from tests.e2e.conftest import NO_MEDIA, Platform, launch
 from tests.processes import Account, new_account, random_number
 from tests.receiver import Receiver, running_receiver
 
@@ -55,6 +55,7 @@ def wait_states(
     return entries
 
 
+@pytest.mark.both_brokers
 def test_every_status_after_queued_is_called_back_signed(
     platform: Platform, account: Account, receiver: Receiver
 ) -> None:
@@ -106,6 +107,7 @@ def test_order_holds_under_random_receiver_latency(
         assert [r.params["MessageStatus"] for r in got] == ORDER
 
 
+@pytest.mark.both_brokers
 def test_retry_then_success_keeps_the_webhook_id(
     platform: Platform, account: Account, receiver: Receiver
 ) -> None:
@@ -241,7 +243,7 @@ def test_kill_9_mid_delivery_still_delivers_with_the_same_webhook_id(
 def test_a_busy_endpoint_costs_no_database_writes(database: str, tmp_path: Path) -> None:
     with (
         running_receiver() as receiver,
-        launch(tmp_path, MYCPAAS_CALLBACK_MAX_PER_HOST="2") as platform,
+        launch(tmp_path, workers=NO_MEDIA, MYCPAAS_CALLBACK_MAX_PER_HOST="2") as platform,
     ):
         # given: an endpoint that takes up to 150 ms per callback, capped at 2 at once
         account = platform.new_account()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import Platform, launch
+from tests.e2e.conftest import SMS_ONLY, Platform, launch
 from tests.processes import Account, free_port, new_account, random_number, start_api
 from tests.services import redis_server_command
 
@@ -120,7 +120,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
 def test_redis_lost_mid_run(database: str, tmp_path: Path, fault: str) -> None:
     with private_redis(tmp_path) as (url, redis_proc):
         env = {"MYCPAAS_BROKER_URL": url, "MYCPAAS_REDIS_URL": url}
-        with launch(tmp_path, latency_ms=20, **env) as platform:
+        with launch(tmp_path, latency_ms=20, workers=SMS_ONLY, **env) as platform:
             account = platform.new_account()
             sids = [platform.send(account, random_number(), f"a{i}")["sid"] for i in range(40)]
             # when: Redis goes away (or loses everything) while work is in flight
@@ -140,6 +140,7 @@ def test_redis_lost_mid_run(database: str, tmp_path: Path, fault: str) -> None:
     assert workers == dict.fromkeys(workers), f"processes exited: {workers}"
 
 
+@pytest.mark.both_brokers
 def test_broker_down_at_intake_is_delivered_by_the_sweeper(
     platform: Platform, account: Account
 ) -> None:
@@ -162,6 +163,7 @@ def test_broker_down_at_intake_is_delivered_by_the_sweeper(
     assert_handed_over_once(platform.counters(""), sids)
 
 
+@pytest.mark.both_brokers
 def test_throttle_is_shared_by_two_carrier_workers(platform: Platform) -> None:
     # given: a sender allowed 2 segments per second, and a second carrier worker
     account = new_account(sps=2)

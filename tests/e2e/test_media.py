@@ -35,6 +35,7 @@ def media_list(platform: Platform, account: Account, sid: str) -> list[dict]:
     ).json()["media"]
 
 
+@pytest.mark.both_brokers
 def test_every_supported_type_is_fetched_stored_and_delivered(
     platform: Platform, account: Account, media_server: MediaServer
 ) -> None:
@@ -76,6 +77,7 @@ def test_bad_media_fails_the_message(
     assert media_list(platform, account, sid) == []
 
 
+@pytest.mark.both_brokers
 def test_500_then_200_is_retried(
     platform: Platform, account: Account, media_server: MediaServer
 ) -> None:

@@ -29,6 +29,7 @@ def sdk(platform: Platform, account: Account) -> Client:
     return client
 
 
+@pytest.mark.both_brokers
 def test_a_canceled_message_is_called_back_and_never_sent(
     platform: Platform, account: Account, receiver: Receiver
 ) -> None:

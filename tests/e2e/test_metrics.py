@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from schemas.db import make_engine
 from schemas.models import callbacks_table
-from tests.e2e.conftest import Platform, launch
+from tests.e2e.conftest import NO_MEDIA, Platform, launch
 from tests.processes import random_number, stop
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -61,7 +61,9 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """A platform of these tests' own: the counters move only with what they send."""
     # no circuit breaker: the dead-letter test runs its retries back to back
     with launch(
-        tmp_path_factory.mktemp("metrics"), MYCPAAS_CALLBACK_BREAKER_FAILURES="1000"
+        tmp_path_factory.mktemp("metrics"),
+        workers=NO_MEDIA,
+        MYCPAAS_CALLBACK_BREAKER_FAILURES="1000",
     ) as platform:
         yield platform
 
@@ -155,10 +157,17 @@ def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
     watching = subprocess.Popen(["mycpaas", "queues", "--watch", "--interval", "0.5"],
                                 env={**os.environ, **quiet.env}, stdout=subprocess.PIPE,
                                 text=True)  # fmt: skip
-    # when: it runs a while, then gets Ctrl-C
-    time.sleep(5)
+    # when: it drew its table three times (not a fixed time: its imports alone can take
+    # seconds on a busy machine, and a Ctrl-C during them is a KeyboardInterrupt), Ctrl-C
+    assert watching.stdout is not None
+    output = ""
+    while output.count("stage ") < 3:
+        line = watching.stdout.readline()
+        assert line, f"it exited before drawing three tables: {output!r}"
+        output += line
     watching.send_signal(signal.SIGINT)
-    output, _ = watching.communicate(timeout=10)
+    rest, _ = watching.communicate(timeout=10)
+    output += rest
     # then: it drew the table again and again, and left quietly
     assert watching.returncode == 0
     assert output.count("stage ") >= 3

@@ -20,6 +20,7 @@ def statuses_of(sid: str) -> list[str]:
     return [event.status for event in events]
 
 
+@pytest.mark.both_brokers
 def test_single_sms_is_delivered(platform: Platform, account: Account) -> None:
     # when
     sent = platform.send(account, random_number(), "hello")
@@ -32,6 +33,7 @@ def test_single_sms_is_delivered(platform: Platform, account: Account) -> None:
     assert platform.counters(sent["sid"]) == {f"{sent['sid']}-1": 1}
 
 
+@pytest.mark.both_brokers
 def test_multipart_sms_is_delivered_when_every_part_is(
     platform: Platform, account: Account
 ) -> None:
@@ -121,6 +123,7 @@ def test_receipts_endpoint_requires_the_carrier_token(platform: Platform) -> Non
     assert (response.status_code, response.json()["code"]) == (401, 20003)
 
 
+@pytest.mark.both_brokers
 def test_validity_period_expires_a_throttled_message(platform: Platform) -> None:
     # given: a sender allowed one segment per 10 s; the second message may wait only 2 s
     account = new_account(sps=0.1)

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from schemas.db import make_engine
 from schemas.models import message_events_table
-from tests.e2e.conftest import Platform, launch
+from tests.e2e.conftest import SMS_ONLY, Platform, launch
 from tests.processes import random_number
 
 SWEEP_INTERVAL_S = 1.0  # the test platform's (see tests/e2e/conftest.py)
@@ -34,7 +34,7 @@ def events(platform: Platform, sid: str) -> dict[str, datetime]:
 
 
 def test_scheduled_message_is_released_on_time_across_a_worker_restart(tmp_path: Path) -> None:
-    with launch(tmp_path, MYCPAAS_SCHEDULE_MIN_AHEAD_S="1") as platform:
+    with launch(tmp_path, workers=SMS_ONLY, MYCPAAS_SCHEDULE_MIN_AHEAD_S="1") as platform:
         account = platform.new_account()
         send_at = (datetime.now(UTC) + timedelta(seconds=9)).replace(microsecond=0)
         sid = platform.send(

@@ -49,6 +49,7 @@ def metrics() -> str:
         return exposition(session).decode()
 
 
+@pytest.mark.e2e
 def test_a_bind_refused_for_good_says_so_everywhere(inbox: Inbox) -> None:
     # given an SMSC that wants another password than the driver's
     with smsc_process("--smpp-password", "secret") as strict:

@@ -4,6 +4,7 @@ a failing receiver, volume, and its reset."""
 import time
 
 import httpx
+import pytest
 
 from tests.carrier_simulator import (
     DRIVER_TIMEOUT_S,
@@ -21,6 +22,7 @@ from workers.carriers.factory import make_driver
 # --- configuration: latency, receipt retries, volume -----------------------------------------
 
 
+@pytest.mark.e2e
 def test_latency_is_added_to_every_submit_request(receiver: Receiver, prefix: str) -> None:
     # given
     with simulator_process(receiver.receipts_url, latency_ms=300) as url:
@@ -45,6 +47,7 @@ def test_latency_is_added_to_every_submit_request(receiver: Receiver, prefix: st
     assert lookup_elapsed < 0.29
 
 
+@pytest.mark.e2e
 def test_receipts_survive_a_failing_receiver_without_loss_or_duplicates(prefix: str) -> None:
     # given: a receiver that answers 503 three times, and small receipt batches
     references = [f"{prefix}-{n}" for n in range(25)]
@@ -92,6 +95,7 @@ def test_a_batch_of_a_thousand_goes_in_one_call(
     assert {r["carrier_id"] for r in receipts} == carrier_ids
 
 
+@pytest.mark.e2e
 def test_reset_forgets_everything(receiver: Receiver, prefix: str) -> None:
     # given
     with simulator_process(receiver.receipts_url, receipt_delay_ms=60_000) as url:

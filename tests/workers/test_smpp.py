@@ -98,6 +98,7 @@ def test_every_outcome_of_the_table(driver: SmppCarrierDriver, inbox: Inbox) -> 
     assert ids["+15005550009"] not in inbox.by_id()  # silent: no receipt, ever
 
 
+@pytest.mark.e2e
 def test_a_throttling_smsc_slows_the_bind_instead_of_failing_messages(inbox: Inbox) -> None:
     # given an SMSC that takes 150 submit_sm per second, and two task threads sharing a bind
     with smsc_process("--smpp-throttle-tps", "150") as throttling:
@@ -143,6 +144,7 @@ def test_the_account_tps_is_shared_through_redis(smsc: Smsc, inbox: Inbox) -> No
     assert took_s >= 0.9, took_s
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("policy", ["resend", "fail"])
 def test_a_connection_cut_mid_window_is_an_unknown_outcome_under_the_policy(
     inbox: Inbox, policy: str

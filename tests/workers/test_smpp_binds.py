@@ -34,6 +34,7 @@ def test_an_unanswered_enquire_link_reconnects(smsc: Smsc, inbox: Inbox) -> None
         driver.close()
 
 
+@pytest.mark.e2e
 def test_a_refused_password_backs_off_and_defers(inbox: Inbox) -> None:
     # given an SMSC that wants another password
     with smsc_process("--smpp-password", "secret") as strict:

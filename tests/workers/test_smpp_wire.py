@@ -94,6 +94,7 @@ def test_the_simulator_drops_a_session_that_writes_a_malformed_pdu(smsc: Smsc) -
     assert smsc.counters()["malformed"] == before + 1
 
 
+@pytest.mark.e2e
 def test_a_storm_of_receipts_after_a_rebind_leaves_the_bind_up() -> None:
     # given receipts that come 300 ms after each submit
     with smsc_process("--receipt-delay-ms", "300", "--smpp-receipt-resend-s", "0.5") as smsc:
