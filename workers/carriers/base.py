@@ -79,6 +79,11 @@ def sid_of(reference: str) -> str:
     return reference.rsplit("-", 1)[0]
 
 
+def part_of(reference: str) -> int:
+    """The part number of a segment's reference ``<sid>-<part>``."""
+    return int(reference.rsplit("-", 1)[1])
+
+
 def sids_of(submissions: Sequence[Submission]) -> list[str]:
     """The messages these segments belong to, each once (for log lines)."""
     return sorted({sid_of(submission.reference) for submission in submissions})

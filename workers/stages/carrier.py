@@ -41,6 +41,7 @@ from workers.carriers.base import (
     Result,
     Submission,
     TransientCarrierError,
+    part_of,
     sid_of,
     sids_of,
 )
@@ -306,7 +307,7 @@ class EarlyRecorder:
     def __call__(self, pairs: list[tuple[str, str]]) -> None:
         now = utcnow()
         sids = [sid_of(reference) for reference, _ in pairs]
-        numbers = [int(reference.rsplit("-", 1)[1]) for reference, _ in pairs]
+        numbers = [part_of(reference) for reference, _ in pairs]
         ids = [carrier_id for _, carrier_id in pairs]
         engine = get_engine()
         if engine.dialect.name != "postgresql":

@@ -19,6 +19,7 @@ waits until then (the receipts stage matches only parts of messages past ``sendi
 import asyncio
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # A commit per answer would cost more CPU than the answer: the recorder gathers half a window's
 # worth, or what came within GATHER_S, per transaction (each place is held that much longer).
 GATHER_S = 0.005
+RETRY_S = 1.0  # after the database refused a batch of carrier ids
 AcceptedSink = Callable[[list[tuple[str, str]]], None]  # (reference, carrier id) pairs
 
 
@@ -49,6 +51,7 @@ class AnswerRecorder:
         self._places = asyncio.Semaphore(places)
         self._gather = max(1, places // 2)
         self._queue: queue.SimpleQueue[_Accepted | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._thread = supervision.thread("smpp answers", self._run)
 
     async def place(self) -> None:
@@ -79,15 +82,28 @@ class AnswerRecorder:
                     self._queue.put(None)
                     break
                 batch.append(item)
+            self._record(batch)
+            for _ in batch:
+                self._loop.call_soon_threadsafe(self._places.release)
+
+    def _record(self, batch: list[_Accepted]) -> None:
+        """Commit the batch's carrier ids; while the database refuses, try again and keep the
+        places (parts that find none are not sent: a crash meanwhile costs a window at most).
+        Given up only at close: the hand-off records them with its batch if it still can."""
+        pairs = [(item.reference, item.carrier_id) for item in batch]
+        while True:
             try:
-                self._on_accepted([(item.reference, item.carrier_id) for item in batch])
-            except Exception as exc:  # the hand-off records them too, with the batch
-                log.warning("smpp: %d carrier ids not recorded early: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._loop.call_soon_threadsafe(self._places.release)
+                self._on_accepted(pairs)
+                return
+            except Exception as exc:
+                log.warning("smpp: %d carrier ids not recorded yet (%s); trying again in %g s",
+                            len(batch), exc, RETRY_S)  # fmt: skip
+            if self._closing.wait(RETRY_S):
+                return
 
     def close(self) -> None:
         """Record what is queued, then stop (after the loop's last hand-off)."""
         self._queue.put(None)
         self._thread.join(10)
+        self._closing.set()  # a database still away: stop retrying
+        self._thread.join(RETRY_S + 1)
