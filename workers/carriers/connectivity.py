@@ -76,28 +76,28 @@ def write(session: Session, state: LinkState) -> None:
     name = row_name(state.connection)
     session.execute(delete(platform_state_table).where(s.name == name))
     session.execute(insert(platform_state_table).values(name=name, value=state.encode()))
-    stale = [
-        name
-        for name, value in session.execute(select(s.name, s.value).where(s.name.like(f"{PREFIX}%")))
-        if LinkState.decode(value).reported < utcnow() - timedelta(seconds=STALE_S * 10)
-    ]
+    gone = utcnow() - timedelta(seconds=STALE_S * 10)
+    stale = [row for row, state in _rows(session) if state is None or state.reported < gone]
     if stale:
         session.execute(delete(platform_state_table).where(s.name.in_(stale)))
 
 
+def _rows(session: Session) -> list[tuple[str, LinkState | None]]:
+    """Every process's row: its name and its view (None for a row that does not decode)."""
+    s = platform_state_table.c
+    rows: list[tuple[str, LinkState | None]] = []
+    for name, value in session.execute(select(s.name, s.value).where(s.name.like(f"{PREFIX}%"))):
+        try:
+            rows.append((name, LinkState.decode(value)))
+        except ValueError:
+            rows.append((name, None))
+    return rows
+
+
 def current(session: Session) -> list[LinkState]:
     """Every process's fresh view."""
-    s = platform_state_table.c
     oldest = utcnow() - timedelta(seconds=STALE_S)
-    states = []
-    for (value,) in session.execute(select(s.value).where(s.name.like(f"{PREFIX}%"))):
-        try:
-            state = LinkState.decode(value)
-        except ValueError:
-            continue
-        if state.reported >= oldest:
-            states.append(state)
-    return states
+    return [state for _, state in _rows(session) if state is not None and state.reported >= oldest]
 
 
 def down(states: list[LinkState]) -> dict[str, LinkState]:

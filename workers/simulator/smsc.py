@@ -248,7 +248,13 @@ class Smsc:
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A submit_sm's task is done; one that raised is logged now, not at garbage collection."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("smsc: a submit_sm failed unanswered", exc_info=error)
 
     # --- submit_sm ----------------------------------------------------------------------------
 
