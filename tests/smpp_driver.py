@@ -1,11 +1,12 @@
 """The SMPP driver as tests open it on the simulator's SMSC, the inbox its receipts go to
 instead of the database, and the segments they send."""
 
+import contextlib
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,7 +56,10 @@ def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def open_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> SmppCarrierDriver:
+def open_driver(
+    smsc: Smsc, inbox: Inbox, *, wait_bound: bool = True, **options: Any
+) -> SmppCarrierDriver:
+    """The driver on ``smsc`` (bound, unless ``wait_bound`` is False); the caller closes it."""
     bind_options = {key: options.pop(key) for key in list(options)
                     if key in ("password", "window", "enquire_link_s", "timeout_s", "port", "tls")}  # fmt: skip
     bind = BindConfig(**{"host": "127.0.0.1", "port": smsc.port, "system_id": "test",
@@ -63,8 +67,19 @@ def open_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> SmppCarrierDriver:
     bucket = options.pop("bucket", None)
     on_accepted = options.pop("on_accepted", None)
     driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket, on_accepted)
-    eventually(lambda: driver.sender.bound, 5)
+    if wait_bound:
+        eventually(lambda: driver.sender.bound, 5)
     return driver
+
+
+@contextlib.contextmanager
+def opened_driver(smsc: Smsc, inbox: Inbox, **options: Any) -> Iterator[SmppCarrierDriver]:
+    """:func:`open_driver`, closed on exit."""
+    driver = open_driver(smsc, inbox, **options)
+    try:
+        yield driver
+    finally:
+        driver.close()
 
 
 def accepted_ids(results: list[Any]) -> list[str]:

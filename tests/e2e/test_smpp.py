@@ -10,6 +10,7 @@ matched by an unknown outcome the platform counted.
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +65,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def kill_and_replace(platform: Platform, victim: subprocess.Popen) -> None:
+    """``kill -9`` of a carrier worker, then another in its place (``survivor``)."""
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    platform.start_worker("carrier", "survivor")
 
 
 def duplicates(accepted: dict[str, int]) -> int:
@@ -163,9 +171,7 @@ def test_a_carrier_worker_killed_mid_window_resends_only_what_it_counts(tmp_path
         sids = [platform.send(account, random_number(), f"v{i}")["sid"] for i in range(30)]
         wait_for(lambda: bool(smsc(platform)["submits"]))
         # when it is killed before any answer is recorded
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.wait()
-        platform.start_worker("carrier", "survivor")
+        kill_and_replace(platform, victim)
         done = platform.wait_terminal(account, sids, timeout_s=90)
         accepted = smsc(platform)["accepted"]
         stop(platform.procs["survivor"])
@@ -190,9 +196,7 @@ def test_a_kill_under_load_duplicates_at_most_a_window(tmp_path: Path) -> None:
         victim = platform.start_worker("carrier", "victim")
         # when it is killed with -9 in the middle of its first batch
         wait_for(lambda: sum(smsc(platform)["accepted"].values()) >= 60)
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.wait()
-        platform.start_worker("carrier", "survivor")
+        kill_and_replace(platform, victim)
         done = platform.wait_terminal(account, sids, timeout_s=120)
         accepted = smsc(platform)["accepted"]
         stop(platform.procs["survivor"])

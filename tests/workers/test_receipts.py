@@ -13,6 +13,7 @@ from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
 from workers.stages import receipts
+from workers.stages.carrier import EarlyRecorder, early_receipts_waiting
 
 m = messages_table.c
 LOCK_WAIT_S = 10.0  # far more than the second batch needs to reach the message's lock
@@ -126,3 +127,31 @@ def test_a_message_that_just_entered_sent_is_left_to_its_receipts(account: Accou
         rescued = receipts.settle_stranded(session)
         session.rollback()
     assert sid not in rescued
+
+
+def test_a_receipt_for_a_part_recorded_early_waits_for_its_message_to_be_sent(
+    account: Account,
+) -> None:
+    # given a message still being handed over whose part's carrier id the SMPP driver recorded
+    # as its answer came (workers/carriers/smpp/answers.py), and that part's receipt
+    with session_scope() as session:
+        sid = make_sent(session, account, 1, entered=timedelta(0))
+        session.execute(update(segments_table).where(segments_table.c.message_sid == sid)
+                        .values(carrier_id=None, status="pending"))  # fmt: skip
+        session.execute(update(messages_table).where(m.sid == sid).values(status="sending"))
+        session.commit()
+    EarlyRecorder()([(f"{sid}-1", carrier_id(sid, 1))])
+    with session_scope() as session:
+        receipts.store(session, [{"carrier_id": carrier_id(sid, 1), "status": "delivered",
+                                  "error_code": None, "reference": None}])  # fmt: skip
+        # when the receipts stage runs before the hand-off has moved the message
+        applied = receipts.apply_batch(session)
+        # then it waits: the message cannot skip 'sent'
+        assert applied == 0
+        # when the hand-off commits 'sent', it finds the receipt waiting and the stage applies it
+        session.execute(update(messages_table).where(m.sid == sid).values(status="sent"))
+        session.commit()
+        assert early_receipts_waiting(session, [carrier_id(sid, 1)])
+        assert receipts.apply_batch(session) == 1
+        status = session.execute(select(m.status).where(m.sid == sid)).scalar()
+    assert status == "delivered"

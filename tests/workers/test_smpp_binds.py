@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.smpp_driver import Inbox, destination, eventually, open_driver, submission
+from tests.smpp_driver import Inbox, destination, eventually, open_driver, opened_driver, submission
 from tests.smsc import Smsc, smsc_process
 from workers.carriers.base import Accepted, Deferred
 from workers.carriers.smpp.bind import BindConfig
@@ -37,16 +37,12 @@ def test_an_unanswered_enquire_link_reconnects(smsc: Smsc, inbox: Inbox) -> None
 @pytest.mark.e2e
 def test_a_refused_password_backs_off_and_defers(inbox: Inbox) -> None:
     # given an SMSC that wants another password
-    with smsc_process("--smpp-password", "secret") as strict:
-        bind = BindConfig("127.0.0.1", strict.port, "test", "wrong", timeout_s=1.0)
-        driver = SmppCarrierDriver(SmppConfig(bind=bind), inbox)
-        try:
-            # when it has tried for 3 s
-            time.sleep(3)
-            refusals = strict.counters()["bind_refusals"]
-            result = driver.submit([submission(destination())])[0]
-        finally:
-            driver.close()
+    with smsc_process("--smpp-password", "secret") as strict, \
+            opened_driver(strict, inbox, password="wrong", timeout_s=1.0, wait_bound=False) as driver:  # fmt: skip
+        # when it has tried for 3 s
+        time.sleep(3)
+        refusals = strict.counters()["bind_refusals"]
+        result = driver.submit([submission(destination())])[0]
     # then: a few tries (0.5 s doubling, with jitter), not a spin; nothing sent
     assert 1 <= refusals <= 4, refusals
     assert isinstance(result, Deferred)

@@ -24,7 +24,14 @@ from schemas.db import session_scope
 from schemas.models import metric_counters_table
 from tests.dispatcher.test_committer import committed, new_message
 from tests.processes import Account
-from tests.smpp_driver import Inbox, accepted_ids, destination, eventually, open_driver, submission
+from tests.smpp_driver import (
+    Inbox,
+    accepted_ids,
+    destination,
+    eventually,
+    opened_driver,
+    submission,
+)
 from tests.smsc import Smsc
 from workers import supervision
 from workers.carriers.smpp import pdu
@@ -97,12 +104,15 @@ def test_a_thread_loop_that_raises_is_logged_counted_and_started_again(
 
 def test_a_loop_is_not_restarted_once_it_is_told_to_stop() -> None:
     stop = threading.Event()
+    runs: list[int] = []
 
     def body() -> None:
+        runs.append(1)
         stop.set()
         raise Boom("while stopping")
 
-    supervision.forever("stopping-loop", body, stop)  # returns: no restart after stop
+    supervision.forever("stopping-loop", body, stop)
+    assert runs == [1]  # not started again once stopping
 
 
 def test_an_async_loop_that_raises_is_started_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -124,14 +134,11 @@ def test_the_smpp_link_binds_after_its_connect_loop_met_an_unforeseen_error(
     # given: encoding the bind raises once (as a 9-character password did)
     monkeypatch.setattr(pdu.BindBody, "encode", fails_once(pdu.BindBody.encode))
     # when the driver opens its session
-    driver = open_driver(smsc, inbox)
-    try:
+    with opened_driver(smsc, inbox) as driver:
         # then: it bound on the next try, and said why the first failed
         assert driver.sender.binds == 1
         assert logged_with_traceback(caplog, "smpp bind_transceiver")
         accepted_ids(driver.submit([submission(destination())]))
-    finally:
-        driver.close()
 
 
 def test_an_unforeseen_error_reading_a_pdu_drops_the_connection_and_binds_again(
@@ -139,16 +146,13 @@ def test_an_unforeseen_error_reading_a_pdu_drops_the_connection_and_binds_again(
 ) -> None:
     # given: the first receipt handed to the store raises
     monkeypatch.setattr(ReceiptStore, "deliver", fails_once(ReceiptStore.deliver))
-    driver = open_driver(smsc, inbox)
-    try:
+    with opened_driver(smsc, inbox) as driver:
         # when a message is sent and its receipt comes
         [carrier_id] = accepted_ids(driver.submit([submission(destination())]))
         # then: the connection was made again and the receipt, sent again, is stored
         eventually(lambda: carrier_id in inbox.by_id(), 15)
         assert driver.sender.binds == 2
         assert logged_with_traceback(caplog, "smpp bind_transceiver")
-    finally:
-        driver.close()
 
 
 def test_an_unforeseen_error_in_the_keep_alive_makes_the_connection_again(
@@ -165,27 +169,21 @@ def test_an_unforeseen_error_in_the_keep_alive_makes_the_connection_again(
 
     monkeypatch.setattr(Link, "_request", request)
     # when the link idles past its enquire_link interval
-    driver = open_driver(smsc, inbox, enquire_link_s=0.2)
-    try:
+    with opened_driver(smsc, inbox, enquire_link_s=0.2) as driver:
         # then: the failed keep-alive was logged and the link bound again
         eventually(lambda: driver.sender.binds == 2 and driver.sender.bound, 10)
         assert logged_with_traceback(caplog, "enquire_link")
-    finally:
-        driver.close()
 
 
 def test_the_receipt_store_goes_on_after_an_unforeseen_error(
     smsc: Smsc, inbox: Inbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(ReceiptStore, "_store", fails_once(ReceiptStore._store))
-    driver = open_driver(smsc, inbox)
-    try:
+    with opened_driver(smsc, inbox) as driver:
         ids = accepted_ids(driver.submit([submission(destination()) for _ in range(3)]))
         # then: the SMSC sent the unanswered receipts again and the store took them
         eventually(lambda: set(ids) <= set(inbox.by_id()), 15)
         assert logged_with_traceback(caplog, "smpp receipts")
-    finally:
-        driver.close()
 
 
 class _FlakyQueue:
