@@ -21,20 +21,26 @@ from sqlmodel import Session
 
 from schemas.copying import insert_rows
 from schemas.db import session_scope
-from schemas.models import Message, message_events_table, messages_table
+from schemas.models import Message, message_events_table, messages_table, segments_table
 from workers import supervision
+from workers.stages.segment import segment_rows
 
 BATCH_MAX = 500  # messages in one transaction at most
 
 
 def store(session: Session, messages: list[Message]) -> None:
-    """Insert the messages and their 'queued' (or 'scheduled') events; the caller commits."""
-    rows = []
+    """Insert the messages, their 'queued' (or 'scheduled') events and the segments of those
+    that go to the carrier stage at once; the caller commits."""
+    rows, segments = [], []
     for message in messages:
         row = message.model_dump()
         row["from_number"] = row.pop("from_")
         rows.append(row)
+        if message.stage == "carrier":
+            segments += segment_rows(message.sid, message.body, message.num_media,
+                                     message.smart_encoded, message.date_created)  # fmt: skip
     insert_rows(session, messages_table, rows)
+    insert_rows(session, segments_table, segments)
     insert_rows(session, message_events_table,
                 [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
                  for m in messages])  # fmt: skip

@@ -284,9 +284,11 @@ def _message(
 
 
 def _first_stage(new: NewMessage) -> str:
+    """Where a new message starts: an SMS sent now is stored with its segments (committer.py)
+    and goes straight to the carrier stage."""
     if new.send_at is not None:
         return SCHEDULED_STAGE
-    return "media" if new.media_urls else "segment"
+    return "media" if new.media_urls else "carrier"
 
 
 def replay(earlier: Message, fingerprint: str | None) -> Message:

@@ -5,6 +5,7 @@ an Idempotency-Key fails only the request that collided."""
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from dispatcher.intake.committer import Committer, stored
 from dispatcher.intake.create import parse_new_message, prepare
 from schemas.db import get_engine, session_scope
-from schemas.models import Message, messages_table
+from schemas.models import Message, messages_table, segments_table
 from schemas.types import utcnow
 from tests.processes import Account, random_number
 
@@ -127,3 +128,39 @@ def test_what_copy_stores_reads_back_the_same(account: Account) -> None:
     )  # fmt: skip
     assert row.idempotency_key is None
     assert row.send_at is None
+
+
+def test_an_sms_sent_now_is_stored_with_its_segments_and_goes_straight_to_the_carrier(
+    account: Account,
+) -> None:
+    # given: a two-part SMS, an MMS and a scheduled SMS, checked as a create checks them
+    now = utcnow()
+    base = {"To": [random_number()], "From": [account.number]}
+    kinds = {
+        "sms": {**base, "Body": ["x" * 200]},
+        "mms": {**base, "Body": ["x" * 200], "MediaUrl": ["https://example.com/a.png"]},
+        "later": {**base, "Body": ["x" * 200], "ScheduleType": ["fixed"],
+                  "SendAt": [(now + timedelta(hours=1)).isoformat()]},
+    }  # fmt: skip
+    with session_scope() as session:
+        made = {kind: prepare(session, account.sid, parse_new_message(params, now), now)
+                for kind, params in kinds.items()}  # fmt: skip
+    # when: they are stored in one transaction
+    stored(list(made.values()))
+    # then: the SMS has its two parts, sharing one reference, and waits for the carrier stage
+    s = segments_table.c
+    with session_scope() as session:
+        parts = session.execute(
+            select(s.message_sid, s.number, s.total, s.udh_ref, s.status)
+            .where(s.message_sid.in_([m.sid for m in made.values()]))
+            .order_by(s.message_sid, s.number)
+        ).all()  # fmt: skip
+        stages = dict(session.execute(select(messages_table.c.sid, messages_table.c.stage).where(
+            messages_table.c.sid.in_([m.sid for m in made.values()]))).all())  # fmt: skip
+    sms = made["sms"].sid
+    assert [(p.message_sid, p.number, p.total, p.status) for p in parts] == [
+        (sms, 1, 2, "pending"), (sms, 2, 2, "pending")
+    ]  # fmt: skip
+    assert parts[0].udh_ref == parts[1].udh_ref
+    # the MMS waits for its media and the scheduled one for its time: both are split later
+    assert stages == {sms: "carrier", made["mms"].sid: "media", made["later"].sid: "scheduled"}

@@ -43,7 +43,7 @@ def send(url: str, account: Account) -> dict:
 
 
 @pytest.mark.e2e
-def test_create_wakes_the_segment_stage_once_for_a_burst(
+def test_create_wakes_the_carrier_stage_once_for_a_burst(
     isolated_api: tuple[str, str], account: Account, redis_client: redis.Redis
 ) -> None:
     # given: no worker consumes this prefix's queues
@@ -54,8 +54,8 @@ def test_create_wakes_the_segment_stage_once_for_a_burst(
         send(url, account)
     time.sleep(0.5)  # publishing runs just after each answer
     # then: one wake-up, carrying the first sid; the others were coalesced into it
-    assert queued_sids(redis_client, f"{prefix}segment") == [first["sid"]]
-    assert redis_client.get(f"{prefix}wake:segment") == first["sid"].encode()
+    assert queued_sids(redis_client, f"{prefix}carrier") == [first["sid"]]
+    assert redis_client.get(f"{prefix}wake:carrier") == first["sid"].encode()
 
 
 @pytest.mark.e2e
@@ -75,7 +75,7 @@ def test_broker_down_at_intake_still_accepts_and_keeps_the_row(account: Account)
             row = session.get(Message, message["sid"])
             assert row is not None
             assert row.status == "queued"
-            assert row.stage == "segment"
+            assert row.stage == "carrier"  # stored with its segments
             assert row.next_attempt_at is not None
 
 

@@ -52,10 +52,10 @@ def test_bench_runs_beside_a_store_already_full_of_settled_messages(tmp_path: Pa
     assert "stored: 2,000 messages in" in result.stdout
     [line] = [line for line in result.stdout.splitlines() if line.startswith('{"messages"')]
     assert json.loads(line)["statuses"] == {"delivered": 20}
-    # and what the run wrote, per message: a message is inserted and moves five times
+    # and what the run wrote, per message: a message is inserted and moves four times
     [writes] = [line for line in result.stdout.splitlines() if line.startswith("writes")]
     per_table = dict(re.findall(r"(\w+) (\d+\.\d+)", writes.split(":", 1)[1]))
-    assert float(per_table["messages"]) >= 6.0
+    assert float(per_table["messages"]) >= 5.0
     assert {"message_events", "segments", "receipts"} <= per_table.keys()
 
 

@@ -69,24 +69,24 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> None:
-    # given: the segment worker is stopped
-    stop(quiet.procs.pop("segment"))
+    # given: the carrier worker is stopped (an SMS goes from intake straight to its stage)
+    stop(quiet.procs.pop("carrier"))
     account = quiet.new_account()
     before = scrape(quiet)
     # when: 25 messages are accepted
     sids = [quiet.send(account, random_number(), f"m{n}")["sid"] for n in range(25)]
     time.sleep(1.0)
-    # then: the segment queue holds all of them, and its oldest has been waiting
+    # then: the carrier queue holds all of them, and its oldest has been waiting
     samples = scrape(quiet)
-    assert value(samples, "mycpaas_queue_depth", stage="segment", queue="segment") == 25
+    assert value(samples, "mycpaas_queue_depth", stage="carrier", queue="carrier") == 25
     assert value(samples, "mycpaas_queue_oldest_age_seconds", stage="segment",
                  queue="segment") >= 1.0  # fmt: skip
     assert value(samples, "mycpaas_messages", status="queued") == 25
-    row = stage_row(queues_command(quiet), "segment")
-    assert row[:3] == ["segment", "segment", "25"]
+    row = stage_row(queues_command(quiet), "carrier")
+    assert row[:3] == ["carrier", "carrier", "25"]
 
     # when: the worker starts again
-    quiet.start_worker("segment")
+    quiet.start_worker("carrier")
     done = quiet.wait_terminal(account, sids)
 
     # then: the backlog is gone, and the counters saw every message through
@@ -96,17 +96,17 @@ def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> 
     assert {m["status"] for m in done.values()} == {"delivered"}
     samples = scrape_until(quiet, lambda s: grew(
         s, "mycpaas_message_latency_seconds_count", status="delivered") >= 25)  # fmt: skip
-    assert value(samples, "mycpaas_queue_depth", stage="segment", queue="segment") == 0
+    assert value(samples, "mycpaas_queue_depth", stage="carrier", queue="carrier") == 0
     assert grew(samples, "mycpaas_messages", status="delivered") == 25
     assert grew(samples, "mycpaas_message_latency_seconds_count", status="delivered") == 25
     assert grew(samples, "mycpaas_message_latency_seconds_count", status="sent") == 25
-    for stage in ("segment", "carrier"):
-        count = grew(samples, "mycpaas_stage_latency_seconds_count", stage=stage)
-        assert count == 25, stage
-        inf = grew(samples, "mycpaas_stage_latency_seconds_bucket", stage=stage, le="+Inf")
-        assert inf == count
-    # the segment stage's latency includes the wait while no worker ran
-    assert grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="segment", le="1.0") == 0
+    count = grew(samples, "mycpaas_stage_latency_seconds_count", stage="carrier")
+    assert count == 25
+    inf = grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="carrier", le="+Inf")
+    assert inf == count
+    assert grew(samples, "mycpaas_stage_latency_seconds_count", stage="segment") == 0
+    # the carrier stage's latency includes the wait while no worker ran
+    assert grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="carrier", le="1.0") == 0
     assert grew(samples, "mycpaas_carrier_results_total", result="accepted", code="") == 25
     assert grew(samples, "mycpaas_stage_processed_total", stage="segment") == 25
     assert ("mycpaas_settle_rescues_total", frozenset()) in samples  # shown, and stays 0

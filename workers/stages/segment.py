@@ -2,10 +2,16 @@
 
 One transaction claims a batch, writes its segments and hands the rows to the carrier stage;
 a worker that dies half-way leaves nothing behind but the claim, rolled back with it.
+
+A plain SMS sent now never comes here: intake stores its segments with it (``segment_rows``)
+and hands it to the carrier stage at once. This stage splits what was not ready at intake:
+MMS once their media are fetched, and scheduled messages when they are released.
 """
 
 import logging
 import secrets
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -21,6 +27,22 @@ log = logging.getLogger(__name__)
 BATCH = 200  # messages per transaction; one round of inserts for all their segments
 
 
+def segment_rows(
+    sid: str, body: str, num_media: int, smart_encoded: bool, now: datetime
+) -> list[dict[str, Any]]:
+    """The segment rows of one message, as the carrier stage hands them over."""
+    udh_ref = secrets.randbelow(256)
+    if num_media:
+        parts: tuple[str, ...] = (body,)  # MMS: the text travels whole, beside the media
+    else:
+        parts = segment(body, smart_encoding=smart_encoded).parts
+    return [
+        {"message_sid": sid, "number": number, "total": len(parts), "text": text,
+         "udh_ref": udh_ref, "status": "pending", "date_updated": now}
+        for number, text in enumerate(parts, start=1)
+    ]  # fmt: skip
+
+
 def segment_batch(session: Session) -> int:
     """Segment one batch of due messages; returns how many were claimed."""
     now = utcnow()
@@ -28,17 +50,8 @@ def segment_batch(session: Session) -> int:
     rows = claim_due(session, "segment", now=now, limit=BATCH, sets=sets)
     segments = []
     for row in rows:
-        udh_ref = secrets.randbelow(256)
-        if row.num_media:
-            parts: tuple[str, ...] = (row.body,)  # MMS: the text travels whole, beside the media
-        else:
-            parts = segment(row.body, smart_encoding=row.smart_encoded).parts
-        for number, text in enumerate(parts, start=1):
-            segments.append(
-                {"message_sid": row.sid, "number": number, "total": len(parts), "text": text,
-                 "udh_ref": udh_ref, "status": "pending", "date_updated": now}
-            )  # fmt: skip
-        log.debug("segmented %s into %d parts", row.sid, len(parts), extra={"sid": row.sid})
+        segments += segment_rows(row.sid, row.body, row.num_media, row.smart_encoded, now)
+        log.debug("segmented %s", row.sid, extra={"sid": row.sid})
     if segments:
         session.execute(insert(segments_table), segments)
     session.commit()
