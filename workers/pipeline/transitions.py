@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, func, insert, update
 from sqlmodel import Session
 
+from schemas.db import any_of
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
@@ -56,7 +57,7 @@ def move(
     m = messages_table.c
     statement = (
         update(messages_table)
-        .where(m.sid.in_(list(sids)), m.status.in_(_SOURCES[status]), *only_if)
+        .where(any_of(m.sid, sids), any_of(m.status, _SOURCES[status]), *only_if)
         .values(
             status=status.value,
             date_updated=now,

@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from schemas.credentials import auth_token, webhook_secret
-from schemas.db import constant
+from schemas.db import any_of, constant
 from schemas.models import accounts_table, callback_attempts_table, callbacks_table
 from schemas.settings import get_settings
 from schemas.types import utcnow
@@ -174,7 +174,7 @@ def _per_message(message_sids: Collection[str]) -> Any:
             func.min(c.id).filter(c.state == HELD).label("first_held"),
             func.max(case((c.state.in_((PENDING, DELIVERING)), 1), else_=0)).label("busy"),
         )
-        .where(c.message_sid.in_(list(message_sids)))
+        .where(any_of(c.message_sid, message_sids))
         .group_by(c.message_sid)
         .subquery()
     )
@@ -209,7 +209,7 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
         now = utcnow()
         promoted = session.execute(
             update(callbacks_table)
-            .where(c.id.in_(ids), c.state == HELD)
+            .where(any_of(c.id, ids), c.state == HELD)
             .values(state=PENDING, next_attempt_at=now, date_updated=now)
             .returning(c.message_sid)
         ).scalars()
@@ -296,7 +296,7 @@ def release(session: Session, held: dict[int, datetime]) -> int:
 def credentials(session: Session, account_sids: set[str]) -> dict[str, tuple[str, str]]:
     """(auth token, webhook secret) per account, re-derived from the secret key."""
     a = accounts_table.c
-    salts = session.execute(select(a.sid, a.token_salt).where(a.sid.in_(account_sids))).all()
+    salts = session.execute(select(a.sid, a.token_salt).where(any_of(a.sid, account_sids))).all()
     return {sid: (auth_token(sid, salt), webhook_secret(sid, salt)) for sid, salt in salts}
 
 
@@ -308,7 +308,7 @@ def skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
     gone = set(
         session.execute(
             select(c.message_sid, c.url).where(
-                c.message_sid.in_({row.message_sid for row in rows}), c.state == "gone"
+                any_of(c.message_sid, {row.message_sid for row in rows}), c.state == "gone"
             )
         ).all()
     )
@@ -316,7 +316,7 @@ def skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
     if skipped:
         session.execute(
             update(callbacks_table)
-            .where(c.id.in_(skipped), c.state == DELIVERING)
+            .where(any_of(c.id, skipped), c.state == DELIVERING)
             .values(state="skipped", last_error=GONE_REASON, next_attempt_at=None,
                     date_updated=utcnow())
         )  # fmt: skip

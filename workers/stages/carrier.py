@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, exists, select, update
 from sqlmodel import Session
 
-from schemas.db import get_engine
+from schemas.db import any_of, get_engine
 from schemas.models import messages_table, phone_numbers_table, receipts_table, segments_table
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
@@ -91,7 +91,7 @@ def _sender_rates(session: Session, senders: set[str]) -> dict[str, float]:
     rates = dict.fromkeys(senders, default)
     for number, sps in session.execute(
         select(numbers.phone_number, numbers.segments_per_second).where(
-            numbers.phone_number.in_(senders)
+            any_of(numbers.phone_number, senders)
         )
     ):
         if sps:
@@ -153,7 +153,7 @@ def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
     return list(
         session.execute(
             select(s.message_sid, s.number, s.total, s.text, s.udh_ref)
-            .where(s.message_sid.in_(sids), s.carrier_id.is_(None))
+            .where(any_of(s.message_sid, sids), s.carrier_id.is_(None))
             .order_by(s.message_sid, s.number)
         ).all()
     )
@@ -348,7 +348,7 @@ _RECORD_ACCEPTED = (
 def early_receipts_waiting(session: Session, carrier_ids: list[str]) -> bool:
     """Did receipts for these carrier ids land before the hand-off was committed?"""
     r = receipts_table.c
-    statement = select(exists().where(r.applied_at.is_(None), r.carrier_id.in_(carrier_ids)))
+    statement = select(exists().where(r.applied_at.is_(None), any_of(r.carrier_id, carrier_ids)))
     return bool(carrier_ids) and bool(session.execute(statement).scalar())
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
-from schemas.db import constant
+from schemas.db import any_of, constant
 from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
@@ -92,7 +92,9 @@ def apply_batch(session: Session) -> int:
         ],
     )  # fmt: skip
     session.execute(
-        update(receipts_table).where(r.id.in_([row.id for row in matched])).values(applied_at=now)
+        update(receipts_table)
+        .where(any_of(r.id, [row.id for row in matched]))
+        .values(applied_at=now)
     )
     _settle_messages(session, {row.message_sid for row in matched}, now)
     session.commit()
@@ -104,7 +106,7 @@ def _settle_messages(session: Session, sids: set[str], now: datetime) -> list[st
 
     Locks the messages first (see the module's docstring); returns the sids it moved."""
     session.execute(
-        select(m.sid).where(m.sid.in_(sorted(sids))).order_by(m.sid).with_for_update()
+        select(m.sid).where(any_of(m.sid, sorted(sids))).order_by(m.sid).with_for_update()
     ).all()
     totals = session.execute(
         select(
@@ -113,7 +115,7 @@ def _settle_messages(session: Session, sids: set[str], now: datetime) -> list[st
             func.sum(case((s.status == "delivered", 1), else_=0)),
             func.min(s.error_code),
         )
-        .where(s.message_sid.in_(sids))
+        .where(any_of(s.message_sid, sids))
         .group_by(s.message_sid)
     ).all()
     delivered = [sid for sid, count, done, code in totals if code is None and done == count]
