@@ -79,8 +79,8 @@ def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> 
     # then: the carrier queue holds all of them, and its oldest has been waiting
     samples = scrape(quiet)
     assert value(samples, "mycpaas_queue_depth", stage="carrier", queue="carrier") == 25
-    assert value(samples, "mycpaas_queue_oldest_age_seconds", stage="segment",
-                 queue="segment") >= 1.0  # fmt: skip
+    assert value(samples, "mycpaas_queue_oldest_age_seconds", stage="carrier",
+                 queue="carrier") >= 1.0  # fmt: skip
     assert value(samples, "mycpaas_messages", status="queued") == 25
     row = stage_row(queues_command(quiet), "carrier")
     assert row[:3] == ["carrier", "carrier", "25"]
@@ -108,10 +108,10 @@ def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> 
     # the carrier stage's latency includes the wait while no worker ran
     assert grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="carrier", le="1.0") == 0
     assert grew(samples, "mycpaas_carrier_results_total", result="accepted", code="") == 25
-    assert grew(samples, "mycpaas_stage_processed_total", stage="segment") == 25
+    assert grew(samples, "mycpaas_stage_processed_total", stage="carrier") == 25
     assert ("mycpaas_settle_rescues_total", frozenset()) in samples  # shown, and stays 0
     assert value(samples, "mycpaas_settle_rescues_total") == 0
-    row = stage_row(queues_command(quiet), "segment")
+    row = stage_row(queues_command(quiet), "carrier")
     assert row[2] == "0"
     assert float(row[6]) > 0  # the last minute's rate
 
