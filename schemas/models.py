@@ -37,6 +37,11 @@ class PhoneNumber(SQLModel, table=True):
     sid: str = Field(unique=True, max_length=34)  # PN…: how Twilio's APIs name the number
     account_sid: str = Field(foreign_key="accounts.sid", index=True, max_length=34)
     segments_per_second: float | None = None  # None: the platform's default for long codes
+    # Where a message the number receives is posted (Twilio's SmsUrl), and the fallback.
+    sms_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sms_method: str = Field(default="POST", max_length=8)
+    sms_fallback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sms_fallback_method: str = Field(default="POST", max_length=8)
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -343,6 +348,7 @@ class StageActivity(SQLModel, table=True):
 
 
 # The Core tables, for bulk statements on hot paths (SQLModel does not type ``__table__``).
+# Inbound messages' own tables are in schemas/inbound.py.
 messages_table: Table = Message.__table__  # type: ignore[attr-defined]
 message_events_table: Table = MessageEvent.__table__  # type: ignore[attr-defined]
 segments_table: Table = Segment.__table__  # type: ignore[attr-defined]

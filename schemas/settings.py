@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     # answer submit_sm in hex and report receipts in decimal): that side's ids are converted.
     smpp_hex_ids: Literal["none", "submit", "receipt"] = "none"
 
+    inbound_reassembly_s: Positive = 300.0  # an MO still missing parts after this is stored
     default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
     sending_lease_s: Annotated[int, Field(ge=1)] = (
         60  # a row in 'sending' longer than this is reconciled by the sweeper

@@ -11,9 +11,12 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"  # the carrier's receipts say every segment reached the handset
     FAILED = "failed"  # final failure; error_code and error_message say why
     CANCELED = "canceled"  # a scheduled message canceled before its time; never sent
+    RECEIVED = "received"  # an inbound message: a handset sent it to one of our numbers
 
 
-TERMINAL = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.CANCELED})
+TERMINAL = frozenset(
+    {MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.CANCELED, MessageStatus.RECEIVED}
+)
 # The pipeline is done with the message's text and rows: it may be redacted or deleted. A 'sent'
 # message only waits for receipts, which change its status and nothing else.
 SETTLED = TERMINAL | {MessageStatus.SENT}
@@ -31,6 +34,7 @@ TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     MessageStatus.DELIVERED: frozenset(),
     MessageStatus.FAILED: frozenset(),
     MessageStatus.CANCELED: frozenset(),
+    MessageStatus.RECEIVED: frozenset(),
 }
 
 

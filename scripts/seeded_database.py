@@ -133,7 +133,8 @@ def schema_matches(url: str) -> bool:
     """
     from sqlmodel import SQLModel
 
-    import schemas.models  # noqa: F401  (registers the tables)
+    import schemas.inbound  # noqa: F401  (registers the tables)
+    import schemas.models  # noqa: F401
 
     with psycopg.connect(url) as conn:
         rows = conn.execute(

@@ -66,7 +66,9 @@ def open_driver(
                          "password": "pw", "timeout_s": 3.0, **bind_options})  # fmt: skip
     bucket = options.pop("bucket", None)
     on_accepted = options.pop("on_accepted", None)
-    driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket, on_accepted)
+    on_inbound = options.pop("on_inbound", None)
+    driver = SmppCarrierDriver(SmppConfig(bind=bind, **options), inbox, bucket, on_accepted,
+                               on_inbound)  # fmt: skip
     if wait_bound:
         eventually(lambda: driver.sender.bound, 5)
     return driver

@@ -16,6 +16,7 @@ SEGMENT_TASK = "sms.segment"
 MEDIA_TASK = "mms.fetch_media"
 CARRIER_TASK = "sms.carrier_submit"
 RECEIPTS_TASK = "sms.apply_receipts"
+INBOUND_TASK = "sms.inbound"
 CALLBACK_TASK = "sms.callback"
 SWEEP_TASK = "maintenance.sweep"
 
@@ -25,16 +26,19 @@ ROUTES = {
     MEDIA_TASK: "media",
     CARRIER_TASK: "carrier",
     RECEIPTS_TASK: "carrier",
+    INBOUND_TASK: "carrier",
     CALLBACK_TASK: "callbacks",
     SWEEP_TASK: "maintenance",
 }
 
-# The task that drains each stage (the ``stage`` column of a message, or the receipts inbox).
+# The task that drains each stage (the ``stage`` column of a message, the receipts inbox, the
+# inbound parts).
 STAGE_TASKS = {
     "segment": SEGMENT_TASK,
     "media": MEDIA_TASK,
     "carrier": CARRIER_TASK,
     "receipts": RECEIPTS_TASK,
+    "inbound": INBOUND_TASK,
     "callbacks": CALLBACK_TASK,
 }
 

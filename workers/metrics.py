@@ -52,8 +52,15 @@ SETTLE_RESCUES = "mycpaas_settle_rescues"
 CALLBACK_RESCUES = "mycpaas_callback_rescues"
 SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 BACKGROUND_ERRORS = "mycpaas_background_errors"
+INBOUND = "mycpaas_inbound"
 
 FAMILIES = {
+    INBOUND: Family(
+        "counter",
+        "Messages handsets sent, joined from their parts: received, incomplete (30009), or "
+        "dropped (to no number of an account)",
+        ("outcome",),
+    ),
     STAGE_LATENCY: Family(
         "histogram", "From an item becoming due in a stage to the stage finishing it", ("stage",)
     ),

@@ -27,6 +27,7 @@ from schemas.types import utcnow
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
+    INBOUND_TASK,
     MEDIA_TASK,
     RECEIPTS_TASK,
     SEGMENT_TASK,
@@ -41,7 +42,7 @@ from workers.metrics import recorder
 from workers.pipeline import wakeup
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
-from workers.stages import callbacks, carrier, media, receipts, segment, sweep
+from workers.stages import callbacks, carrier, inbound, media, receipts, segment, sweep
 from workers.webhooks import delivery
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def _make_carriers() -> Carriers:
     default: CarrierDriver
     if settings.carrier == "smpp":
         bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
-        default = make_smpp_driver(settings, inbox.keep, bucket, carrier.EarlyRecorder())
+        default = make_smpp_driver(settings, inbox.keep, bucket, carrier.EarlyRecorder(),
+                                   inbox.keep_inbound)  # fmt: skip
     else:
         default = make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
     mms = None
@@ -227,6 +229,15 @@ def receipts_task(_sid: str | None = None) -> None:
             return receipts.apply_batch(session)
 
     drain("receipts", batch, receipts.BATCH)
+
+
+@app.task(name=INBOUND_TASK, **DB_RETRY)
+def inbound_task(_sid: str | None = None) -> None:
+    def batch() -> int:
+        with status_changes() as session:
+            return inbound.join_batch(session)
+
+    drain("inbound", batch, inbound.BATCH)
 
 
 @app.task(name=CALLBACK_TASK)

@@ -1,6 +1,8 @@
-"""``POST /carrier/receipts``: the carrier reports delivery here, with a bearer token."""
+"""What the carrier pushes to us, with a bearer token: delivery receipts
+(``POST /carrier/receipts``) and messages handsets sent (``POST /carrier/inbound``)."""
 
 import hmac
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,10 +13,11 @@ from pydantic import BaseModel, Field, JsonValue
 from dispatcher.api.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.errors import AuthenticationError, BadRequest
 from dispatcher.intake.params import JSON, read_json_object, storable
+from dispatcher.intake.phone import to_e164
 from dispatcher.intake.publish import wake_soon
 from schemas.db import session_scope
 from schemas.settings import get_settings
-from workers.stages import receipts
+from workers.stages import inbound, receipts
 
 router = APIRouter(tags=["carrier"])
 
@@ -75,6 +78,12 @@ def _store(items: list[dict[str, Any]]) -> None:
         receipts.store(session, items)
 
 
+def _authorized(authorization: str | None) -> None:
+    expected = f"Bearer {get_settings().receipts_token}"
+    if authorization is None or not hmac.compare_digest(authorization, expected):
+        raise AuthenticationError("A valid carrier bearer token is required")
+
+
 @router.post(
     "/carrier/receipts",
     responses=ok(ReceiptsAccepted, "The receipts are stored") | errors(400, 401, 413, 415),
@@ -85,9 +94,7 @@ async def receive(
     authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
 ) -> JSONResponse:
     """Delivery receipts from the carrier: ``{"receipts": [{carrier_id, status, …}]}``."""
-    expected = f"Bearer {get_settings().receipts_token}"
-    if authorization is None or not hmac.compare_digest(authorization, expected):
-        raise AuthenticationError("A valid carrier bearer token is required")
+    _authorized(authorization)
     document = await read_json_object(request)
     batch = document.get("receipts")
     if not isinstance(batch, list) or len(batch) > MAX_RECEIPTS:
@@ -97,3 +104,57 @@ async def receive(
         await run_in_threadpool(_store, items)
         wake_soon("receipts")
     return JSONResponse({"received": len(items)})
+
+
+MAX_INBOUND_BODY = 1600  # characters of one message, as for creates
+
+
+class InboundMessage(BaseModel):
+    """A message a handset sent, as the gateway pushes it (other keys are ignored)."""
+
+    From: str = Field(description="The handset, E.164")
+    To: str = Field(description="Our number it was sent to, E.164")
+    Body: str = Field("", max_length=MAX_INBOUND_BODY)
+
+
+class InboundAccepted(BaseModel):
+    received: int = Field(ge=0, description="Messages stored")
+
+
+def _inbound_part(document: dict[str, Any]) -> dict[str, Any]:
+    numbers = {}
+    for name in ("From", "To"):
+        value = document.get(name)
+        if not isinstance(value, str) or to_e164(value) is None:
+            raise BadRequest(f"{name} must be a phone number in E.164 form")
+        numbers[name] = to_e164(value)
+    body = document.get("Body", "")
+    if not isinstance(body, str) or len(body) > MAX_INBOUND_BODY:
+        raise BadRequest(f"Body must be a string of at most {MAX_INBOUND_BODY} characters")
+    storable("Body", body)
+    return {"carrier": "http", "from_number": numbers["From"], "to_number": numbers["To"],
+            "reference": 0, "total": 1, "number": 1, "text": body,
+            "key": secrets.token_hex(8)}  # fmt: skip
+
+
+def _store_inbound(part: dict[str, Any]) -> None:
+    with session_scope() as session:
+        inbound.store(session, [part])
+
+
+@router.post(
+    "/carrier/inbound",
+    responses=ok(InboundAccepted, "The message is stored") | errors(400, 401, 413, 415),
+    openapi_extra=request_body({JSON: InboundMessage}),
+)
+async def receive_inbound(
+    request: Request,
+    authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
+) -> JSONResponse:
+    """A message a handset sent, from a gateway that pushes them over HTTP: ``{"From", "To",
+    "Body"}``. Stored before the answer; the number's webhook is called from there."""
+    _authorized(authorization)
+    part = _inbound_part(await read_json_object(request))
+    await run_in_threadpool(_store_inbound, part)
+    wake_soon("inbound")
+    return JSONResponse({"received": 1})

@@ -8,11 +8,12 @@ import click
 from dispatcher.cli.secret_key import require_secret_key
 from dispatcher.errors import ApiError
 from dispatcher.intake.accounts import add_number, create_account
+from dispatcher.intake.params import is_http_url
 from dispatcher.intake.phone import to_e164
 from dispatcher.intake.services import add_to_pool, create_service, find_number, list_services, pool
 from schemas.credentials import webhook_secret
 from schemas.db import session_scope
-from schemas.models import Account, MessagingService
+from schemas.models import Account, MessagingService, PhoneNumber
 
 MAX_LISTED = 1000  # services shown by ``services list``
 
@@ -58,6 +59,28 @@ def numbers_add(account_sid: str, number: str, sps: float | None) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{row.sid}  {row.phone_number} belongs to {row.account_sid}")
+
+
+@numbers.command("update")
+@click.option("--sms-url", default=None, help="Where messages it receives are posted; '' clears.")
+@click.option("--sms-fallback-url", default=None, help="Called when the SmsUrl fails.")
+@click.argument("number")
+def numbers_update(number: str, sms_url: str | None, sms_fallback_url: str | None) -> None:
+    """Set where messages NUMBER (E.164) receives go."""
+    changes = {"sms_url": sms_url, "sms_fallback_url": sms_fallback_url}
+    for name, url in changes.items():
+        if url and not is_http_url(url):
+            raise click.ClickException(f"--{name.replace('_', '-')} must be an http(s) URL")
+    with session_scope() as session:
+        row = session.get(PhoneNumber, to_e164(number) or number)
+        if row is None:
+            raise click.ClickException(f"{number} is no number of any account")
+        for name, url in changes.items():
+            if url is not None:
+                setattr(row, name, url or None)
+        session.add(row)
+        session.commit()
+        click.echo(f"{row.phone_number}: messages it receives go to {row.sms_url or 'nowhere'}")
 
 
 @click.group()

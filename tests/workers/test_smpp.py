@@ -198,3 +198,26 @@ def test_a_receipt_for_an_unknown_id_is_stored_as_it_came(
     smsc.post("/smpp/receipt", json={"id": "00DEADBEEF", "stat": "UNDELIV", "err": 27})
     eventually(lambda: "deadbeef" in inbox.by_id())
     assert inbox.by_id()["deadbeef"]["error_code"] == 30003
+
+
+def test_an_mo_the_store_cannot_take_is_refused_for_now_and_comes_again(
+    smsc: Smsc, inbox: Inbox
+) -> None:
+    # given: the inbound store fails once (the database is down)
+    parts = Inbox()
+    parts.failures = 1
+    driver = open_driver(smsc, inbox, on_inbound=parts)
+    try:
+        # when: a handset sends a message of two parts, the last first
+        smsc.post("/mo", json={"from": "+4915112345678", "to": "+15005550006",
+                               "body": "héllo wörld", "parts": 2, "reverse": True})  # fmt: skip
+        eventually(lambda: {row["number"] for row in parts.rows} == {1, 2})
+    finally:
+        driver.close()
+    # then: the SMSC was told to try again (ESME_RX_T_APPN), and a later store kept both (the
+    # SMSC may have sent a part again meanwhile: the database keeps one of each)
+    assert smsc.counters()["mo_refused"] >= 1
+    stored = sorted({(row["number"], row["total"], row["text"]) for row in parts.rows})
+    assert [(number, total) for number, total, _ in stored] == [(1, 2), (2, 2)]
+    assert "".join(text for *_, text in stored) == "héllo wörld"
+    assert {row["from_number"] for row in parts.rows} == {"+4915112345678"}

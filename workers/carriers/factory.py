@@ -59,6 +59,7 @@ def make_smpp_driver(
     on_receipts: ReceiptSink,
     bucket: TokenBucket | None,
     on_accepted: AcceptedSink | None = None,
+    on_inbound: ReceiptSink | None = None,
 ) -> SmppCarrierDriver:
     """The SMPP session of this process; it binds in the background and closes at shutdown."""
-    return SmppCarrierDriver(smpp_config(settings), on_receipts, bucket, on_accepted)
+    return SmppCarrierDriver(smpp_config(settings), on_receipts, bucket, on_accepted, on_inbound)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ class InjectedReceipt(BaseModel):
     id: str
     stat: str = "DELIVRD"
     err: int = 0
+
+
+class MobileOriginated(BaseModel):
+    """A message a handset sends to one of the platform's numbers (``POST /mo``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=2, max_length=21)
+    to: str = Field(min_length=2, max_length=21)
+    body: str = Field(max_length=1600)
+    parts: int = Field(1, ge=1, le=10)
+    reverse: bool = False
 
 
 @dataclass(frozen=True)

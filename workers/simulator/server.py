@@ -70,6 +70,7 @@ from workers.simulator.http_carrier import (
     RECEIPT_TIMEOUT_S,
     THROTTLE_RETRY_AFTER,
     InjectedReceipt,
+    MobileOriginated,
     Simulator,
     SimulatorConfig,
     SubmitRequest,
@@ -197,6 +198,14 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
     async def smpp_receipt(receipt: InjectedReceipt) -> dict[str, str]:
         the_smsc().receipts.inject(receipt.id, receipt.stat, receipt.err)
         return {"status": "queued"}
+
+    @app.post("/mo")
+    async def mo(message: MobileOriginated) -> dict[str, list[str]]:
+        """A handset "texts" one of the platform's numbers: sent as ``deliver_sm`` on the bound
+        sessions (in ``parts`` parts, last first with ``reverse``)."""
+        ids = the_smsc().receipts.originate(message.from_, message.to, message.body,
+                                            message.parts, message.reverse)  # fmt: skip
+        return {"ids": ids}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

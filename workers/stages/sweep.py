@@ -5,7 +5,8 @@
 - rows in ``sending`` past their lease go back to the carrier stage to be reconciled by
   reference (their worker died or hung), never blindly resent;
 - receipts waiting in the inbox get the receipts stage woken; those no segment claimed for a
-  day are dropped;
+  day are dropped; inbound parts waiting get the inbound stage woken (it joins a group whose
+  last parts never came once it is old enough);
 - a ``sent`` message whose segments are all final is settled (a safety net that should find
   nothing: each one it finds is counted and logged);
 - a callback held behind its message's earlier ones, all settled, is made due (a process died
@@ -22,7 +23,7 @@ from schemas.models import messages_table
 from schemas.types import utcnow
 from workers import metrics
 from workers.pipeline import scheduling, wakeup
-from workers.stages import callbacks, media, receipts
+from workers.stages import callbacks, inbound, media, receipts
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def sweep(session: Session) -> Sweep:
             report.woken.append(stage)
     if receipts.waiting(session):
         report.woken.append("receipts")
+    if inbound.waiting(session):
+        report.woken.append("inbound")
     receipts.drop_orphans(session)
     if receipts.settle_stranded(session):
         report.woken.append("callbacks")

@@ -36,6 +36,10 @@ class _IncomingNumberFields(Representation):
     messaging_service_sid: str | None = Field(
         pattern=SERVICE_SID, description="The Messaging Service whose pool holds the number"
     )
+    sms_url: str | None = Field(description="Where messages the number receives are posted")
+    sms_method: Literal["POST"]
+    sms_fallback_url: str | None = Field(description="Called when the SmsUrl fails")
+    sms_fallback_method: Literal["POST"]
     uri: str
 
 

@@ -2,12 +2,14 @@
 the twilio SDK learns the ``PN…`` sid a Messaging Service's pool is given."""
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlmodel import col, select
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
 
 from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
 from dispatcher.api.messages.routes import AccountDep
@@ -17,11 +19,20 @@ from dispatcher.api.numbers.representation import (
     TwilioIncomingPhoneNumber,
     TwilioIncomingPhoneNumberPage,
 )
-from dispatcher.api.openapi import errors, ok
+from dispatcher.api.openapi import errors, ok, request_body
 from dispatcher.api.render import incoming_number
 from dispatcher.api.representation import NUMBER_SID
-from dispatcher.errors import NotFound
-from dispatcher.intake.params import parse_query, reject_unknown, single
+from dispatcher.errors import BadRequest, InvalidParameter, NotFound
+from dispatcher.intake.params import (
+    FORM,
+    JSON,
+    Params,
+    is_http_url,
+    parse_query,
+    read_body,
+    reject_unknown,
+    single,
+)
 from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
 from schemas.ids import is_sid
@@ -108,17 +119,83 @@ def numbers_router(surface: str, suffix: str) -> APIRouter:
     def fetch_number(sid: NumberSid, account: AccountDep) -> JSONResponse:
         """One of the account's numbers, by its ``PN…`` sid."""
         with session_scope() as session:
-            number = (
-                session.exec(select(PhoneNumber).where(col(PhoneNumber.sid) == sid)).first()
-                if is_sid(sid, "PN")
-                else None
-            )
-        if number is None or number.account_sid != account:
-            raise NotFound(f"The requested resource /IncomingPhoneNumbers/{sid} was not found")
+            number = _owned(session, account, sid)
         [(found, service)] = _with_services([number])
         return JSONResponse(incoming_number(found, service, surface))
 
+    @router.post(
+        f"{path}/{{sid}}{suffix}",
+        responses=ok(number_model, "The number, changed") | errors(400, 413, 415),
+        openapi_extra=request_body({FORM: NumberUpdate, JSON: NumberUpdate}),
+    )
+    async def update_number(sid: NumberSid, request: Request, account: AccountDep) -> JSONResponse:
+        """Set where messages the number receives go: ``SmsUrl``, ``SmsMethod``,
+        ``SmsFallbackUrl``, ``SmsFallbackMethod`` (an empty URL clears it)."""
+        changes = number_changes(await read_body(request))
+
+        def run() -> tuple[PhoneNumber, str | None]:
+            with session_scope() as session:
+                number = _owned(session, account, sid)
+                for name, value in changes.items():
+                    setattr(number, name, value)
+                session.add(number)
+                session.commit()
+                session.refresh(number)
+            [(found, service)] = _with_services([number])
+            return found, service
+
+        found, service = await run_in_threadpool(run)
+        return JSONResponse(incoming_number(found, service, surface))
+
     return router
+
+
+UPDATE_PARAMS = {
+    "SmsUrl": "sms_url",
+    "SmsMethod": "sms_method",
+    "SmsFallbackUrl": "sms_fallback_url",
+    "SmsFallbackMethod": "sms_fallback_method",
+}
+
+
+class NumberUpdate(BaseModel):
+    """What may change on a number; each given field is changed."""
+
+    SmsUrl: str | None = Field(None, description="http(s) URL; empty clears it")
+    SmsMethod: Literal["POST"] | None = Field(None, description="POST (GET is not supported)")
+    SmsFallbackUrl: str | None = Field(None, description="http(s) URL; empty clears it")
+    SmsFallbackMethod: Literal["POST"] | None = None
+
+
+def number_changes(params: Params) -> dict[str, str | None]:
+    """The columns an update sets, checked (21609 for a URL that is not http(s))."""
+    reject_unknown(params, frozenset(UPDATE_PARAMS))
+    changes: dict[str, str | None] = {}
+    for name, column in UPDATE_PARAMS.items():
+        value = single(params, name)
+        if value is None:
+            continue
+        if name.endswith("Url"):
+            if value and not is_http_url(value):
+                raise InvalidParameter(f"The {name} {value!r} is not a valid http(s) URL.",
+                                       code=21609)  # fmt: skip
+            changes[column] = value or None
+        else:
+            if value.upper() != "POST":
+                raise BadRequest(f"{name} must be POST: webhooks are posted")
+            changes[column] = "POST"
+    return changes
+
+
+def _owned(session: Session, account: str, sid: str) -> PhoneNumber:
+    number = (
+        session.exec(select(PhoneNumber).where(col(PhoneNumber.sid) == sid)).first()
+        if is_sid(sid, "PN")
+        else None
+    )
+    if number is None or number.account_sid != account:
+        raise NotFound(f"The requested resource /IncomingPhoneNumbers/{sid} was not found")
+    return number
 
 
 v1_numbers_router = numbers_router("/v1", "")

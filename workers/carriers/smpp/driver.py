@@ -109,9 +109,11 @@ class SmppCarrierDriver:
         on_receipts: ReceiptSink,
         bucket: TokenBucket | None = None,
         on_accepted: AcceptedSink | None = None,
+        on_inbound: ReceiptSink | None = None,
     ) -> None:
         self.config = config
         self._on_receipts = on_receipts
+        self._on_inbound = on_inbound
         self._on_accepted = on_accepted
         self.answers: AnswerRecorder | None = None
         self._bucket = bucket if config.tps else None
@@ -125,7 +127,7 @@ class SmppCarrierDriver:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     async def _open(self) -> list[Link]:
-        self.receipts = ReceiptStore(self._on_receipts, self.config.hex_ids)
+        self.receipts = ReceiptStore(self._on_receipts, self.config.hex_ids, self._on_inbound)
         if self._on_accepted is not None:  # a kill -9 costs at most a window (smpp/answers.py)
             self.answers = AnswerRecorder(self._on_accepted, self.config.bind.window)
         self._storer = asyncio.create_task(self.receipts.run(), name="smpp receipts")

@@ -1,8 +1,9 @@
-"""Receipts that arrive as ``deliver_sm`` go into the same inbox as HTTP receipts.
+"""Receipts that arrive as ``deliver_sm`` go into the same inbox as HTTP receipts, and the
+messages handsets send (MO) into the same store as those an HTTP gateway posts.
 
 Stored (committed) first; the driver answers ``deliver_sm_resp`` only after this returns.
-Then the receipts stage is woken; a wake-up that cannot be published is the sweeper's to make
-(it wakes the stage whenever receipts wait), so it never un-answers a stored receipt.
+Then the stage is woken; a wake-up that cannot be published is the sweeper's to make (it wakes
+a stage whenever its rows wait), so it never un-answers a stored receipt or message.
 """
 
 import logging
@@ -10,7 +11,7 @@ from typing import Any
 
 from schemas.db import session_scope
 from workers.pipeline import wakeup
-from workers.stages import receipts
+from workers.stages import inbound, receipts
 
 log = logging.getLogger(__name__)
 
@@ -26,3 +27,13 @@ def keep(rows: list[dict[str, Any]]) -> None:
             len(rows),
             exc,
         )
+
+
+def keep_inbound(parts: list[dict[str, Any]]) -> None:
+    with session_scope() as session:
+        inbound.store(session, parts)
+    try:
+        wakeup.wake("inbound")
+    except Exception as exc:
+        log.warning("smpp: %d inbound parts stored; waking their stage failed (%s), the sweeper "
+                    "will", len(parts), exc)  # fmt: skip

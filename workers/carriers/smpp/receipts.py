@@ -1,10 +1,12 @@
-"""The ``deliver_sm`` receipts arriving on a process's binds, stored before they are answered.
+"""The ``deliver_sm`` arriving on a process's binds, stored before they are answered.
 
-They are parsed on the loop and stored in batches through ``on_receipts`` (the receipt inbox:
-``workers.stages.receipts.store``, then the receipts stage is woken), on a thread of their own.
-``deliver_sm_resp`` goes back only after the batch is committed; if the commit fails they are
-answered ``ESME_RX_T_APPN`` so the SMSC sends them again. Receipts are idempotent, so a receipt
-the SMSC repeats changes nothing.
+A receipt goes through ``on_receipts`` (the receipt inbox: ``workers.stages.receipts.store``,
+then the receipts stage is woken); a message a handset sent (MO, smpp/mo.py) through
+``on_inbound`` (``workers.stages.inbound.store``). They are parsed on the loop and stored in
+batches on a thread of their own. ``deliver_sm_resp`` goes back only after the batch is
+committed; if the commit fails they are answered ``ESME_RX_T_APPN`` so the SMSC sends them
+again. Receipts are idempotent, so a receipt the SMSC repeats changes nothing; a repeated part
+of a concatenated MO is dropped; a repeated MO of one part cannot be told from a new one.
 """
 
 import asyncio
@@ -16,6 +18,7 @@ from typing import Any
 
 from workers import supervision
 from workers.carriers.smpp.bind import Connection
+from workers.carriers.smpp.mo import UnreadableMo, read_mo
 from workers.carriers.smpp.outcomes import HexIds, Receipt, is_receipt, normalise_id, read_receipt
 from workers.carriers.smpp.pdu import Pdu, PduError, ShortMessage, Status, response
 from workers.carriers.smpp.session import Link
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RECEIPT_BATCH = 500  # receipts stored per transaction
 STORE_RETRY_S = 1.0  # after a failed store, before the next batch (the SMSC resends anyway)
+MO_CARRIER = "smpp"  # the inbound_parts.carrier of what the binds receive
 ReceiptSink = Callable[[list[dict[str, Any]]], None]
 
 
@@ -32,16 +36,21 @@ class _Stored:
     link: Link
     conn: Connection
     request: Pdu
-    receipt: dict[str, Any]
+    receipt: dict[str, Any] | None  # or else
+    part: dict[str, Any] | None
 
 
 class ReceiptStore:
-    """Takes each ``deliver_sm`` of the binds; answers receipts once their batch is stored.
+    """Takes each ``deliver_sm`` of the binds; answers receipts and MO once their batch is
+    stored. Without ``on_inbound`` an MO is acknowledged and dropped, with a warning.
 
     Made on the driver's loop, which runs :meth:`run` and calls :meth:`deliver`."""
 
-    def __init__(self, on_receipts: ReceiptSink, hex_ids: HexIds) -> None:
+    def __init__(
+        self, on_receipts: ReceiptSink, hex_ids: HexIds, on_inbound: ReceiptSink | None = None
+    ) -> None:
         self._on_receipts = on_receipts
+        self._on_inbound = on_inbound
         self._hex_ids = hex_ids
         self._pool = concurrent.futures.ThreadPoolExecutor(1, "smpp-receipts")
         self._queue: asyncio.Queue[_Stored] = asyncio.Queue()
@@ -56,21 +65,34 @@ class ReceiptStore:
             log.warning("%s: deliver_sm unreadable: %s", link.label, exc)
             link.respond(conn, response(request, exc.status))
             return
-        receipt = read_receipt(message) if is_receipt(message) else None
-        if receipt is None:
-            log.warning(
-                "%s: deliver_sm from %s is not a delivery receipt; acknowledged and "
-                "dropped (no inbound messages here)",
-                link.label,
-                message.source_addr,
-            )
-            link.respond(conn, response(request))
+        if not is_receipt(message):
+            self._inbound(link, conn, request, message)
             return
-        if not receipt.final:
+        receipt = read_receipt(message)
+        if receipt is None or not receipt.final:
+            if receipt is None:
+                log.warning("%s: receipt from %s names no message; dropped", link.label,
+                            message.source_addr)  # fmt: skip
             link.respond(conn, response(request))
             return
         self.unanswered += 1
-        self._queue.put_nowait(_Stored(link, conn, request, self._inbox_row(receipt)))
+        self._queue.put_nowait(_Stored(link, conn, request, self._inbox_row(receipt), None))
+
+    def _inbound(self, link: Link, conn: Connection, request: Pdu, message: ShortMessage) -> None:
+        if self._on_inbound is None:
+            log.warning("%s: a message from %s acknowledged and dropped (this bind takes no "
+                        "inbound messages)", link.label, message.source_addr)  # fmt: skip
+            link.respond(conn, response(request))
+            return
+        try:
+            part = read_mo(message)
+        except UnreadableMo as exc:  # it would never read better: refuse it for good
+            log.warning("%s: a message from %s refused: %s", link.label, message.source_addr,
+                        exc)  # fmt: skip
+            link.respond(conn, response(request, Status.ESME_RX_P_APPN))
+            return
+        self.unanswered += 1
+        self._queue.put_nowait(_Stored(link, conn, request, None, part.row(MO_CARRIER)))
 
     def _inbox_row(self, receipt: Receipt) -> dict[str, Any]:
         carrier_id = normalise_id(receipt.message_id, hexadecimal=self._hex_ids == "receipt")
@@ -101,17 +123,25 @@ class ReceiptStore:
     async def _store(self, batch: list[_Stored]) -> bool:
         """Store the batch and answer it ROK; on a failed store answer it with a temporary
         error (the SMSC sends it again). False when the store failed."""
-        rows = [item.receipt for item in batch]
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._on_receipts, rows)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._keep, batch)
         except Exception:
-            log.exception("smpp: %d receipts not stored; the SMSC will send them again", len(batch))
+            log.exception("smpp: %d deliver_sm not stored; the SMSC will send them again",
+                          len(batch))  # fmt: skip
             for item in batch:
                 item.link.respond(item.conn, response(item.request, Status.ESME_RX_T_APPN))
             return False
         for item in batch:
             item.link.respond(item.conn, response(item.request))
         return True
+
+    def _keep(self, batch: list[_Stored]) -> None:
+        receipts = [item.receipt for item in batch if item.receipt is not None]
+        parts = [item.part for item in batch if item.part is not None]
+        if receipts:
+            self._on_receipts(receipts)
+        if parts and self._on_inbound is not None:
+            self._on_inbound(parts)
 
     def shutdown(self) -> None:
         """Wait for a store under way; after the loop has stopped."""

@@ -1,0 +1,250 @@
+"""The inbound stage: what handsets sent, from stored parts to inbound Messages and webhooks.
+
+Carriers hand over parts (an SMPP ``deliver_sm``, an HTTP gateway's POST); :func:`store` commits
+each before the carrier is answered, dropping a repeat of a part its group already holds. A
+group (carrier, From, To, reference, total) is joined by :func:`join_batch` once every part is
+there, or with what it has (error 30009) once its first part is ``inbound_reassembly_s`` old.
+Joining locks the group's parts, so two workers never make two messages of one group.
+
+Each joined message is a Message with direction ``inbound`` and status ``received`` of the
+account that owns the number it was sent to, in the same transaction as:
+
+- its opt-out keyword applied (STOP and the rest opt the sender out of the number, or of the
+  Messaging Service the number is in; START and the rest opt it back in);
+- the webhook owed to the number's SmsUrl (or its service's InboundRequestUrl), a row the
+  callbacks stage delivers like a status callback: signed, retried, every attempt recorded.
+"""
+
+import logging
+import secrets
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel import Session
+
+from schemas.db import any_of
+from schemas.inbound import inbound_parts_table, opt_outs_table
+from schemas.models import (
+    callbacks_table,
+    message_events_table,
+    messages_table,
+    messaging_services_table,
+    phone_numbers_table,
+    service_numbers_table,
+)
+from schemas.settings import get_settings
+from schemas.status import MessageStatus
+from schemas.types import utcnow
+from workers.metrics import INBOUND, recorder
+from workers.pipeline.transitions import API_VERSION, CALLBACKS_OWED
+from workers.segmentation import segment
+from workers.stages.callbacks import endpoint_of
+
+log = logging.getLogger(__name__)
+
+BATCH = 200  # groups joined per transaction
+MISSING_PARTS = (30009, "Missing segment: the message was received without some of its parts")
+
+# Twilio's default keywords: the whole body, trimmed, in any case.
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+HELP = frozenset({"HELP", "INFO"})
+
+p = inbound_parts_table.c
+GROUP = (p.carrier, p.from_number, p.to_number, p.reference, p.total, p.key)
+
+
+def keyword(body: str) -> str | None:
+    """The OptOutType a body carries (STOP, START, HELP), or None."""
+    word = body.strip().upper()
+    if word in OPT_OUT:
+        return "STOP"
+    if word in OPT_IN:
+        return "START"
+    if word in HELP:
+        return "HELP"
+    return None
+
+
+def store(session: Session, parts: list[dict[str, Any]]) -> None:
+    """Commit the parts; a part its open group already holds is dropped."""
+    now = utcnow()
+    rows = [{**part, "date_received": now} for part in parts]
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Any = (
+            pg_insert(inbound_parts_table)
+            .values(rows)
+            .on_conflict_do_nothing(
+                index_elements=[column.name for column in (*GROUP, p.number)],
+                index_where=p.message_sid.is_(None),
+            )
+        )
+        session.execute(statement)
+    else:
+        session.execute(insert(inbound_parts_table).prefix_with("OR IGNORE"), rows)
+    session.commit()
+
+
+def waiting(session: Session) -> bool:
+    """Are parts waiting to be joined (complete, or for the rest of their group)?"""
+    return session.execute(select(p.id).where(p.message_sid.is_(None)).limit(1)).first() is not None
+
+
+def join_batch(session: Session) -> int:
+    """Join the groups that are complete or too old to wait; returns how many were joined."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=get_settings().inbound_reassembly_s)
+    ready = session.execute(
+        select(*GROUP)
+        .where(p.message_sid.is_(None))
+        .group_by(*GROUP)
+        .having(
+            (func.count(func.distinct(p.number)) >= p.total) | (func.min(p.date_received) <= cutoff)
+        )
+        .order_by(func.min(p.date_received))
+        .limit(BATCH)
+    ).all()
+    if not ready:
+        session.commit()
+        return 0
+    locked = session.execute(
+        select(inbound_parts_table)
+        .where(p.message_sid.is_(None), tuple_(*GROUP).in_([tuple(group) for group in ready]))
+        .order_by(p.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    groups: dict[tuple[Any, ...], list[Row[Any]]] = defaultdict(list)
+    for row in locked:
+        groups[tuple(getattr(row, column.name) for column in GROUP)].append(row)
+    joined = 0
+    for rows in groups.values():
+        complete = len({row.number for row in rows}) >= rows[0].total
+        if complete or min(row.date_received for row in rows) <= cutoff:
+            _join(session, rows, complete, now)
+            joined += 1
+    session.commit()
+    return joined
+
+
+def _join(session: Session, rows: list[Row[Any]], complete: bool, now: datetime) -> None:
+    first = rows[0]
+    parts = {row.number: row.text for row in rows}  # a repeated part counts once
+    body = "".join(parts[number] for number in sorted(parts))
+    owner = _owner(session, first.to_number)
+    if owner is None:
+        log.warning("a message from %s to %s dropped: %s is no number of an account",
+                    first.from_number, first.to_number, first.to_number)  # fmt: skip
+        _mark(session, rows, "")
+        recorder.count(INBOUND, outcome="dropped")
+        return
+    sid = "SM" + secrets.token_hex(16)
+    error = None if complete else MISSING_PARTS
+    received = min(row.date_received for row in rows)
+    session.execute(
+        insert(messages_table).values(
+            sid=sid, account_sid=owner["account_sid"], to=first.to_number,
+            from_number=first.from_number, body=body, status=MessageStatus.RECEIVED.value,
+            direction="inbound", num_segments=first.total, num_media=0,
+            encoding=segment(body).encoding.value, smart_encoded=False, media_urls=[],
+            messaging_service_sid=owner["service_sid"], validity_period_s=0,
+            expires_at=received, error_code=error and error[0],
+            error_message=error and error[1], stage="done", next_attempt_at=None,
+            attempts=0, throttle_reserved=False, reconcile=False,
+            date_created=received, date_updated=now, date_sent=received,
+        )
+    )  # fmt: skip
+    session.execute(
+        insert(message_events_table).values(
+            message_sid=sid, status=MessageStatus.RECEIVED.value,
+            error_code=error and error[0], date_created=now,
+        )
+    )  # fmt: skip
+    _mark(session, rows, sid)
+    opt = keyword(body)
+    scope = owner["service_sid"] or first.to_number
+    if opt == "STOP":
+        opt_out(session, owner["account_sid"], scope, first.from_number, "keyword", now)
+    elif opt == "START":
+        opt_in(session, scope, first.from_number)
+    url = _webhook(owner)
+    if url:
+        session.execute(insert(callbacks_table).values(
+            message_sid=sid, account_sid=owner["account_sid"], url=url,
+            endpoint=endpoint_of(url), status=MessageStatus.RECEIVED.value,
+            params=_params(sid, owner, first, body, opt), webhook_id=f"{sid}.received",
+            state="pending", attempts=0, next_attempt_at=now, date_created=now,
+            date_updated=now,
+        ))  # fmt: skip
+        session.info[CALLBACKS_OWED] = True
+    recorder.count(INBOUND, outcome="received" if complete else "incomplete")
+    log.info("%s received from %s (%d of %d parts)", sid, first.from_number, len(parts),
+             first.total, extra={"sid": sid, "status": "received"})  # fmt: skip
+
+
+def _mark(session: Session, rows: list[Row[Any]], sid: str) -> None:
+    session.execute(
+        update(inbound_parts_table)
+        .where(any_of(p.id, [row.id for row in rows]))
+        .values(message_sid=sid)
+    )
+
+
+def _owner(session: Session, number: str) -> dict[str, Any] | None:
+    """The account that owns ``number``, its webhook, and its service's, if it is in one."""
+    n, s, sn = phone_numbers_table.c, messaging_services_table.c, service_numbers_table.c
+    row = session.execute(
+        select(n.account_sid, n.sms_url, s.sid.label("service_sid"), s.inbound_request_url,
+               s.use_inbound_webhook_on_number)
+        .select_from(
+            phone_numbers_table
+            .outerjoin(service_numbers_table, sn.phone_number == n.phone_number)
+            .outerjoin(messaging_services_table, s.sid == sn.service_sid)
+        )
+        .where(n.phone_number == number)
+    ).first()  # fmt: skip
+    return dict(row._mapping) if row is not None else None
+
+
+def _webhook(owner: dict[str, Any]) -> str | None:
+    """A number in a Messaging Service is answered by the service's webhook, unless the service
+    says to use the number's."""
+    if owner["service_sid"] and not owner["use_inbound_webhook_on_number"]:
+        return owner["inbound_request_url"] or None
+    return owner["sms_url"] or None
+
+
+def _params(
+    sid: str, owner: dict[str, Any], first: Row[Any], body: str, opt: str | None
+) -> dict[str, str]:
+    """Twilio's parameters of an incoming message's webhook."""
+    params = {
+        "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid,
+        "AccountSid": owner["account_sid"], "From": first.from_number, "To": first.to_number,
+        "Body": body, "NumMedia": "0", "NumSegments": str(first.total), "SmsStatus": "received",
+        "ApiVersion": API_VERSION,
+    }  # fmt: skip
+    if owner["service_sid"]:
+        params["MessagingServiceSid"] = owner["service_sid"]
+    if opt is not None:
+        params["OptOutType"] = opt
+    return params
+
+
+def opt_out(
+    session: Session, account_sid: str, scope: str, number: str, source: str, now: datetime
+) -> None:
+    """Nothing more goes to ``number`` from ``scope`` (a number, or a service's sid)."""
+    row = {"scope": scope, "phone_number": number, "account_sid": account_sid, "source": source,
+           "date_created": now}  # fmt: skip
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(pg_insert(opt_outs_table).values(row).on_conflict_do_nothing())
+    else:
+        session.execute(insert(opt_outs_table).prefix_with("OR IGNORE").values(row))
+
+
+def opt_in(session: Session, scope: str, number: str) -> None:
+    o = opt_outs_table.c
+    session.execute(opt_outs_table.delete().where(o.scope == scope, o.phone_number == number))
