@@ -36,8 +36,8 @@ class _Stored:
     link: Link
     conn: Connection
     request: Pdu
-    receipt: dict[str, Any] | None  # or else
-    part: dict[str, Any] | None
+    receipt: dict[str, Any] | None  # a receipt's inbox row, or
+    part: dict[str, Any] | None  # an MO part's row
 
 
 class ReceiptStore:
