@@ -2,13 +2,14 @@
 (``POST /carrier/receipts``) and messages handsets sent (``POST /carrier/inbound``)."""
 
 import hmac
-import secrets
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
+from sqlmodel import Session
 
 from dispatcher.api.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.errors import AuthenticationError, BadRequest
@@ -18,6 +19,7 @@ from dispatcher.intake.publish import wake_soon
 from schemas.db import session_scope
 from schemas.settings import get_settings
 from workers.stages import inbound, receipts
+from workers.stages.inbound import MoPart
 
 router = APIRouter(tags=["carrier"])
 
@@ -73,9 +75,12 @@ def _receipt(item: object) -> dict[str, Any]:
             "reference": reference, "done_date": done}  # fmt: skip
 
 
-def _store(items: list[dict[str, Any]]) -> None:
+def _kept(
+    store: Callable[[Session, list[dict[str, Any]]], None], rows: list[dict[str, Any]]
+) -> None:
+    """``rows`` committed by ``store`` (``receipts.store`` or ``inbound.store``)."""
     with session_scope() as session:
-        receipts.store(session, items)
+        store(session, rows)
 
 
 def _authorized(authorization: str | None) -> None:
@@ -101,12 +106,13 @@ async def receive(
         raise BadRequest(f"receipts must be a list of at most {MAX_RECEIPTS} receipts")
     items = [_receipt(item) for item in batch]
     if items:
-        await run_in_threadpool(_store, items)
+        await run_in_threadpool(_kept, receipts.store, items)
         wake_soon("receipts")
     return JSONResponse({"received": len(items)})
 
 
 MAX_INBOUND_BODY = 1600  # characters of one message, as for creates
+HTTP_CARRIER = "http"  # the inbound_parts.carrier of what gateways post
 
 
 class InboundMessage(BaseModel):
@@ -121,25 +127,18 @@ class InboundAccepted(BaseModel):
     received: int = Field(ge=0, description="Messages stored")
 
 
-def _inbound_part(document: dict[str, Any]) -> dict[str, Any]:
-    numbers = {}
+def _inbound_part(document: dict[str, Any]) -> MoPart:
+    numbers = []
     for name in ("From", "To"):
         value = document.get(name)
-        if not isinstance(value, str) or to_e164(value) is None:
+        number = to_e164(value) if isinstance(value, str) else None
+        if number is None:
             raise BadRequest(f"{name} must be a phone number in E.164 form")
-        numbers[name] = to_e164(value)
+        numbers.append(number)
     body = document.get("Body", "")
     if not isinstance(body, str) or len(body) > MAX_INBOUND_BODY:
         raise BadRequest(f"Body must be a string of at most {MAX_INBOUND_BODY} characters")
-    storable("Body", body)
-    return {"carrier": "http", "from_number": numbers["From"], "to_number": numbers["To"],
-            "reference": 0, "total": 1, "number": 1, "text": body,
-            "key": secrets.token_hex(8)}  # fmt: skip
-
-
-def _store_inbound(part: dict[str, Any]) -> None:
-    with session_scope() as session:
-        inbound.store(session, [part])
+    return MoPart(numbers[0], numbers[1], storable("Body", body))
 
 
 @router.post(
@@ -155,6 +154,6 @@ async def receive_inbound(
     "Body"}``. Stored before the answer; the number's webhook is called from there."""
     _authorized(authorization)
     part = _inbound_part(await read_json_object(request))
-    await run_in_threadpool(_store_inbound, part)
+    await run_in_threadpool(_kept, inbound.store, [part.row(HTTP_CARRIER)])
     wake_soon("inbound")
     return JSONResponse({"received": 1})

@@ -1,9 +1,14 @@
-"""``POST /carrier/receipts``: the carrier's bearer token, and bad batches refused with 400."""
+"""``POST /carrier/receipts`` and ``/carrier/inbound``: the carrier's bearer token, and bad
+bodies refused with 400."""
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from schemas.db import session_scope
+from schemas.inbound import inbound_parts_table
 from schemas.settings import get_settings
+from tests.processes import random_number
 
 
 def post(api_url: str, body: bytes, token: str | None = None) -> httpx.Response:
@@ -56,3 +61,44 @@ def test_not_json_is_415(api_url: str) -> None:
                  "content-type": "application/x-www-form-urlencoded"},
     )  # fmt: skip
     assert (response.status_code, response.json()["code"]) == (415, 20415)
+
+
+def post_inbound(api_url: str, document: object, token: str | None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.post(f"{api_url}/carrier/inbound", json=document, headers=headers)
+
+
+def test_a_message_a_gateway_posts_is_stored_before_the_answer(api_url: str) -> None:
+    handset = random_number()
+    # when
+    response = post_inbound(api_url, {"From": handset, "To": "+15005550006", "Body": "hi ✓",
+                                      "MediaUrl0": "ignored"}, get_settings().receipts_token)  # fmt: skip
+    # then: answered once its part is committed, waiting for the inbound stage
+    assert (response.status_code, response.json()) == (200, {"received": 1})
+    p = inbound_parts_table.c
+    with session_scope() as session:
+        [part] = session.execute(
+            select(p.carrier, p.to_number, p.text, p.total, p.message_sid)
+            .where(p.from_number == handset)
+        ).all()  # fmt: skip
+    assert tuple(part) == ("http", "+15005550006", "hi ✓", 1, None)
+
+
+@pytest.mark.parametrize(
+    ("document", "token", "status"),
+    [
+        ({"From": "+4915112345678", "To": "+15005550006"}, None, 401),
+        ({"From": "+4915112345678", "To": "+15005550006"}, "wrong", 401),
+        ({"From": "nobody", "To": "+15005550006"}, "ok", 400),
+        ({"From": "+4915112345678"}, "ok", 400),
+        ({"From": "+4915112345678", "To": "+15005550006", "Body": 7}, "ok", 400),
+        ({"From": "+4915112345678", "To": "+15005550006", "Body": "\u0000"}, "ok", 400),
+    ],
+    ids=["no token", "wrong token", "bad From", "no To", "Body not text", "NUL in Body"],
+)
+def test_a_bad_inbound_post_is_refused(
+    api_url: str, document: dict[str, object], token: str | None, status: int
+) -> None:
+    real = get_settings().receipts_token if token == "ok" else token
+    response = post_inbound(api_url, document, real)
+    assert response.status_code == status, response.text

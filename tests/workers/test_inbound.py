@@ -16,12 +16,13 @@ from workers.carriers.smpp.mo import (
     SAR_MSG_REF_NUM,
     SAR_SEGMENT_SEQNUM,
     SAR_TOTAL_SEGMENTS,
-    MoPart,
     UnreadableMo,
     read_mo,
 )
+from workers.carriers.smpp.outcomes import is_mo
 from workers.carriers.smpp.pdu import ESM_UDHI, ShortMessage, concatenation_udh
 from workers.stages import inbound
+from workers.stages.inbound import MoPart
 
 m, c = messages_table.c, callbacks_table.c
 
@@ -50,6 +51,11 @@ def test_mo_text_in_each_alphabet_and_group() -> None:
     assert (sar.reference, sar.total, sar.number) == (7, 2, 2)
     with pytest.raises(UnreadableMo):
         read_mo(deliver_sm(b"\x00", coding=4))  # 8-bit binary: not text
+    # only message type 0 is a handset's: an SME acknowledgement (0x08) is not, nor a receipt
+    assert is_mo(deliver_sm(b"x"))
+    acknowledgement = deliver_sm(b"x")
+    assert not is_mo(ShortMessage(**{**acknowledgement.__dict__, "esm_class": 0x08}))
+    assert not is_mo(ShortMessage(**{**acknowledgement.__dict__, "esm_class": 0x04}))
 
 
 def store(*parts: MoPart, carrier: str = "smpp") -> None:

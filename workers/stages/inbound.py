@@ -18,6 +18,7 @@ account that owns the number it was sent to, in the same transaction as:
 import logging
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,26 @@ HELP = frozenset({"HELP", "INFO"})
 
 p = inbound_parts_table.c
 GROUP = (p.carrier, p.from_number, p.to_number, p.reference, p.total, p.key)
+
+
+@dataclass(frozen=True)
+class MoPart:
+    """One part of a message a handset sent, as a carrier handed it over."""
+
+    from_number: str
+    to_number: str
+    text: str
+    reference: int = 0
+    total: int = 1
+    number: int = 1
+
+    def row(self, carrier: str) -> dict[str, object]:
+        """Its inbound_parts row, as it came in on ``carrier``."""
+        return {
+            "carrier": carrier, "from_number": self.from_number, "to_number": self.to_number,
+            "reference": self.reference, "total": self.total, "number": self.number,
+            "text": self.text, "key": "" if self.total > 1 else secrets.token_hex(8),
+        }  # fmt: skip
 
 
 def keyword(body: str) -> str | None:

@@ -7,7 +7,10 @@ a stage whenever its rows wait), so it never un-answers a stored receipt or mess
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
+
+from sqlmodel import Session
 
 from schemas.db import session_scope
 from workers.pipeline import wakeup
@@ -17,23 +20,19 @@ log = logging.getLogger(__name__)
 
 
 def keep(rows: list[dict[str, Any]]) -> None:
-    with session_scope() as session:
-        receipts.store(session, rows)
-    try:
-        wakeup.wake("receipts")
-    except Exception as exc:
-        log.warning(
-            "smpp: %d receipts stored; waking their stage failed (%s), the sweeper will",
-            len(rows),
-            exc,
-        )
+    _kept(receipts.store, rows, "receipts")
 
 
 def keep_inbound(parts: list[dict[str, Any]]) -> None:
+    _kept(inbound.store, parts, "inbound")
+
+
+def _kept(store: Callable[[Session, list[dict[str, Any]]], None], rows: list[dict[str, Any]],
+          stage: str) -> None:  # fmt: skip
     with session_scope() as session:
-        inbound.store(session, parts)
+        store(session, rows)
     try:
-        wakeup.wake("inbound")
+        wakeup.wake(stage)
     except Exception as exc:
-        log.warning("smpp: %d inbound parts stored; waking their stage failed (%s), the sweeper "
-                    "will", len(parts), exc)  # fmt: skip
+        log.warning("smpp: %d rows of the %s stage stored; waking it failed (%s), the sweeper "
+                    "will", len(rows), stage, exc)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Mobile-originated messages: a ``deliver_sm`` (or ``data_sm``) that is not a receipt.
+"""Mobile-originated messages: a ``deliver_sm`` whose ``esm_class`` message type is 0 (a
+receipt's is 0x04; the other types, SME and intermediate acknowledgements, are neither).
 
 Its text is ``short_message`` or the ``message_payload`` TLV, in the alphabet ``data_coding``
 names: 0 the SMSC default (GSM 03.38, one septet per octet), 1 ASCII, 3 Latin-1, 8 UCS-2. A part
@@ -6,11 +7,9 @@ of a concatenated message names its group in a UDH (8-bit or 16-bit reference) o
 TLVs; a message of one part has neither.
 """
 
-import secrets
-from dataclasses import dataclass
-
 from workers.carriers.smpp import gsm7
 from workers.carriers.smpp.pdu import ShortMessage
+from workers.stages.inbound import MoPart
 
 SAR_MSG_REF_NUM = 0x020C
 SAR_TOTAL_SEGMENTS = 0x020E
@@ -20,24 +19,6 @@ CODINGS = {0x00: "gsm", 0x01: "ascii", 0x03: "latin-1", 0x08: "utf-16-be"}
 
 class UnreadableMo(ValueError):
     """An MO whose alphabet or concatenation this platform cannot read."""
-
-
-@dataclass(frozen=True)
-class MoPart:
-    from_number: str
-    to_number: str
-    text: str
-    reference: int = 0
-    total: int = 1
-    number: int = 1
-
-    def row(self, carrier: str) -> dict[str, object]:
-        """The inbound_parts row (workers/stages/inbound.py)."""
-        return {
-            "carrier": carrier, "from_number": self.from_number, "to_number": self.to_number,
-            "reference": self.reference, "total": self.total, "number": self.number,
-            "text": self.text, "key": "" if self.total > 1 else secrets.token_hex(8),
-        }  # fmt: skip
 
 
 def e164(address: str) -> str:

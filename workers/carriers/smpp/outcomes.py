@@ -121,6 +121,11 @@ def is_receipt(message: ShortMessage) -> bool:
     return message.esm_class & ESM_TYPE_MASK == ESM_RECEIPT
 
 
+def is_mo(message: ShortMessage) -> bool:
+    """A message a handset sent: ``esm_class`` message type 0 (default)."""
+    return message.esm_class & ESM_TYPE_MASK == 0
+
+
 def read_receipt(message: ShortMessage) -> Receipt | None:
     """The receipt a ``deliver_sm`` carries; None when it names no message id."""
     text = message.text_octets.decode("latin-1")

@@ -19,7 +19,14 @@ from typing import Any
 from workers import supervision
 from workers.carriers.smpp.bind import Connection
 from workers.carriers.smpp.mo import UnreadableMo, read_mo
-from workers.carriers.smpp.outcomes import HexIds, Receipt, is_receipt, normalise_id, read_receipt
+from workers.carriers.smpp.outcomes import (
+    HexIds,
+    Receipt,
+    is_mo,
+    is_receipt,
+    normalise_id,
+    read_receipt,
+)
 from workers.carriers.smpp.pdu import Pdu, PduError, ShortMessage, Status, response
 from workers.carriers.smpp.session import Link
 
@@ -65,8 +72,13 @@ class ReceiptStore:
             log.warning("%s: deliver_sm unreadable: %s", link.label, exc)
             link.respond(conn, response(request, exc.status))
             return
-        if not is_receipt(message):
+        if is_mo(message):
             self._inbound(link, conn, request, message)
+            return
+        if not is_receipt(message):  # an SME or intermediate acknowledgement: nothing to keep
+            log.info("%s: deliver_sm of esm_class %#04x from %s acknowledged", link.label,
+                     message.esm_class, message.source_addr)  # fmt: skip
+            link.respond(conn, response(request))
             return
         receipt = read_receipt(message)
         if receipt is None or not receipt.final:
