@@ -62,8 +62,9 @@ class OptOut(SQLModel, table=True):
 
     __tablename__ = "opt_outs"
 
-    scope: str = Field(primary_key=True, max_length=34)
+    # The recipient first: intake looks up a batch's recipients (dispatcher/intake/optouts.py).
     phone_number: str = Field(primary_key=True, max_length=32)
+    scope: str = Field(primary_key=True, index=True, max_length=34)
     account_sid: str = Field(foreign_key="accounts.sid", index=True, max_length=34)
     source: str = Field(default="keyword", max_length=16)  # keyword | operator | import
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

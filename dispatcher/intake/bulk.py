@@ -28,6 +28,7 @@ from dispatcher.intake.create import (
     prepare,
     replay,
 )
+from dispatcher.intake.optouts import refusal
 from dispatcher.intake.params import params_of
 from schemas.db import session_scope
 from schemas.models import Message
@@ -104,8 +105,11 @@ def _prepare_and_store(
         fresh.append(message)
         results[item.index] = message
     if fresh:
-        store(session, fresh)
+        refused = store(session, fresh)
         session.commit()
+        for index, result in enumerate(results):  # a key repeated in the batch answers alike
+            if isinstance(result, Message) and result.sid in refused:
+                results[index] = refusal(result.to, refused[result.sid])
 
 
 def _one_by_one(account_sid: str, entry: object) -> Result:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from dispatcher.intake.optouts import opted_out, refusal
 from schemas.copying import insert_rows
 from schemas.db import session_scope
 from schemas.models import Message, message_events_table, messages_table, segments_table
@@ -28,9 +29,12 @@ from workers.stages.segment import segment_rows
 BATCH_MAX = 500  # messages in one transaction at most
 
 
-def store(session: Session, messages: list[Message]) -> None:
+def store(session: Session, messages: list[Message]) -> dict[str, str]:
     """Insert the messages, their 'queued' (or 'scheduled') events and the segments of those
-    that go to the carrier stage at once; the caller commits."""
+    that go to the carrier stage at once; the caller commits. Those to a recipient who opted
+    out are not stored: returned, sid → the scope it opted out of (21610, optouts.py)."""
+    refused = opted_out(session, messages)
+    messages = [message for message in messages if message.sid not in refused]
     rows, segments = [], []
     for message in messages:
         row = message.model_dump()
@@ -44,13 +48,15 @@ def store(session: Session, messages: list[Message]) -> None:
     insert_rows(session, message_events_table,
                 [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
                  for m in messages])  # fmt: skip
+    return refused
 
 
-def stored(messages: list[Message]) -> None:
-    """Store and commit ``messages`` in a transaction of their own."""
+def stored(messages: list[Message]) -> dict[str, str]:
+    """Store and commit ``messages`` in a transaction of their own; returns those refused."""
     with session_scope() as session:
-        store(session, messages)
+        refused = store(session, messages)
         session.commit()
+    return refused
 
 
 class Committer:
@@ -73,23 +79,30 @@ class Committer:
                 except queue.Empty:
                     break
             try:
-                stored([message for message, _ in batch])
+                refused = stored([message for message, _ in batch])
             except IntegrityError:
                 for message, done in batch:  # one by one: only the colliding one fails
-                    _answer(done, [message])
+                    _answer(done, message)
             except Exception as exc:  # the database is away: every request answers its error
                 for _, done in batch:
                     done.set_exception(exc)
             else:
-                for _, done in batch:
-                    done.set_result(None)
+                for message, done in batch:
+                    _settle(done, message, refused)
 
 
-def _answer(done: Future[None], messages: list[Message]) -> None:
+def _answer(done: Future[None], message: Message) -> None:
     try:
-        stored(messages)
+        refused = stored([message])
     except Exception as exc:
         done.set_exception(exc)
+    else:
+        _settle(done, message, refused)
+
+
+def _settle(done: Future[None], message: Message, refused: dict[str, str]) -> None:
+    if message.sid in refused:
+        done.set_exception(refusal(message.to, refused[message.sid]))
     else:
         done.set_result(None)
 

@@ -13,7 +13,6 @@ from sqlmodel import Session, col
 from dispatcher.errors import BadRequest, IdempotencyConflict, InvalidParameter, NotFound
 from dispatcher.intake.accounts import owns_number
 from dispatcher.intake.committer import committer
-from dispatcher.intake.optouts import refuse_if_opted_out
 from dispatcher.intake.params import (
     VALIDITY_MAX_S,
     Params,
@@ -226,7 +225,6 @@ def prepare(
         raise InvalidParameter(
             f"The From phone number {new.from_} is not a number of this account.", code=21606
         )
-    refuse_if_opted_out(session, new.to, from_, service.sid if service else None)
     return _message(account_sid, new, service, from_, now, key)
 
 

@@ -11,7 +11,9 @@ from dispatcher.intake.create import create_message
 from dispatcher.intake.params import params_of
 from schemas.db import session_scope
 from schemas.models import Message
+from schemas.types import utcnow
 from tests.processes import Account, random_number
+from workers.stages.inbound import opt_out
 
 
 def bulk(api_url: str, account: Account, items: object, **kwargs: object) -> httpx.Response:
@@ -126,3 +128,24 @@ def test_a_key_stored_by_another_request_while_the_batch_was_checked_answers_tha
         ).all()
         assert [m.sid for m in keyed] == [raced.sid]
         assert session.get(Message, first.sid) is not None
+
+
+def test_an_item_to_an_opted_out_recipient_gets_21610_and_the_rest_are_sent(
+    api_url: str, account: Account
+) -> None:
+    # given: a recipient who texted STOP to the account's number
+    gone, kept = random_number(), random_number()
+    with session_scope() as db:
+        opt_out(db, account.sid, account.number, gone, "keyword", utcnow())
+        db.commit()
+    # when
+    items = [{"To": gone, "From": account.number, "Body": "a"},
+             {"To": kept, "From": account.number, "Body": "b"}]  # fmt: skip
+    answer = bulk(api_url, account, items).json()
+    # then
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    refused, sent = answer["results"]
+    assert (refused["code"], refused["status"]) == (21610, 400)
+    assert sent["status"] == "queued"
+    with session_scope() as db:
+        assert db.exec(select(Message).where(Message.to == gone)).first() is None

@@ -11,17 +11,20 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from dispatcher.errors import ApiError
 from dispatcher.intake.committer import Committer, stored
 from dispatcher.intake.create import parse_new_message, prepare
+from dispatcher.intake.services import add_to_pool, create_service
 from schemas.db import get_engine, session_scope
-from schemas.models import Message, messages_table, segments_table
+from schemas.models import Message, PhoneNumber, messages_table, segments_table
 from schemas.types import utcnow
 from tests.processes import Account, random_number
+from workers.stages.inbound import opt_out
 
 
-def new_message(account: Account, key: str | None = None) -> Message:
+def new_message(account: Account, key: str | None = None, to: str | None = None) -> Message:
     now = utcnow()
-    params = {"To": [random_number()], "From": [account.number], "Body": ["grouped"]}
+    params = {"To": [to or random_number()], "From": [account.number], "Body": ["grouped"]}
     with session_scope() as session:
         return prepare(session, account.sid, parse_new_message(params, now), now, key)
 
@@ -164,3 +167,33 @@ def test_an_sms_sent_now_is_stored_with_its_segments_and_goes_straight_to_the_ca
     assert parts[0].udh_ref == parts[1].udh_ref
     # the MMS waits for its media and the scheduled one for its time: both are split later
     assert stages == {sms: "carrier", made["mms"].sid: "media", made["later"].sid: "scheduled"}
+
+
+def test_a_create_to_an_opted_out_recipient_fails_alone_in_its_batch(account: Account) -> None:
+    # given: the account's number is in a Messaging Service, and a recipient opted out of it
+    gone = random_number()
+    with session_scope() as session:
+        service = create_service(session, account.sid, {"FriendlyName": ["pool"]})
+        number = session.get(PhoneNumber, account.number)
+        assert number is not None
+        add_to_pool(session, service, number)
+        opt_out(session, account.sid, service.sid, gone, "keyword", utcnow())
+        session.commit()
+    committer = Committer()
+    to_gone, others = new_message(account, to=gone), [new_message(account) for _ in range(5)]
+    errors: dict[str, Exception] = {}
+
+    def commit(message: Message) -> None:
+        try:
+            committer.commit(message)
+        except Exception as exc:
+            errors[message.sid] = exc
+
+    # when: they are handed over at once (one batch, or a few)
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(commit, [to_gone, *others]))
+    # then: the one sent From the number to the service's opted-out recipient fails with 21610
+    assert list(errors) == [to_gone.sid]
+    assert isinstance(errors[to_gone.sid], ApiError)
+    assert errors[to_gone.sid].code == 21610
+    assert committed([m.sid for m in [to_gone, *others]]) == {m.sid for m in others}

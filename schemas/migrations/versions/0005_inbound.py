@@ -54,18 +54,20 @@ def upgrade() -> None:
     )  # fmt: skip
     op.create_table(
         "opt_outs",
-        sa.Column("scope", sa.String(length=34), nullable=False),
         sa.Column("phone_number", sa.String(length=32), nullable=False),
+        sa.Column("scope", sa.String(length=34), nullable=False),
         sa.Column("account_sid", sa.String(length=34), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("date_created", schemas.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["account_sid"], ["accounts.sid"]),
-        sa.PrimaryKeyConstraint("scope", "phone_number"),
+        sa.PrimaryKeyConstraint("phone_number", "scope"),
     )
     op.create_index("ix_opt_outs_account_sid", "opt_outs", ["account_sid"])
+    op.create_index("ix_opt_outs_scope", "opt_outs", ["scope"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_opt_outs_scope", table_name="opt_outs")
     op.drop_index("ix_opt_outs_account_sid", table_name="opt_outs")
     op.drop_table("opt_outs")
     op.drop_index("ix_inbound_parts_waiting", table_name="inbound_parts")
