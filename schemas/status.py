@@ -23,7 +23,10 @@ SETTLED = TERMINAL | {MessageStatus.SENT}
 
 # Statuses only move forward. A receipt may skip 'sent' when it lands before the hand-off result.
 TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
-    MessageStatus.SCHEDULED: frozenset({MessageStatus.QUEUED, MessageStatus.CANCELED}),
+    # failed: its recipient opted out before its time (21610)
+    MessageStatus.SCHEDULED: frozenset(
+        {MessageStatus.QUEUED, MessageStatus.CANCELED, MessageStatus.FAILED}
+    ),
     MessageStatus.QUEUED: frozenset(
         {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED}
     ),

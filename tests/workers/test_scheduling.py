@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from schemas.db import session_scope
 from schemas.models import Callback, Message, MessageEvent
+from schemas.types import utcnow
 from tests.processes import Account, random_number
 from workers.pipeline.scheduling import release_due
+from workers.stages.inbound import opt_out
 
 
 def schedule(api_url: str, account: Account, send_at: datetime, **params: str) -> str:
@@ -108,3 +110,30 @@ def test_cancel_racing_the_release_leaves_each_message_one_way(
             assert answers[sid] == 409
             assert after[sid] == ["scheduled", "queued"], sid
             assert sid in released_sids
+
+
+def test_a_message_whose_recipient_opted_out_meanwhile_fails_with_21610(
+    api_url: str, account: Account
+) -> None:
+    # given: a scheduled message, then its recipient texts STOP to the sender
+    send_at = (datetime.now(UTC) + timedelta(days=22, seconds=5)).replace(microsecond=0)
+    sid = schedule(api_url, account, send_at)
+    with session_scope() as session:
+        recipient = session.get(Message, sid).to  # type: ignore[union-attr]
+        opt_out(session, account.sid, account.number, recipient, "keyword", utcnow())
+        session.commit()
+    # when: its time comes
+    with session_scope() as session:
+        released = release_due(session, send_at)
+    # then: it was not released; it failed with 21610, and the failure is called back
+    assert sid not in released
+    with session_scope() as session:
+        row = session.get(Message, sid)
+        owed = session.exec(
+            select(Callback.status).where(Callback.message_sid == sid)  # type: ignore[arg-type]
+        ).all()
+    assert row is not None
+    assert (row.status, row.error_code, row.stage, row.next_attempt_at) == (
+        "failed", 21610, "done", None
+    )  # fmt: skip
+    assert [row.status for row in owed] == ["failed"]

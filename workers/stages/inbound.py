@@ -47,6 +47,7 @@ from workers.stages.callbacks import endpoint_of
 log = logging.getLogger(__name__)
 
 BATCH = 200  # groups joined per transaction
+UNSUBSCRIBED = 21610  # a message to a recipient who opted out of its sender
 MISSING_PARTS = (30009, "Missing segment: the message was received without some of its parts")
 
 # Twilio's default keywords: the whole body, trimmed, in any case.
@@ -252,6 +253,36 @@ def _params(
     if opt is not None:
         params["OptOutType"] = opt
     return params
+
+
+def opted_out(session: Session, sends: list[tuple[str, str, str, str | None]]) -> dict[str, str]:
+    """Of messages about to go, (sid, To, From, Messaging Service): sid → the scope the
+    recipient of each that may not go opted out of. One query when nobody opted out."""
+    if not sends:
+        return {}
+    o, sn = opt_outs_table.c, service_numbers_table.c
+    scopes: dict[str, set[str]] = defaultdict(set)
+    found = session.execute(
+        select(o.phone_number, o.scope).where(any_of(o.phone_number, {to for _, to, _, _ in sends}))
+    )
+    for recipient, scope in found:
+        scopes[recipient].add(scope)
+    if not scopes:
+        return {}
+    senders = {from_ for _, to, from_, _ in sends if to in scopes}
+    service_of = dict(
+        session.execute(
+            select(sn.phone_number, sn.service_sid).where(any_of(sn.phone_number, senders))
+        ).all()
+    )
+    refused = {}
+    for sid, to, from_, service in sends:
+        theirs = scopes.get(to, set())
+        for scope in (from_, service, service_of.get(from_)):
+            if scope is not None and scope in theirs:
+                refused[sid] = scope
+                break
+    return refused
 
 
 def opt_out(
