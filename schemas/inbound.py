@@ -30,6 +30,8 @@ class InboundPart(SQLModel, table=True):
             postgresql_where=text("message_sid IS NULL"),
             sqlite_where=text("message_sid IS NULL"),
         ),  # fmt: skip
+        # A part the carrier sends again after its group was joined is found by its group.
+        Index("ix_inbound_parts_group", "from_number", "to_number", "reference"),
         Index(
             "ix_inbound_parts_waiting",
             "date_received",

@@ -92,9 +92,15 @@ def keyword(body: str) -> str | None:
 
 
 def store(session: Session, parts: list[dict[str, Any]]) -> None:
-    """Commit the parts; a part its open group already holds is dropped."""
+    """Commit the parts; a part its open group already holds is dropped, and so is one a group
+    joined within the reassembly window held (the carrier sent it again: its answer was lost)."""
     now = utcnow()
-    rows = [{**part, "date_received": now} for part in parts]
+    since = now - timedelta(seconds=get_settings().inbound_reassembly_s)
+    repeated = _joined_since(session, [part for part in parts if part["total"] > 1], since)
+    rows = [{**part, "date_received": now} for part in parts if _part_key(part) not in repeated]
+    if not rows:
+        session.commit()
+        return
     if session.get_bind().dialect.name == "postgresql":
         statement: Any = (
             pg_insert(inbound_parts_table)
@@ -108,6 +114,31 @@ def store(session: Session, parts: list[dict[str, Any]]) -> None:
     else:
         session.execute(insert(inbound_parts_table).prefix_with("OR IGNORE"), rows)
     session.commit()
+
+
+def _part_key(part: Any) -> tuple[Any, ...]:
+    """A part's group, number and text: a row, or a part's dict."""
+    get = part.get if isinstance(part, dict) else part._mapping.get
+    return (*(get(column.name) for column in GROUP), get("number"), get("text"))
+
+
+def _joined_since(
+    session: Session, parts: list[dict[str, Any]], since: datetime
+) -> set[tuple[Any, ...]]:
+    """The keys of ``parts`` that a group joined since ``since`` held already."""
+    if not parts:
+        return set()
+    found = session.execute(
+        select(*GROUP, p.number, p.text).where(
+            p.message_sid.is_not(None),
+            p.date_received >= since,
+            tuple_(p.from_number, p.to_number, p.reference).in_(
+                list({(part["from_number"], part["to_number"], part["reference"])
+                      for part in parts})
+            ),
+        )
+    ).all()  # fmt: skip
+    return {_part_key(row) for row in found}
 
 
 def waiting(session: Session) -> bool:

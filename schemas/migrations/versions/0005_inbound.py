@@ -48,6 +48,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("message_sid IS NULL"),
     )  # fmt: skip
     op.create_index(
+        "ix_inbound_parts_group", "inbound_parts", ["from_number", "to_number", "reference"]
+    )
+    op.create_index(
         "ix_inbound_parts_waiting", "inbound_parts", ["date_received"],
         postgresql_where=sa.text("message_sid IS NULL"),
         sqlite_where=sa.text("message_sid IS NULL"),
@@ -71,6 +74,7 @@ def downgrade() -> None:
     op.drop_index("ix_opt_outs_account_sid", table_name="opt_outs")
     op.drop_table("opt_outs")
     op.drop_index("ix_inbound_parts_waiting", table_name="inbound_parts")
+    op.drop_index("ix_inbound_parts_group", table_name="inbound_parts")
     op.drop_index("ux_inbound_parts_open", table_name="inbound_parts")
     op.drop_table("inbound_parts")
     with op.batch_alter_table("phone_numbers") as batch:
