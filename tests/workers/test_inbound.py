@@ -51,6 +51,14 @@ def test_mo_text_in_each_alphabet_and_group() -> None:
     assert (sar.reference, sar.total, sar.number) == (7, 2, 2)
     with pytest.raises(UnreadableMo):
         read_mo(deliver_sm(b"\x00", coding=4))  # 8-bit binary: not text
+    # an emoji split between two UCS-2 parts costs that character, not the message
+    halves = "a👋".encode("utf-16-be")
+    assert (
+        read_mo(deliver_sm(halves[:4], coding=8, udh=concatenation_udh(3, 2, 1))).text == "a\ufffd"
+    )
+    assert (
+        read_mo(deliver_sm(halves[4:], coding=8, udh=concatenation_udh(3, 2, 2))).text == "\ufffd"
+    )
     # only message type 0 is a handset's: an SME acknowledgement (0x08) is not, nor a receipt
     assert is_mo(deliver_sm(b"x"))
     acknowledgement = deliver_sm(b"x")

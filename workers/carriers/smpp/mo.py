@@ -32,10 +32,9 @@ def read_mo(message: ShortMessage) -> MoPart:
     if coding is None:
         raise UnreadableMo(f"data_coding {message.data_coding:#04x} is not one read here")
     octets = message.text_octets
-    try:
-        text = gsm7.decode(octets) if coding == "gsm" else octets.decode(coding)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UnreadableMo(f"text not {coding}: {exc}") from exc
+    # What does not decode reads as U+FFFD rather than refusing the message: an SMSC may split
+    # a UCS-2 surrogate pair (an emoji) between two parts, each decoded on its own.
+    text = gsm7.decode(octets) if coding == "gsm" else octets.decode(coding, errors="replace")
     reference, total, number = _group(message)
     if not 1 <= number <= total:
         raise UnreadableMo(f"part {number} of {total}")
