@@ -14,7 +14,7 @@ from dispatcher.cli.main import main
 from dispatcher.intake.accounts import add_number
 from schemas.db import session_scope
 from schemas.models import Message
-from tests.processes import Account, random_number
+from tests.processes import Account, new_account, random_number
 from tests.twilio_schema import MESSAGE, SERVICE, SERVICE_NUMBER, assert_matches
 
 
@@ -359,3 +359,28 @@ def test_a_destination_stuck_to_a_removed_number_gets_another(
     }
     # then
     assert later == set(numbers) - {first}
+
+
+def test_a_numbers_webhook_is_set_cleared_and_checked(
+    client: Client, account: Account, api_url: str
+) -> None:
+    [number] = client.incoming_phone_numbers.list(phone_number=account.number)
+    path = f"{api_url}/v1/Accounts/{account.sid}/IncomingPhoneNumbers/{number.sid}"
+    # when: set on the Twilio surface, read on /v1
+    client.incoming_phone_numbers(number.sid).update(sms_url="https://example.org/sms",
+                                                      sms_method="POST")  # fmt: skip
+    shown = httpx.get(path, auth=account.auth).json()
+    assert (shown["sms_url"], shown["sms_method"]) == ("https://example.org/sms", "POST")
+    # then: refusals name the parameter and change nothing
+    refusals = [({"SmsUrl": "ftp://example.org/x"}, 21609), ({"SmsMethod": "GET"}, 20001),
+                ({"VoiceUrl": "https://example.org/v"}, 20001)]  # fmt: skip
+    for fields, code in refusals:
+        answer = httpx.post(path, data=fields, auth=account.auth)
+        assert (answer.status_code, answer.json()["code"]) == (400, code), fields
+    assert httpx.get(path, auth=account.auth).json()["sms_url"] == "https://example.org/sms"
+    # and an empty URL clears it; another account's number is not found
+    assert httpx.post(path, data={"SmsUrl": ""}, auth=account.auth).json()["sms_url"] is None
+    other = new_account()
+    stranger = httpx.post(path.replace(account.sid, other.sid), data={"SmsUrl": ""},
+                          auth=other.auth)  # fmt: skip
+    assert stranger.status_code == 404
