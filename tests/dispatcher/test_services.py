@@ -3,6 +3,7 @@ platform): the service resource, its pool of numbers, and messages whose sender 
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -384,3 +385,34 @@ def test_a_numbers_webhook_is_set_cleared_and_checked(
     stranger = httpx.post(path.replace(account.sid, other.sid), data={"SmsUrl": ""},
                           auth=other.auth)  # fmt: skip
     assert stranger.status_code == 404
+
+
+def test_operators_set_a_webhook_and_manage_opt_outs_from_the_cli(
+    client: Client, account: Account, tmp_path: Path
+) -> None:
+    def mycpaas(*args: str, ok: bool = True) -> str:
+        done = CliRunner().invoke(main, list(args))
+        assert (done.exit_code == 0) is ok, done.output
+        return done.output
+
+    # a webhook, checked
+    assert "https://example.org/in" in mycpaas(
+        "numbers", "update", account.number, "--sms-url", "https://example.org/in"
+    )
+    mycpaas("numbers", "update", account.number, "--sms-url", "mailto:x@example.org", ok=False)
+    [number] = client.incoming_phone_numbers.list(phone_number=account.number)
+    assert number.sms_url == "https://example.org/in"
+    # opt-outs imported from a file and added by hand refuse creates; removed, they go again
+    imported, by_hand = random_number(), random_number()
+    listing = tmp_path / "optouts.txt"
+    listing.write_text(f"{imported}\n\n")
+    mycpaas("optouts", "add", "--from", account.number, "--file", str(listing), by_hand)
+    listed = mycpaas("optouts", "list", "--from", account.number)
+    assert {line.split()[0] for line in listed.splitlines()} == {imported, by_hand}
+    for recipient in (imported, by_hand):
+        with pytest.raises(TwilioRestException) as refused:
+            client.messages.create(to=recipient, from_=account.number, body="x")
+        assert refused.value.code == 21610
+    mycpaas("optouts", "remove", "--from", account.number, imported)
+    assert client.messages.create(to=imported, from_=account.number, body="x").status == "queued"
+    mycpaas("optouts", "add", "--from", account.number, "not a number", ok=False)
