@@ -1,7 +1,8 @@
 """What each queue holds now, read from the record: the numbers of /metrics and ``mycpaas queues``.
 
 The broker only carries wake-up calls, so a queue's real backlog is in Postgres: messages of a
-stage that are due, callbacks pending, receipts not yet applied. For each stage:
+stage that are due, callbacks pending, receipts not yet applied, inbound parts not yet joined.
+For each stage:
 
 - ``depth``: items due now, waiting for a worker;
 - ``oldest_s``: how long the oldest of them has been due;
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from schemas.db import constant
+from schemas.inbound import inbound_parts_table
 from schemas.models import (
     callbacks_table,
     messages_table,
@@ -101,6 +103,12 @@ def snapshot(session: Session) -> list[StageBacklog]:
         select(func.count(), func.min(r.date_received)).where(r.applied_at.is_(None))
     ).one()
     receipts.oldest_s = _age(now, oldest)
+
+    inbound, p = stages["inbound"], inbound_parts_table.c
+    inbound.depth, oldest = session.execute(
+        select(func.count(), func.min(p.date_received)).where(p.message_sid.is_(None))
+    ).one()
+    inbound.oldest_s = _age(now, oldest)
 
     a = stage_activity_table.c
     since = int(now.timestamp()) - RATE_WINDOW_S

@@ -12,6 +12,7 @@ from schemas.inbound import inbound_parts_table, opt_outs_table
 from schemas.models import callbacks_table, messages_table, phone_numbers_table
 from schemas.types import utcnow
 from tests.processes import Account, random_number
+from workers.backlog import snapshot
 from workers.carriers.smpp.mo import (
     SAR_MSG_REF_NUM,
     SAR_SEGMENT_SEQNUM,
@@ -133,6 +134,9 @@ def test_parts_out_of_order_with_a_repeat_make_one_message(account: Account) -> 
     store(*parts[:2])
     join()
     assert inbound_from(handset) == []  # not complete yet
+    with session_scope() as session:  # and waiting, as /metrics and mycpaas queues show
+        [waiting] = [stage for stage in snapshot(session) if stage.stage == "inbound"]
+    assert (waiting.queue, waiting.depth >= 2) == ("carrier", True)
     store(*parts[2:])
     join()
     # then
