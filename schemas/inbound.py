@@ -72,5 +72,18 @@ class OptOut(SQLModel, table=True):
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class KeywordReply(SQLModel, table=True):
+    """The automatic reply to STOP, START or HELP from ``scope`` (an account, or a Messaging
+    Service, which comes first); an empty text sends none. Without a row, Twilio's default."""
+
+    __tablename__ = "keyword_replies"
+
+    scope: str = Field(primary_key=True, max_length=34)  # AC… or MG…
+    keyword: str = Field(primary_key=True, max_length=8)  # STOP | START | HELP
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    date_updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 inbound_parts_table: Table = InboundPart.__table__  # type: ignore[attr-defined]
 opt_outs_table: Table = OptOut.__table__  # type: ignore[attr-defined]
+keyword_replies_table: Table = KeywordReply.__table__  # type: ignore[attr-defined]

@@ -92,7 +92,7 @@ def prepare(args: argparse.Namespace, own_config: dict[str, Any]) -> Bench:
     """
     db_url = with_database(args.database_url, args.db_name)
     _set_environment(db_url, args.redis_url)
-    from dispatcher.intake.phone import to_e164
+    from schemas.phone import to_e164
 
     if to_e164(SENDER) != SENDER or any(to_e164(n) != n for n in to_numbers()):
         raise RuntimeError("the bench phone numbers must be valid E.164")

@@ -7,6 +7,8 @@
 /gone          410
 /bad           400
 /hang          holds the request until ``release`` is set (or 60 s), then 200
+/twiml/reply   200 with TwiML asking for the reply "got it"
+/twiml/bad     200 with XML that does not parse
 """
 
 import contextlib
@@ -17,6 +19,10 @@ from collections import Counter
 from collections.abc import Iterator
 
 from tests.http_server import HttpServer, Request, Response, serving
+
+TWIML_REPLY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Message>got it</Message></Response>'
+)
 
 
 class Receiver(HttpServer):
@@ -57,6 +63,9 @@ class Receiver(HttpServer):
             status = 400
         elif path.startswith("/hang"):
             self.release.wait(60)
+        elif path.startswith("/twiml/"):
+            xml = TWIML_REPLY if path.startswith("/twiml/reply") else b"<Response><Message>"
+            return Response(200, xml, {"content-type": "text/xml"})
         return Response(status, b"ok", headers)
 
 

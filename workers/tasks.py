@@ -43,6 +43,7 @@ from workers.pipeline import wakeup
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
 from workers.stages import callbacks, carrier, inbound, media, receipts, segment, sweep
+from workers.twoway import replies
 from workers.webhooks import delivery
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,11 @@ def receipts_task(_sid: str | None = None) -> None:
 def inbound_task(_sid: str | None = None) -> None:
     def batch() -> int:
         with status_changes() as session:
-            return inbound.join_batch(session)
+            joined = inbound.join_batch(session)
+            made = replies.to_wake(session)
+        for stage in made:  # automatic replies to keywords
+            wakeup.wake(stage)
+        return joined
 
     drain("inbound", batch, inbound.BATCH)
 

@@ -14,9 +14,9 @@ from sqlmodel import Session
 from dispatcher.api.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.errors import AuthenticationError, BadRequest
 from dispatcher.intake.params import JSON, read_json_object, storable
-from dispatcher.intake.phone import to_e164
 from dispatcher.intake.publish import wake_soon
 from schemas.db import session_scope
+from schemas.phone import to_e164
 from schemas.settings import get_settings
 from workers.stages import inbound, receipts
 from workers.stages.inbound import MoPart

@@ -9,11 +9,11 @@ from dispatcher.cli.secret_key import require_secret_key
 from dispatcher.errors import ApiError
 from dispatcher.intake.accounts import add_number, create_account
 from dispatcher.intake.params import is_http_url
-from dispatcher.intake.phone import to_e164
 from dispatcher.intake.services import add_to_pool, create_service, find_number, list_services, pool
 from schemas.credentials import webhook_secret
 from schemas.db import session_scope
 from schemas.models import Account, MessagingService, PhoneNumber
+from schemas.phone import to_e164
 
 MAX_LISTED = 1000  # services shown by ``services list``
 

@@ -1,16 +1,20 @@
-"""``mycpaas optouts``: the handsets that texted STOP, and a list brought from another provider."""
+"""``mycpaas optouts``: the handsets that texted STOP, a list brought from another provider, and
+the automatic replies to STOP, START and HELP."""
 
 from pathlib import Path
 
 import click
 from sqlalchemy import select
 
-from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
-from schemas.inbound import opt_outs_table
+from schemas.ids import is_sid
+from schemas.inbound import keyword_replies_table, opt_outs_table
 from schemas.models import PhoneNumber, service_numbers_table
+from schemas.phone import to_e164
 from schemas.types import utcnow
-from workers.stages.inbound import opt_in, opt_out
+from workers.segmentation import MAX_BODY_CHARS
+from workers.twoway.optouts import opt_in, opt_out
+from workers.twoway.replies import DEFAULT_TEXTS
 
 
 @click.group()
@@ -81,3 +85,26 @@ def optouts_list(sender: str) -> None:
         ).all()  # fmt: skip
     for number, source, when in rows:
         click.echo(f"{number}  {source:8}  {when.isoformat()}")
+
+
+@optouts.command("reply")
+@click.option("--scope", required=True, help="An account (AC…) or a Messaging Service (MG…).")
+@click.option("--keyword", type=click.Choice(sorted(DEFAULT_TEXTS)), required=True)
+@click.option("--text", default=None, help="The reply; '' sends none. Leave out to reset.")
+def optouts_reply(scope: str, keyword: str, text: str | None) -> None:
+    """Set the automatic reply to KEYWORD (a service's comes before its account's)."""
+    if not (is_sid(scope, "AC") or is_sid(scope, "MG")):
+        raise click.ClickException(f"{scope!r} is neither an account (AC…) nor a service (MG…)")
+    if text is not None and len(text) > MAX_BODY_CHARS:
+        raise click.ClickException(f"the reply is longer than {MAX_BODY_CHARS} characters")
+    k = keyword_replies_table.c
+    with session_scope() as session:
+        session.execute(
+            keyword_replies_table.delete().where(k.scope == scope, k.keyword == keyword)
+        )
+        if text is not None:
+            session.execute(keyword_replies_table.insert().values(
+                scope=scope, keyword=keyword, text=text, date_updated=utcnow()))  # fmt: skip
+        session.commit()
+    shown = "Twilio's default" if text is None else repr(text) if text else "no reply"
+    click.echo(f"{keyword} from {scope}: {shown}")

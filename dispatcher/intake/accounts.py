@@ -9,11 +9,11 @@ import time
 from sqlmodel import Session, select
 
 from dispatcher.errors import ApiError, AuthenticationError
-from dispatcher.intake.phone import to_e164
 from schemas.credentials import auth_token
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.models import Account, PhoneNumber
+from schemas.phone import to_e164
 
 AUTH_CACHE_TTL_S = 30.0  # a verified credential is trusted this long without a database read
 AUTH_CACHE_MAX = 10_000  # entries; the cache is cleared when full

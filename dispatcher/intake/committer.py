@@ -20,11 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from dispatcher.intake.optouts import opted_out, refusal
-from schemas.copying import insert_rows
 from schemas.db import session_scope
-from schemas.models import Message, message_events_table, messages_table, segments_table
+from schemas.models import Message
 from workers import supervision
-from workers.stages.segment import segment_rows
+from workers.stages.segment import store_new
 
 BATCH_MAX = 500  # messages in one transaction at most
 
@@ -34,20 +33,7 @@ def store(session: Session, messages: list[Message]) -> dict[str, str]:
     that go to the carrier stage at once; the caller commits. Those to a recipient who opted
     out are not stored: returned, sid → the scope it opted out of (21610, optouts.py)."""
     refused = opted_out(session, messages)
-    messages = [message for message in messages if message.sid not in refused]
-    rows, segments = [], []
-    for message in messages:
-        row = message.model_dump()
-        row["from_number"] = row.pop("from_")
-        rows.append(row)
-        if message.stage == "carrier":
-            segments += segment_rows(message.sid, message.body, message.num_media,
-                                     message.smart_encoded, message.date_created)  # fmt: skip
-    insert_rows(session, messages_table, rows)
-    insert_rows(session, segments_table, segments)
-    insert_rows(session, message_events_table,
-                [{"message_sid": m.sid, "status": m.status, "date_created": m.date_created}
-                 for m in messages])  # fmt: skip
+    store_new(session, [message for message in messages if message.sid not in refused])
     return refused
 
 

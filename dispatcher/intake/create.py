@@ -21,13 +21,13 @@ from dispatcher.intake.params import (
     single,
     validity_period,
 )
-from dispatcher.intake.phone import to_e164
 from dispatcher.intake.scheduling import parse_schedule
 from dispatcher.intake.senders import choose_sender
 from dispatcher.intake.services import find_service
 from schemas.db import session_scope
 from schemas.ids import is_sid, new_sid
 from schemas.models import Message, MessagingService
+from schemas.phone import to_e164
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.pipeline.scheduling import SCHEDULED_STAGE

@@ -8,8 +8,8 @@ from sqlmodel import Session
 
 from dispatcher.errors import InvalidParameter
 from schemas.models import Message
-from workers.stages.inbound import UNSUBSCRIBED
-from workers.stages.inbound import opted_out as opted_out_of
+from workers.twoway.optouts import UNSUBSCRIBED
+from workers.twoway.optouts import opted_out as opted_out_of
 
 
 def opted_out(session: Session, messages: list[Message]) -> dict[str, str]:

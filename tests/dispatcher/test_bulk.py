@@ -13,7 +13,7 @@ from schemas.db import session_scope
 from schemas.models import Message
 from schemas.types import utcnow
 from tests.processes import Account, random_number
-from workers.stages.inbound import opt_out
+from workers.twoway.optouts import opt_out
 
 
 def bulk(api_url: str, account: Account, items: object, **kwargs: object) -> httpx.Response:

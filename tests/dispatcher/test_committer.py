@@ -19,7 +19,7 @@ from schemas.db import get_engine, session_scope
 from schemas.models import Message, PhoneNumber, messages_table, segments_table
 from schemas.types import utcnow
 from tests.processes import Account, random_number
-from workers.stages.inbound import opt_out
+from workers.twoway.optouts import opt_out
 
 
 def new_message(account: Account, key: str | None = None, to: str | None = None) -> Message:

@@ -15,6 +15,7 @@ from tests.e2e.conftest import Platform
 from tests.e2e.test_smpp import smpp_platform, smsc, wait_for
 from tests.processes import random_number
 from tests.receiver import Receiver, running_receiver
+from workers.twoway.replies import DEFAULT_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,47 @@ def test_stop_refuses_the_next_create_with_21610_and_start_lifts_it(
     webhooks_from(receiver, handset, 2)
     created = client.messages.create(to=handset, from_=account.number, body="welcome back")
     assert created.status == "queued"
+    # and each keyword was answered through the carrier, STOP's confirmation too
+    sent = replies_sent(client, handset, 2)
+    assert sorted(sent) == sorted([DEFAULT_TEXTS["STOP"], DEFAULT_TEXTS["START"]])
+
+
+def replies_sent(client: Client, handset: str, count: int) -> list[str]:
+    """The bodies of the replies to ``handset`` the carrier took, once ``count`` are."""
+
+    def sent() -> list[str]:
+        return [m.body for m in client.messages.list(to=handset)
+                if m.direction == "outbound-reply" and m.status in ("sent", "delivered")]  # fmt: skip
+
+    wait_for(lambda: len(sent()) >= count)
+    return sent()
+
+
+def test_the_webhooks_twiml_is_sent_back_and_bad_twiml_is_recorded(
+    platform: Platform, receiver: Receiver
+) -> None:
+    account = platform.new_account()
+    client = Client(account.sid, account.token)
+    client.api.base_url = platform.api
+    [number] = client.incoming_phone_numbers.list(phone_number=account.number)
+    # given: a webhook that answers with a <Message>
+    client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/twiml/reply"))
+    handset = random_number()
+    # when: the handset texts
+    text(platform, handset, account.number, "hours?")
+    # then: the reply reaches the carrier, from the number to the handset
+    assert replies_sent(client, handset, 1) == ["got it"]
+    [reply] = [m for m in client.messages.list(to=handset)]
+    assert (reply.from_, reply.direction) == (account.number, "outbound-reply")
+    # and an answer that is not XML sends nothing, its code on the inbound message
+    client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/twiml/bad"))
+    other = random_number()
+    text(platform, other, account.number, "hello?")
+    webhooks_from(receiver, other, 1)
+
+    def code() -> int | None:
+        [inbound] = client.messages.list(from_=other) or [None]
+        return inbound.error_code if inbound else None
+
+    wait_for(lambda: code() == 12100)
+    assert client.messages.list(to=other) == []

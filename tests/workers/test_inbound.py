@@ -24,6 +24,7 @@ from workers.carriers.smpp.outcomes import is_mo
 from workers.carriers.smpp.pdu import ESM_UDHI, ShortMessage, concatenation_udh
 from workers.stages import inbound
 from workers.stages.inbound import MoPart
+from workers.twoway import optouts
 
 m, c = messages_table.c, callbacks_table.c
 
@@ -194,9 +195,9 @@ def test_stop_opts_the_sender_out_and_start_back_in(account: Account) -> None:
     store(MoPart(handset, account.number, "Start"))
     join()
     assert not opted_out()
-    assert inbound.keyword("Unsubscribe") == "STOP"
-    assert inbound.keyword("info") == "HELP"
-    assert inbound.keyword("stop please") is None
+    assert optouts.keyword("Unsubscribe") == "STOP"
+    assert optouts.keyword("info") == "HELP"
+    assert optouts.keyword("stop please") is None
 
 
 def test_a_message_to_no_number_of_ours_is_dropped() -> None:

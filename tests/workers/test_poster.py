@@ -17,7 +17,7 @@ import pytest
 
 from tests.workers.test_outbound import NAMES, PRIVATE_URLS, stub_resolver
 from workers.outbound.guard import OutboundRefused, allowed_networks
-from workers.outbound.poster import Poster, PostFailed, read_excerpt
+from workers.outbound.poster import Answer, Poster, PostFailed, read_excerpt
 
 TLS = ssl.create_default_context()
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -163,6 +163,6 @@ def test_the_excerpt_is_decoded_in_the_answers_charset_and_cut() -> None:
     head = "HTTP/1.1 400 Bad\r\nContent-Type: text/plain; charset=latin-1\r\n"
     raw = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
     with answered(raw) as (response, sock):
-        excerpt, complete = read_excerpt(response, sock, deadline=time.monotonic() + 1)
-    assert excerpt == "é" * 500
+        text, complete = read_excerpt(response, sock, deadline=time.monotonic() + 1)
+    assert Answer(400, None, text).excerpt == "é" * 500
     assert complete is False  # the rest is left unread: the connection is not kept

@@ -12,7 +12,7 @@ from schemas.models import Callback, Message, MessageEvent
 from schemas.types import utcnow
 from tests.processes import Account, random_number
 from workers.pipeline.scheduling import release_due
-from workers.stages.inbound import opt_out
+from workers.twoway.optouts import opt_out
 
 
 def schedule(api_url: str, account: Account, send_at: datetime, **params: str) -> str:

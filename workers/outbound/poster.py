@@ -6,7 +6,7 @@ whose answer is read only for its status and an excerpt, and on this machine suc
 0.40-0.45 ms of CPU through httpx against 0.13-0.15 ms through ``http.client``
 (``uv run python scripts/bench_poster.py``). Media fetches keep httpx.
 
-    Answer           the status, ``Retry-After`` and the start of the body
+    Answer           the status, ``Retry-After``, the content type and the start of the body
     PostFailed       no answer: refused, reset, timed out, malformed, unresolvable; worth a retry
     OutboundRefused  (from the guard) the destination is not allowed; nothing was sent
 """
@@ -44,7 +44,13 @@ Key = tuple[str, str, int, str]  # scheme, host, port, checked address
 class Answer:
     status: int
     retry_after: str | None
-    excerpt: str | None
+    text: str | None  # the body, as far as it was read
+    content_type: str | None = None
+
+    @property
+    def excerpt(self) -> str | None:
+        """What the attempt log keeps of the body."""
+        return None if self.text is None else self.text[:EXCERPT_CHARS]
 
 
 class PostFailed(Exception):
@@ -74,9 +80,11 @@ class Poster:
         self._resolver, self._allow, self._connect = resolver, allow, connect
         self._kept: OrderedDict[Key, http.client.HTTPConnection] = OrderedDict()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST ``body`` to ``url``; the answer's body is read for ``EXCERPT_CHARS`` at most and
-        no later than the timeout after the start (an answer complete by then counts)."""
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], read_bytes: int = EXCERPT_BYTES
+    ) -> Answer:
+        """POST ``body`` to ``url``; the answer's body is read for ``read_bytes`` at most and no
+        later than the timeout after the start (an answer complete by then counts)."""
         deadline = time.monotonic() + self._timeout_s
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), parts.hostname or ""
@@ -94,11 +102,13 @@ class Poster:
         kept = self._kept.pop(key, None)
         if kept is not None:
             try:
-                return self._exchange(key, kept, target, body, head, deadline, stale_ok=True)
+                return self._exchange(key, kept, target, body, head, deadline, read_bytes,
+                                      stale_ok=True)  # fmt: skip
             except _Stale:
                 pass  # closed while idle: send once more, on a new connection
         connection = self._open(scheme, host, address, port)
-        return self._exchange(key, connection, target, body, head, deadline, stale_ok=False)
+        return self._exchange(key, connection, target, body, head, deadline, read_bytes,
+                              stale_ok=False)  # fmt: skip
 
     def close(self) -> None:
         for connection in self._kept.values():
@@ -120,7 +130,7 @@ class Poster:
 
     def _exchange(
         self, key: Key, connection: http.client.HTTPConnection, target: str, body: bytes,
-        head: dict[str, str], deadline: float, *, stale_ok: bool,
+        head: dict[str, str], deadline: float, read_bytes: int, *, stale_ok: bool,
     ) -> Answer:  # fmt: skip
         sock = cast(socket.socket, connection.sock)
         answered = False
@@ -129,7 +139,7 @@ class Poster:
             connection.request("POST", target, body=body, headers=head)
             response = connection.getresponse()
             answered = True
-            excerpt, complete = read_excerpt(response, sock, deadline)
+            text, complete = read_excerpt(response, sock, deadline, read_bytes)
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             if stale_ok and not answered and isinstance(exc, STALE_ERRORS):
@@ -142,7 +152,8 @@ class Poster:
                 self._kept.popitem(last=False)[1].close()
         else:
             connection.close()
-        return Answer(response.status, response.getheader("retry-after"), excerpt)
+        return Answer(response.status, response.getheader("retry-after"), text,
+                      response.getheader("content-type"))  # fmt: skip
 
 
 # What a kept connection the destination closed while idle looks like on the next request.
@@ -155,18 +166,19 @@ def host_header(scheme: str, host: str, port: int) -> str:
 
 
 def read_excerpt(
-    response: http.client.HTTPResponse, sock: socket.socket, deadline: float
-) -> tuple[str | None, bool]:
+    response: http.client.HTTPResponse, sock: socket.socket, deadline: float,
+    limit: int = EXCERPT_BYTES,
+) -> tuple[str | None, bool]:  # fmt: skip
     """The start of the answer's body, and whether all of it was read. It is read no further
-    than the excerpt and no later than ``deadline``: an endpoint that trickles its answer cannot
+    than ``limit`` bytes and no later than ``deadline``: an endpoint that trickles its answer cannot
     hold a delivery for long, while one that was complete, however late this thread got to it,
     counts (raising a timeout for it would deliver it twice)."""
     chunks: list[bytes] = []
     size = 0
-    while size < EXCERPT_BYTES and not finished(response):
+    while size < limit and not finished(response):
         late = time.monotonic() > deadline
         sock.settimeout(LATE_READ_S if late else deadline - time.monotonic())
-        chunk = response.read1(EXCERPT_BYTES - size)
+        chunk = response.read1(limit - size)
         if not chunk:
             break
         chunks.append(chunk)
@@ -183,7 +195,7 @@ def read_excerpt(
         text = b"".join(chunks).decode(charset, "replace")
     except LookupError:  # a charset Python does not know
         text = b"".join(chunks).decode("utf-8", "replace")
-    return text[:EXCERPT_CHARS], complete
+    return text, complete
 
 
 def finished(response: http.client.HTTPResponse) -> bool:

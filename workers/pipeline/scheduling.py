@@ -16,7 +16,7 @@ from sqlmodel import Session
 from schemas.models import messages_table
 from schemas.status import MessageStatus
 from workers.pipeline.transitions import move
-from workers.stages.inbound import UNSUBSCRIBED, opted_out
+from workers.twoway.optouts import UNSUBSCRIBED, opted_out
 
 SCHEDULED_STAGE = "scheduled"
 BATCH = 5000  # messages released per transaction; a big scheduled campaign takes a few

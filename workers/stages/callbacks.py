@@ -36,6 +36,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )  # fmt: skip
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -46,6 +47,7 @@ from schemas.settings import get_settings
 from schemas.types import utcnow
 from workers.metrics import CALLBACK_ATTEMPTS, CALLBACK_RESCUES, STAGE_LATENCY, recorder
 from workers.pipeline.claims import claim_rows
+from workers.twoway import replies
 from workers.webhooks.signing import strip_fragment
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class Outcome:
     counted: bool  # False when the callback was postponed without calling the endpoint
     created_at: datetime  # when the status change that owes this callback happened
     lease: datetime  # the claim's lease: a result recorded after it expired changes nothing
+    # An inbound message's webhook answered 2xx: its content type and body, read for replies.
+    answer: tuple[str | None, str] | None = None
 
 
 def backoff_s(attempts: int, retry_after_s: float | None) -> float:
@@ -98,7 +102,7 @@ def backoff_s(attempts: int, retry_after_s: float | None) -> float:
 def attempted(
     row: Row[Any], lease: datetime, code: int | None, latency_ms: float,
     retry_after_s: float | None, error: str | None, state: str | None,
-    excerpt: str | None = None,
+    excerpt: str | None = None, answer: tuple[str | None, str] | None = None,
 ) -> Outcome:  # fmt: skip
     """The outcome of a real attempt; ``state`` None means retry (or dead, once out of tries)."""
     now = utcnow()
@@ -111,7 +115,8 @@ def attempted(
             state = PENDING
             due = now + timedelta(seconds=backoff_s(attempts, retry_after_s))
     return Outcome(row.id, row.message_sid, row.url, now, latency_ms, code, error, excerpt,
-                   state, due, counted=True, created_at=row.date_created, lease=lease)  # fmt: skip
+                   state, due, counted=True, created_at=row.date_created, lease=lease,
+                   answer=answer)  # fmt: skip
 
 
 def postponed(row: Row[Any], lease: datetime, delay_s: float, reason: str) -> Outcome:
@@ -134,8 +139,9 @@ def count(outcomes: list[Outcome]) -> None:
 
 def record(session: Session, outcomes: list[Outcome]) -> None:
     """Write attempts and new states, each only if its lease still holds (a delivery that
-    outlived its lease was handed to another worker, whose result counts); then, committed,
-    the next callback of each message whose callback settled becomes due."""
+    outlived its lease was handed to another worker, whose result counts), and the replies an
+    inbound message's webhook answered with, in the same transaction; then, committed, the
+    next callback of each message whose callback settled becomes due."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -146,22 +152,41 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
     if attempts:
         session.execute(insert(callback_attempts_table), attempts)
     now = utcnow()
-    session.execute(
+    settle = (
         update(callbacks_table)
         .where(c.id == bindparam("b_id"), c.state == DELIVERING,
                c.next_attempt_at == bindparam("b_lease"))
         .values(state=bindparam("b_state"), next_attempt_at=bindparam("b_due"),
                 attempts=c.attempts + bindparam("b_add"), last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"), date_updated=now),
-        [
-            {"b_id": o.callback_id, "b_lease": o.lease, "b_state": o.state,
-             "b_due": o.next_attempt_at,
-             "b_add": 1 if o.counted else 0, "b_code": o.status_code, "b_error": o.error}
-            for o in outcomes
-        ],
+                last_error=bindparam("b_error"), date_updated=now)
     )  # fmt: skip
+    plain = [_settled(o) for o in outcomes if o.answer is None]
+    if plain:
+        session.execute(settle, plain)
+    for o in outcomes:  # an answer's replies are made only where its lease held
+        if o.answer is not None and session.execute(settle.returning(c.id), _settled(o)).first():
+            _reply(session, o)
     session.commit()
     promote(session, {o.message_sid for o in outcomes if o.state != PENDING})
+
+
+def _reply(session: Session, o: Outcome) -> None:
+    """The replies an answer asks for; a bug in making them loses them, never the batch."""
+    assert o.answer is not None
+    try:
+        with session.begin_nested():
+            replies.answered(session, o.message_sid, *o.answer)
+    except OperationalError:
+        raise  # the database is away: the whole batch is recorded again later
+    except Exception:
+        log.exception("the replies %s's webhook answered with failed", o.message_sid,
+                      extra={"sid": o.message_sid})  # fmt: skip
+
+
+def _settled(o: Outcome) -> dict[str, Any]:
+    return {"b_id": o.callback_id, "b_lease": o.lease, "b_state": o.state,
+            "b_due": o.next_attempt_at, "b_add": 1 if o.counted else 0,
+            "b_code": o.status_code, "b_error": o.error}  # fmt: skip
 
 
 def _per_message(message_sids: Collection[str]) -> Any:

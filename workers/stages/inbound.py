@@ -10,7 +10,8 @@ Each joined message is a Message with direction ``inbound`` and status ``receive
 account that owns the number it was sent to, in the same transaction as:
 
 - its opt-out keyword applied (STOP and the rest opt the sender out of the number, or of the
-  Messaging Service the number is in; START and the rest opt it back in);
+  Messaging Service the number is in; START and the rest opt it back in), and the automatic
+  reply to STOP, START or HELP made (workers/stages/replies.py);
 - the webhook owed to the number's SmsUrl (or its service's InboundRequestUrl), a row the
   callbacks stage delivers like a status callback: signed, retried, every attempt recorded.
 """
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
 
 from schemas.db import any_of
-from schemas.inbound import inbound_parts_table, opt_outs_table
+from schemas.inbound import inbound_parts_table
 from schemas.models import (
     callbacks_table,
     message_events_table,
@@ -43,17 +44,13 @@ from workers.metrics import INBOUND, recorder
 from workers.pipeline.transitions import API_VERSION, CALLBACKS_OWED
 from workers.segmentation import segment
 from workers.stages.callbacks import endpoint_of
+from workers.twoway import replies
+from workers.twoway.optouts import keyword, opt_in, opt_out
 
 log = logging.getLogger(__name__)
 
 BATCH = 200  # groups joined per transaction
-UNSUBSCRIBED = 21610  # a message to a recipient who opted out of its sender
 MISSING_PARTS = (30009, "Missing segment: the message was received without some of its parts")
-
-# Twilio's default keywords: the whole body, trimmed, in any case.
-OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
-OPT_IN = frozenset({"START", "YES", "UNSTOP"})
-HELP = frozenset({"HELP", "INFO"})
 
 p = inbound_parts_table.c
 GROUP = (p.carrier, p.from_number, p.to_number, p.reference, p.total, p.key)
@@ -77,18 +74,6 @@ class MoPart:
             "reference": self.reference, "total": self.total, "number": self.number,
             "text": self.text, "key": "" if self.total > 1 else secrets.token_hex(8),
         }  # fmt: skip
-
-
-def keyword(body: str) -> str | None:
-    """The OptOutType a body carries (STOP, START, HELP), or None."""
-    word = body.strip().upper()
-    if word in OPT_OUT:
-        return "STOP"
-    if word in OPT_IN:
-        return "START"
-    if word in HELP:
-        return "HELP"
-    return None
 
 
 def store(session: Session, parts: list[dict[str, Any]]) -> None:
@@ -222,6 +207,11 @@ def _join(session: Session, rows: list[Row[Any]], complete: bool, now: datetime)
         opt_out(session, owner["account_sid"], scope, first.from_number, "keyword", now)
     elif opt == "START":
         opt_in(session, scope, first.from_number)
+    if opt is not None:
+        inbound = {"account_sid": owner["account_sid"], "to": first.to_number,
+                   "messaging_service_sid": owner["service_sid"],
+                   "from_number": first.from_number}  # fmt: skip
+        replies.keyword_reply(session, inbound, opt, now)
     url = _webhook(owner)
     if url:
         session.execute(insert(callbacks_table).values(
@@ -284,50 +274,3 @@ def _params(
     if opt is not None:
         params["OptOutType"] = opt
     return params
-
-
-def opted_out(session: Session, sends: list[tuple[str, str, str, str | None]]) -> dict[str, str]:
-    """Of messages about to go, (sid, To, From, Messaging Service): sid → the scope the
-    recipient of each that may not go opted out of. One query when nobody opted out."""
-    if not sends:
-        return {}
-    o, sn = opt_outs_table.c, service_numbers_table.c
-    scopes: dict[str, set[str]] = defaultdict(set)
-    found = session.execute(
-        select(o.phone_number, o.scope).where(any_of(o.phone_number, {to for _, to, _, _ in sends}))
-    )
-    for recipient, scope in found:
-        scopes[recipient].add(scope)
-    if not scopes:
-        return {}
-    senders = {from_ for _, to, from_, _ in sends if to in scopes}
-    service_of = dict(
-        session.execute(
-            select(sn.phone_number, sn.service_sid).where(any_of(sn.phone_number, senders))
-        ).all()
-    )
-    refused = {}
-    for sid, to, from_, service in sends:
-        theirs = scopes.get(to, set())
-        for scope in (from_, service, service_of.get(from_)):
-            if scope is not None and scope in theirs:
-                refused[sid] = scope
-                break
-    return refused
-
-
-def opt_out(
-    session: Session, account_sid: str, scope: str, number: str, source: str, now: datetime
-) -> None:
-    """Nothing more goes to ``number`` from ``scope`` (a number, or a service's sid)."""
-    row = {"scope": scope, "phone_number": number, "account_sid": account_sid, "source": source,
-           "date_created": now}  # fmt: skip
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(pg_insert(opt_outs_table).values(row).on_conflict_do_nothing())
-    else:
-        session.execute(insert(opt_outs_table).prefix_with("OR IGNORE").values(row))
-
-
-def opt_in(session: Session, scope: str, number: str) -> None:
-    o = opt_outs_table.c
-    session.execute(opt_outs_table.delete().where(o.scope == scope, o.phone_number == number))

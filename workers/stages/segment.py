@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from schemas.models import segments_table
+from schemas.copying import insert_rows
+from schemas.models import Message, message_events_table, messages_table, segments_table
 from schemas.types import utcnow
 from workers.metrics import STAGE_LATENCY, recorder
 from workers.pipeline.claims import claim_due
@@ -41,6 +42,23 @@ def segment_rows(
          "udh_ref": udh_ref, "status": "pending", "date_updated": now}
         for number, text in enumerate(parts, start=1)
     ]  # fmt: skip
+
+
+def store_new(session: Session, messages: list[Message]) -> None:
+    """Insert new messages, their first events ('queued', 'scheduled', ...) and the segments
+    of those that go to the carrier stage at once; the caller commits."""
+    rows = [message.model_dump() for message in messages]
+    segments = []
+    for row in rows:
+        row["from_number"] = row.pop("from_")
+        if row["stage"] == "carrier":
+            segments += segment_rows(row["sid"], row["body"], row["num_media"],
+                                     row["smart_encoded"], row["date_created"])  # fmt: skip
+    insert_rows(session, messages_table, rows)
+    insert_rows(session, segments_table, segments)
+    insert_rows(session, message_events_table,
+                [{"message_sid": r["sid"], "status": r["status"], "date_created": r["date_created"]}
+                 for r in rows])  # fmt: skip
 
 
 def segment_batch(session: Session) -> int:

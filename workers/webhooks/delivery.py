@@ -27,14 +27,18 @@ from sqlmodel import Session
 
 from schemas.db import session_scope
 from schemas.settings import get_settings
+from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers import supervision
 from workers.carriers.base import parse_retry_after
 from workers.metrics import recorder
 from workers.outbound.guard import OutboundRefused
-from workers.outbound.poster import Poster, PostFailed
+from workers.outbound.poster import EXCERPT_BYTES, Poster, PostFailed
+from workers.pipeline import wakeup
 from workers.stages import callbacks
 from workers.stages.callbacks import Outcome
+from workers.twoway import replies
+from workers.webhooks import twiml
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
 from workers.webhooks.signing import standard_webhook_signature, strip_fragment, twilio_signature
 
@@ -304,9 +308,11 @@ class Deliverer:
                 held.secret, row.webhook_id, stamp, body
             ),
         }
+        inbound = row.status == MessageStatus.RECEIVED.value  # its answer may ask for replies
         started = time.monotonic()
         try:
-            answer = self._poster().post(url, body.encode(), headers)
+            read = twiml.MAX_BYTES if inbound else EXCERPT_BYTES
+            answer = self._poster().post(url, body.encode(), headers, read)
         except OutboundRefused as exc:
             self.breaker.record(endpoint, ok=True)  # our refusal says nothing about the host
             return callbacks.attempted(row, held.lease, None, 0.0, None, f"refused: {exc}",
@@ -329,9 +335,12 @@ class Deliverer:
         else:
             state = "failed"
         hint = parse_retry_after(answer.retry_after) if retryable else None
+        asked = (
+            (answer.content_type, answer.text or "") if inbound and state == "delivered" else None
+        )
         return callbacks.attempted(row, held.lease, code, latency, hint,
                                    None if state else f"HTTP {code}", state,
-                                   answer.excerpt)  # fmt: skip
+                                   answer.excerpt, asked)  # fmt: skip
 
     # --- recording ----------------------------------------------------------------------
 
@@ -351,11 +360,14 @@ class Deliverer:
         try:
             with session_scope() as session:
                 callbacks.record(session, done)
+                made = replies.to_wake(session)
         except Exception:
             with self._lock:
                 self._done[:0] = done
             raise
         callbacks.count(done)
+        for stage in made:
+            wakeup.wake(stage)
         if any(outcome.state != callbacks.PENDING for outcome in done):
             self._wanted.set()  # a settled callback lets its message's next one be claimed
         for hook in self.on_flush:

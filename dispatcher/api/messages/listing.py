@@ -15,9 +15,9 @@ from sqlmodel import col
 
 from dispatcher.errors import BadRequest
 from dispatcher.intake.params import Params, reject_unknown, single
-from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
 from schemas.models import Message
+from schemas.phone import to_e164
 from schemas.status import MessageStatus
 
 DEFAULT_PAGE_SIZE = 50

@@ -33,10 +33,10 @@ from dispatcher.intake.params import (
     reject_unknown,
     single,
 )
-from dispatcher.intake.phone import to_e164
 from schemas.db import session_scope
 from schemas.ids import is_sid
 from schemas.models import PhoneNumber, ServiceNumber
+from schemas.phone import to_e164
 
 LIST_PARAMS = frozenset({"PhoneNumber", "FriendlyName", "Page", "PageSize"})
 PAGE_KEY = "incoming_phone_numbers"

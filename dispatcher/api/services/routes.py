@@ -40,7 +40,6 @@ from dispatcher.intake.params import (
     reject_unknown,
     single,
 )
-from dispatcher.intake.phone import country_of
 from dispatcher.intake.services import (
     add_to_pool,
     create_service,
@@ -55,6 +54,7 @@ from dispatcher.intake.services import (
 )
 from schemas.db import session_scope
 from schemas.models import MessagingService, PhoneNumber, ServiceNumber
+from schemas.phone import country_of
 
 CAPABILITIES = ["SMS", "MMS"]  # what every number of the platform sends
 
