@@ -216,6 +216,8 @@ class Callback(SQLModel, table=True):
     status: str = Field(max_length=16)  # the message status this callback reports
     params: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     webhook_id: str = Field(max_length=64)  # stable across retries: the receiver's dedupe key
+    # An inbound message's webhook: where it goes instead when its URL fails (SmsFallbackUrl).
+    fallback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # held (behind an earlier open callback of its message) | pending | delivering | delivered
     # | failed (final 3xx/4xx) | gone (410) | skipped | dead
     state: str = Field(default="pending", max_length=16)

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     smpp_hex_ids: Literal["none", "submit", "receipt"] = "none"
 
     inbound_reassembly_s: Positive = 300.0  # an MO still missing parts after this is stored
+    # An inbound message's webhook with no fallback URL is retried this long, then dead.
+    inbound_webhook_ttl_s: Positive = 3600.0
     default_sender_sps: float = 1.0  # segments per second per long code, as US carriers allow
     sending_lease_s: Annotated[int, Field(ge=1)] = (
         60  # a row in 'sending' longer than this is reconciled by the sweeper

@@ -42,9 +42,9 @@ from workers.metrics import recorder
 from workers.pipeline import wakeup
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
-from workers.stages import callbacks, carrier, inbound, media, receipts, segment, sweep
+from workers.stages import carrier, inbound, media, receipts, segment, sweep
 from workers.twoway import replies
-from workers.webhooks import delivery
+from workers.webhooks import delivery, outcomes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -114,7 +114,7 @@ fetcher = PerProcess(media.Fetcher)
 deliverer = PerProcess(_make_deliverer)
 
 
-def _after_callbacks(outcomes: list[callbacks.Outcome]) -> None:
+def _after_callbacks(outcomes: list[outcomes.Outcome]) -> None:
     """Retries due soon need a wake-up (any worker's: this one may be gone by then)."""
     soonest = min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None)
     if soonest is not None:

@@ -11,6 +11,7 @@ from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
 from workers.stages import callbacks
+from workers.webhooks import outcomes
 
 c = callbacks_table.c
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # due before anything else: a claim of 1 takes it
@@ -41,13 +42,13 @@ def test_a_result_after_the_lease_expired_changes_nothing(account: Account) -> N
         [second] = callbacks.claim(session, 1)
     assert first.id == second.id == callback_id
     # when: the first worker's delivery finally ends, as a retry
-    stale = callbacks.Outcome(
+    stale = outcomes.Outcome(
         callback_id, first.message_sid, first.url, utcnow(), 70_000.0, 503, "HTTP 503", None,
         "pending", utcnow(), counted=True, created_at=first.date_created,
         lease=first.next_attempt_at,
     )  # fmt: skip
     with session_scope() as session:
-        callbacks.record(session, [stale])
+        outcomes.record(session, [stale])
         row = session.execute(select(c.state, c.next_attempt_at, c.attempts)
                               .where(c.id == callback_id)).one()  # fmt: skip
         attempts = session.execute(
@@ -72,12 +73,12 @@ def test_a_result_under_its_own_lease_is_recorded(account: Account) -> None:
     with session_scope() as session:
         callback_id = make_pending(session, account)
         [claimed] = callbacks.claim(session, 1)
-    done = callbacks.Outcome(
+    done = outcomes.Outcome(
         callback_id, claimed.message_sid, claimed.url, utcnow(), 12.0, 200, None, "ok",
         "delivered", None, counted=True, created_at=claimed.date_created,
         lease=claimed.next_attempt_at,
     )  # fmt: skip
     with session_scope() as session:
-        callbacks.record(session, [done])
+        outcomes.record(session, [done])
         state = session.execute(select(c.state).where(c.id == callback_id)).scalar_one()
     assert state == "delivered"

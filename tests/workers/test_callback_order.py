@@ -16,12 +16,13 @@ from tests.processes import Account
 from tests.workers.test_claims import make_due
 from workers.pipeline.transitions import after_commit, move
 from workers.stages import callbacks
+from workers.webhooks import outcomes
 
 c, m = callbacks_table.c, messages_table.c
 URL = "http://127.0.0.1:9/cb"  # nothing listens: nobody is to deliver this test's callbacks
 
 
-def message_with_callback_in_flight(account: Account) -> tuple[str, callbacks.Outcome]:
+def message_with_callback_in_flight(account: Account) -> tuple[str, outcomes.Outcome]:
     """A queued message (in no worker's stage) whose 'queued' callback is being delivered,
     and the outcome that settles it under its lease."""
     sid = make_due(account, 1, "done")[0]
@@ -37,7 +38,7 @@ def message_with_callback_in_flight(account: Account) -> tuple[str, callbacks.Ou
               "next_attempt_at": lease, "date_created": now, "date_updated": now}],
         ).scalar_one()  # fmt: skip
         session.commit()
-    delivered = callbacks.Outcome(
+    delivered = outcomes.Outcome(
         callback_id, sid, URL, utcnow(), 5.0, 200, None, "ok", "delivered", None,
         counted=True, created_at=now, lease=lease,
     )  # fmt: skip
@@ -88,7 +89,7 @@ def test_a_callback_owed_while_the_earlier_one_settles_is_made_due_by_its_own_co
     with Session(get_engine(), expire_on_commit=False) as mover:
         assert move(mover, [sid], MessageStatus.SENDING) == [sid]
         with session_scope() as recorder:
-            callbacks.record(recorder, [delivered])
+            outcomes.record(recorder, [delivered])
         mover.commit()
         owed = after_commit(mover)
     # then: the move's own after-commit step made the new callback due
@@ -110,7 +111,7 @@ def test_a_held_callback_is_made_due_when_the_earlier_one_settles_later(
         assert held == "held"
         # and then the first callback settles
         with session_scope() as recorder:
-            callbacks.record(recorder, [delivered])
+            outcomes.record(recorder, [delivered])
     # then: recording it made the next one due
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
@@ -118,7 +119,7 @@ def test_a_held_callback_is_made_due_when_the_earlier_one_settles_later(
 def test_a_callback_with_nothing_open_before_it_is_due_at_once(account: Account) -> None:
     sid, delivered = message_with_callback_in_flight(account)
     with session_scope() as session:
-        callbacks.record(session, [delivered])
+        outcomes.record(session, [delivered])
         move_and_commit(session, sid)
     assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
@@ -187,7 +188,7 @@ def test_a_replay_sends_a_messages_callbacks_again_one_at_a_time_in_order(
     # given: a message with two settled callbacks
     sid, delivered = message_with_callback_in_flight(account)
     with session_scope() as session:
-        callbacks.record(session, [delivered])
+        outcomes.record(session, [delivered])
         move_and_commit(session, sid)
         session.execute(
             update(callbacks_table).where(c.message_sid == sid).values(state="delivered")

@@ -1,8 +1,10 @@
 """Replies to inbound messages, against the real database: the automatic reply to a keyword
 (Twilio's text, an account's, a service's, none), the replies a webhook's TwiML answer asks for,
-made once under the delivery's lease, and what cannot be sent recorded on the inbound message."""
+made once under the delivery's lease, what cannot be sent recorded on the inbound message, and
+a failed webhook's fallback (once) or retries (until MYCPAAS_INBOUND_WEBHOOK_TTL_S)."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,15 +18,16 @@ from schemas.models import (
     callbacks_table,
     message_events_table,
     messages_table,
+    phone_numbers_table,
     segments_table,
 )
 from schemas.types import utcnow
 from tests.processes import Account, random_number
 from tests.workers.test_inbound import inbound_from, join, store, with_webhook
-from workers.stages import callbacks
 from workers.stages.inbound import MoPart
 from workers.twoway import replies
 from workers.twoway.optouts import opt_out
+from workers.webhooks import outcomes
 
 m, c = messages_table.c, callbacks_table.c
 XML = "text/xml"
@@ -106,10 +109,10 @@ def delivering(handset: str) -> tuple[int, Any]:
 
 
 def answer(row: Any, lease: Any, text: str, content_type: str = XML) -> None:
-    outcome = callbacks.attempted(row, lease, 200, 3.0, None, None, "delivered", text[:20],
+    outcome = outcomes.attempted(row, lease, 200, 3.0, None, None, "delivered", text[:20],
                                   (content_type, text))  # fmt: skip
     with session_scope() as session:
-        callbacks.record(session, [outcome])
+        outcomes.record(session, [outcome])
 
 
 def test_a_twiml_answer_is_sent_once_however_often_it_is_recorded(account: Account) -> None:
@@ -182,3 +185,75 @@ def test_a_twiml_reply_to_a_recipient_who_opted_out_is_21610(account: Account) -
     answer(*delivering(handset), "<Response><Message>hi back</Message></Response>")
     assert replies_to(handset) == []
     assert problems_of(handset) == (21610, [21610])
+
+
+def fail(row: Any, lease: Any, code: int | None) -> outcomes.Outcome:
+    outcome = outcomes.attempted(row, lease, code, 3.0, None, f"HTTP {code}", None)
+    with session_scope() as session:
+        outcomes.record(session, [outcome])
+    return outcome
+
+
+def webhooks_of(handset: str) -> list[Any]:
+    [message] = inbound_from(handset)
+    with session_scope() as session:
+        return list(
+            session.execute(
+                select(c.url, c.state, c.params, c.webhook_id, c.next_attempt_at, c.date_created)
+                .where(c.message_sid == message["sid"]).order_by(c.id)
+            ).all()
+        )  # fmt: skip
+
+
+def test_a_failed_webhook_goes_to_its_fallback_once_whose_answer_replies(
+    account: Account,
+) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(phone_numbers_table).where(phone_numbers_table.c.phone_number == account.number)
+            .values(sms_url="http://127.0.0.1:9/sms", sms_fallback_url="http://127.0.0.1:9/fb")
+        )  # fmt: skip
+        session.commit()
+    handset = texted(account, "anyone there?")
+    row, lease = delivering(handset)
+    # when: the webhook answers 500, and the same outcome is recorded again
+    fail(row, lease, 500)
+    fail(row, lease, 500)
+    # then: no retry of it; one webhook to the fallback, with Twilio's ErrorCode and ErrorUrl
+    first, fallback = webhooks_of(handset)
+    assert first.state == "failed"
+    assert (fallback.url, fallback.state, fallback.webhook_id) == (
+        "http://127.0.0.1:9/fb", "pending", f"{inbound_from(handset)[0]['sid']}.fallback"
+    )  # fmt: skip
+    assert fallback.params["ErrorCode"] == "11200"
+    assert fallback.params["ErrorUrl"] == "http://127.0.0.1:9/sms"
+    assert fallback.params["Body"] == "anyone there?"
+    # and the fallback's TwiML is sent; were it to fail, there is no fallback of the fallback
+    lease = utcnow() + timedelta(seconds=30)
+    with session_scope() as session:
+        claimed = session.execute(
+            update(callbacks_table).where(c.webhook_id == fallback.webhook_id)
+            .values(state="delivering", next_attempt_at=lease).returning(callbacks_table)
+        ).one()  # fmt: skip
+        session.commit()
+    answer(claimed, lease, "<Response><Message>Sorry, we are closed</Message></Response>")
+    assert [r["body"] for r in replies_to(handset)] == ["Sorry, we are closed"]
+
+
+def test_without_a_fallback_a_webhook_is_retried_until_its_ttl(account: Account) -> None:
+    with_webhook(account, "http://127.0.0.1:9/sms")
+    handset = texted(account, "retry me")
+    row, lease = delivering(handset)
+    # a failure within the TTL is retried
+    assert fail(row, lease, None).state == "pending"
+    # one whose next try would fall after created + MYCPAAS_INBOUND_WEBHOOK_TTL_S (3600) is dead
+    old = SimpleNamespace(**{**row._mapping, "attempts": 8,
+                             "date_created": utcnow() - timedelta(seconds=3590)})  # fmt: skip
+    with session_scope() as session:
+        session.execute(
+            update(callbacks_table).where(c.id == row.id)
+            .values(state="delivering", next_attempt_at=lease)
+        )  # fmt: skip
+        session.commit()
+    assert fail(old, lease, 503).state == "dead"
+    assert [hook.state for hook in webhooks_of(handset)] == ["dead"]

@@ -1,25 +1,19 @@
-"""Status callbacks in the record: what is owed, claiming it, recording what happened.
+"""Status callbacks in the record: what is owed, claiming it, keeping each message's in order.
 
 Per message, statuses arrive in order: at most one callback of a message is pending or being
 delivered. One owed while an earlier one of its message is still open is written ``held`` (not
 due, outside the claim's index) and :func:`promote` makes it due once the earlier one settles.
 Both sides act after their own commit, so whichever commits last sees the other's row: see
-:func:`workers.pipeline.transitions.after_commit` and :func:`record`; the sweeper promotes what
+:func:`workers.pipeline.transitions.after_commit` and
+:func:`workers.webhooks.outcomes.record`; the sweeper promotes what
 a crash between the two left held. A claim skips endpoints the caller names (busy or broken
 ones, see workers/webhooks/delivery.py), so a callback waits in the database, due, until its
 endpoint has room: a busy endpoint costs no write.
-
-Outcomes: 2xx delivered; 410 gone (no more callbacks to that URL for the message); other 3xx
-and 4xx failed for good; 429, 5xx, connect errors and timeouts retried with exponential
-backoff and jitter (``Retry-After`` honoured within bounds) for about a day, then dead.
-Each result is recorded only under the claim's lease (``next_attempt_at`` while
-``delivering``): a delivery that outlived its lease changes nothing.
+What a delivery came to is recorded by workers/webhooks/outcomes.py.
 """
 
 import logging
-import random
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,33 +21,27 @@ from urllib.parse import urlsplit
 from sqlalchemy import (
     ColumnElement,
     Row,
-    bindparam,
     case,
     exists,
     func,
-    insert,
     select,
     tuple_,
     update,
 )  # fmt: skip
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from schemas.credentials import auth_token, webhook_secret
 from schemas.db import any_of, constant
-from schemas.models import accounts_table, callback_attempts_table, callbacks_table
+from schemas.models import accounts_table, callbacks_table
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers.metrics import CALLBACK_ATTEMPTS, CALLBACK_RESCUES, STAGE_LATENCY, recorder
+from workers.metrics import CALLBACK_RESCUES, recorder
 from workers.pipeline.claims import claim_rows
-from workers.twoway import replies
 from workers.webhooks.signing import strip_fragment
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MAX_S = 3600.0  # retries are at least hourly
-RETRY_AFTER_MIN_S, RETRY_AFTER_MAX_S = 1.0, 3600.0  # bounds on a receiver's Retry-After
 ENDPOINT_CHARS = 300  # callbacks.endpoint's width; longer only with an absurd userinfo
 GONE_REASON = "an earlier callback to this URL was answered 410 Gone"
 
@@ -69,124 +57,6 @@ def endpoint_of(url: str) -> str:
     """``scheme://host:port`` of a callback URL: what one endpoint's limits and breaker cover."""
     parts = urlsplit(strip_fragment(url))
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"[:ENDPOINT_CHARS]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    callback_id: int
-    message_sid: str
-    url: str
-    attempted_at: datetime
-    latency_ms: float
-    status_code: int | None
-    error: str | None
-    excerpt: str | None
-    state: str  # delivered | failed | gone | pending (retry) | dead
-    next_attempt_at: datetime | None
-    counted: bool  # False when the callback was postponed without calling the endpoint
-    created_at: datetime  # when the status change that owes this callback happened
-    lease: datetime  # the claim's lease: a result recorded after it expired changes nothing
-    # An inbound message's webhook answered 2xx: its content type and body, read for replies.
-    answer: tuple[str | None, str] | None = None
-
-
-def backoff_s(attempts: int, retry_after_s: float | None) -> float:
-    base = get_settings().callback_backoff_base_s
-    exponential = min(BACKOFF_MAX_S, base * 2 ** max(0, attempts - 1))
-    jittered = exponential * random.uniform(0.5, 1.0) + random.uniform(0, 1)
-    if retry_after_s is not None:
-        return min(RETRY_AFTER_MAX_S, max(RETRY_AFTER_MIN_S, retry_after_s, jittered / 2))
-    return jittered
-
-
-def attempted(
-    row: Row[Any], lease: datetime, code: int | None, latency_ms: float,
-    retry_after_s: float | None, error: str | None, state: str | None,
-    excerpt: str | None = None, answer: tuple[str | None, str] | None = None,
-) -> Outcome:  # fmt: skip
-    """The outcome of a real attempt; ``state`` None means retry (or dead, once out of tries)."""
-    now = utcnow()
-    attempts = row.attempts + 1
-    due = None
-    if state is None:
-        if attempts >= get_settings().callback_max_attempts:
-            state = "dead"
-        else:
-            state = PENDING
-            due = now + timedelta(seconds=backoff_s(attempts, retry_after_s))
-    return Outcome(row.id, row.message_sid, row.url, now, latency_ms, code, error, excerpt,
-                   state, due, counted=True, created_at=row.date_created, lease=lease,
-                   answer=answer)  # fmt: skip
-
-
-def postponed(row: Row[Any], lease: datetime, delay_s: float, reason: str) -> Outcome:
-    """Back to pending without calling the endpoint (its circuit is open); no attempt counted."""
-    now = utcnow()
-    return Outcome(row.id, row.message_sid, row.url, now, 0.0, None, reason, None, PENDING,
-                   now + timedelta(seconds=delay_s), counted=False,
-                   created_at=row.date_created, lease=lease)  # fmt: skip
-
-
-def count(outcomes: list[Outcome]) -> None:
-    for o in outcomes:
-        if not o.counted:
-            continue
-        recorder.count(CALLBACK_ATTEMPTS, outcome="retry" if o.state == PENDING else o.state)
-        if o.state == "delivered":
-            latency = (o.attempted_at - o.created_at).total_seconds()
-            recorder.observe(STAGE_LATENCY, latency, stage="callbacks")
-
-
-def record(session: Session, outcomes: list[Outcome]) -> None:
-    """Write attempts and new states, each only if its lease still holds (a delivery that
-    outlived its lease was handed to another worker, whose result counts), and the replies an
-    inbound message's webhook answered with, in the same transaction; then, committed, the
-    next callback of each message whose callback settled becomes due."""
-    attempts = [
-        {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
-         "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
-         "response_excerpt": o.excerpt}
-        for o in outcomes
-        if o.counted
-    ]  # fmt: skip
-    if attempts:
-        session.execute(insert(callback_attempts_table), attempts)
-    now = utcnow()
-    settle = (
-        update(callbacks_table)
-        .where(c.id == bindparam("b_id"), c.state == DELIVERING,
-               c.next_attempt_at == bindparam("b_lease"))
-        .values(state=bindparam("b_state"), next_attempt_at=bindparam("b_due"),
-                attempts=c.attempts + bindparam("b_add"), last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"), date_updated=now)
-    )  # fmt: skip
-    plain = [_settled(o) for o in outcomes if o.answer is None]
-    if plain:
-        session.execute(settle, plain)
-    for o in outcomes:  # an answer's replies are made only where its lease held
-        if o.answer is not None and session.execute(settle.returning(c.id), _settled(o)).first():
-            _reply(session, o)
-    session.commit()
-    promote(session, {o.message_sid for o in outcomes if o.state != PENDING})
-
-
-def _reply(session: Session, o: Outcome) -> None:
-    """The replies an answer asks for; a bug in making them loses them, never the batch."""
-    assert o.answer is not None
-    try:
-        with session.begin_nested():
-            replies.answered(session, o.message_sid, *o.answer)
-    except OperationalError:
-        raise  # the database is away: the whole batch is recorded again later
-    except Exception:
-        log.exception("the replies %s's webhook answered with failed", o.message_sid,
-                      extra={"sid": o.message_sid})  # fmt: skip
-
-
-def _settled(o: Outcome) -> dict[str, Any]:
-    return {"b_id": o.callback_id, "b_lease": o.lease, "b_state": o.state,
-            "b_due": o.next_attempt_at, "b_add": 1 if o.counted else 0,
-            "b_code": o.status_code, "b_error": o.error}  # fmt: skip
 
 
 def _per_message(message_sids: Collection[str]) -> Any:

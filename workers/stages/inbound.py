@@ -212,14 +212,14 @@ def _join(session: Session, rows: list[Row[Any]], complete: bool, now: datetime)
                    "messaging_service_sid": owner["service_sid"],
                    "from_number": first.from_number}  # fmt: skip
         replies.keyword_reply(session, inbound, opt, now)
-    url = _webhook(owner)
+    url, fallback = _webhook(owner)
     if url:
         session.execute(insert(callbacks_table).values(
             message_sid=sid, account_sid=owner["account_sid"], url=url,
             endpoint=endpoint_of(url), status=MessageStatus.RECEIVED.value,
             params=_params(sid, owner, first, body, opt), webhook_id=f"{sid}.received",
-            state="pending", attempts=0, next_attempt_at=now, date_created=now,
-            date_updated=now,
+            fallback_url=fallback, state="pending", attempts=0, next_attempt_at=now,
+            date_created=now, date_updated=now,
         ))  # fmt: skip
         session.info[CALLBACKS_OWED] = True
     recorder.count(INBOUND, outcome="received" if complete else "incomplete")
@@ -239,8 +239,8 @@ def _owner(session: Session, number: str) -> dict[str, Any] | None:
     """The account that owns ``number``, its webhook, and its service's, if it is in one."""
     n, s, sn = phone_numbers_table.c, messaging_services_table.c, service_numbers_table.c
     row = session.execute(
-        select(n.account_sid, n.sms_url, s.sid.label("service_sid"), s.inbound_request_url,
-               s.use_inbound_webhook_on_number)
+        select(n.account_sid, n.sms_url, n.sms_fallback_url, s.sid.label("service_sid"),
+               s.inbound_request_url, s.fallback_url, s.use_inbound_webhook_on_number)
         .select_from(
             phone_numbers_table
             .outerjoin(service_numbers_table, sn.phone_number == n.phone_number)
@@ -251,12 +251,12 @@ def _owner(session: Session, number: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
-def _webhook(owner: dict[str, Any]) -> str | None:
-    """A number in a Messaging Service is answered by the service's webhook, unless the service
-    says to use the number's."""
+def _webhook(owner: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The webhook and its fallback: a number in a Messaging Service is answered by the
+    service's, unless the service says to use the number's."""
     if owner["service_sid"] and not owner["use_inbound_webhook_on_number"]:
-        return owner["inbound_request_url"] or None
-    return owner["sms_url"] or None
+        return owner["inbound_request_url"] or None, owner["fallback_url"] or None
+    return owner["sms_url"] or None, owner["sms_fallback_url"] or None
 
 
 def _params(

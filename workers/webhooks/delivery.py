@@ -36,10 +36,10 @@ from workers.outbound.guard import OutboundRefused
 from workers.outbound.poster import EXCERPT_BYTES, Poster, PostFailed
 from workers.pipeline import wakeup
 from workers.stages import callbacks
-from workers.stages.callbacks import Outcome
 from workers.twoway import replies
-from workers.webhooks import twiml
+from workers.webhooks import outcomes, twiml
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
+from workers.webhooks.outcomes import Outcome
 from workers.webhooks.signing import standard_webhook_signature, strip_fragment, twilio_signature
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class Deliverer:
                         if self._in_flight >= POOL_THREADS:
                             break
             self._done += [
-                callbacks.postponed(held.row, held.lease, wait, "circuit open")
+                outcomes.postponed(held.row, held.lease, wait, "circuit open")
                 for held, wait in postpone
             ]
         for held in start:
@@ -267,7 +267,7 @@ class Deliverer:
         except Exception as exc:  # never lose a claimed callback to a bug: retry it later
             log.exception("callback %s for %s crashed", held.row.id, held.row.message_sid,
                           extra={"sid": held.row.message_sid})  # fmt: skip
-            outcome = callbacks.attempted(held.row, held.lease, None, 0.0, None,
+            outcome = outcomes.attempted(held.row, held.lease, None, 0.0, None,
                                           f"internal error: {exc}", None)  # fmt: skip
         with self._lock:
             lane = self._lanes[held.row.endpoint]
@@ -292,7 +292,7 @@ class Deliverer:
         row, endpoint = held.row, held.row.endpoint
         wait = self.breaker.open_for_s(endpoint)
         if wait > 0:
-            return callbacks.postponed(row, held.lease, wait, f"circuit open for {endpoint}")
+            return outcomes.postponed(row, held.lease, wait, f"circuit open for {endpoint}")
         url = strip_fragment(row.url)
         params: dict[str, str] = row.params
         body = urlencode(params)
@@ -315,12 +315,12 @@ class Deliverer:
             answer = self._poster().post(url, body.encode(), headers, read)
         except OutboundRefused as exc:
             self.breaker.record(endpoint, ok=True)  # our refusal says nothing about the host
-            return callbacks.attempted(row, held.lease, None, 0.0, None, f"refused: {exc}",
+            return outcomes.attempted(row, held.lease, None, 0.0, None, f"refused: {exc}",
                                        "failed")  # fmt: skip
         except PostFailed as exc:
             latency = (time.monotonic() - started) * 1000
             self.breaker.record(endpoint, ok=False)
-            return callbacks.attempted(row, held.lease, None, latency, None, str(exc),
+            return outcomes.attempted(row, held.lease, None, latency, None, str(exc),
                                        None)  # fmt: skip
         latency = (time.monotonic() - started) * 1000
         code = answer.status
@@ -338,7 +338,7 @@ class Deliverer:
         asked = (
             (answer.content_type, answer.text or "") if inbound and state == "delivered" else None
         )
-        return callbacks.attempted(row, held.lease, code, latency, hint,
+        return outcomes.attempted(row, held.lease, code, latency, hint,
                                    None if state else f"HTTP {code}", state,
                                    answer.excerpt, asked)  # fmt: skip
 
@@ -359,13 +359,13 @@ class Deliverer:
             return
         try:
             with session_scope() as session:
-                callbacks.record(session, done)
+                outcomes.record(session, done)
                 made = replies.to_wake(session)
         except Exception:
             with self._lock:
                 self._done[:0] = done
             raise
-        callbacks.count(done)
+        outcomes.count(done)
         for stage in made:
             wakeup.wake(stage)
         if any(outcome.state != callbacks.PENDING for outcome in done):

@@ -1,4 +1,5 @@
-"""automatic replies to STOP, START and HELP, per account or Messaging Service
+"""automatic replies to STOP, START and HELP, per account or Messaging Service; a webhook's
+fallback URL
 
 Revision ID: 0006
 Revises: 0005
@@ -24,7 +25,11 @@ def upgrade() -> None:
         sa.Column("date_updated", schemas.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "keyword"),
     )
+    with op.batch_alter_table("callbacks") as batch:
+        batch.add_column(sa.Column("fallback_url", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("callbacks") as batch:
+        batch.drop_column("fallback_url")
     op.drop_table("keyword_replies")
