@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from dispatcher.api.messages.routes import twilio_router, v1_router
 from dispatcher.api.metrics import exposition
+from dispatcher.api.numbers import optouts
 from dispatcher.api.numbers.routes import twilio_numbers_router, v1_numbers_router
 from dispatcher.api.openapi import install
 from dispatcher.api.receipts import router as receipts_router
@@ -125,6 +126,7 @@ def create_app() -> FastAPI:
     app.include_router(twilio_router)
     app.include_router(v1_numbers_router)
     app.include_router(twilio_numbers_router)
+    app.include_router(optouts.router)
     app.include_router(services_router)
     app.include_router(receipts_router)
     app.add_exception_handler(ApiError, _api_error)

@@ -51,10 +51,11 @@ def optouts_add(sender: str, listing: Path | None, recipients: tuple[str, ...]) 
     """Opt RECIPIENTS (and those of --file) out of messages from --from."""
     account, scope = _scope(sender)
     lines = listing.read_text(encoding="utf-8").splitlines() if listing else []
-    numbers = [_recipient(raw) for raw in [*recipients, *lines] if raw.strip()]
+    numbers = [(_recipient(raw), "operator") for raw in recipients if raw.strip()]
+    numbers += [(_recipient(raw), "import") for raw in lines if raw.strip()]
     with session_scope() as session:
-        for number in numbers:
-            opt_out(session, account, scope, number, "import" if listing else "operator", utcnow())
+        for number, source in numbers:
+            opt_out(session, account, scope, number, source, utcnow())
         session.commit()
     click.echo(f"{len(numbers)} recipients opted out of {scope}")
 

@@ -45,7 +45,7 @@ def test_a_numbers_webhook_is_set_cleared_and_checked(
 
 
 def test_operators_set_a_webhook_and_manage_opt_outs_from_the_cli(
-    client: Client, account: Account, tmp_path: Path
+    client: Client, account: Account, tmp_path: Path, api_url: str
 ) -> None:
     def mycpaas(*args: str, ok: bool = True) -> str:
         done = CliRunner().invoke(main, list(args))
@@ -73,3 +73,28 @@ def test_operators_set_a_webhook_and_manage_opt_outs_from_the_cli(
     mycpaas("optouts", "remove", "--from", account.number, imported)
     assert client.messages.create(to=imported, from_=account.number, body="x").status == "queued"
     mycpaas("optouts", "add", "--from", account.number, "not a number", ok=False)
+    # and the list on /v1, for this account only, filtered and paged
+    path = f"{api_url}/v1/Accounts/{account.sid}/OptOuts"
+    page = httpx.get(path, auth=account.auth).json()
+    assert [(o["phone_number"], o["scope"], o["source"]) for o in page["opt_outs"]] == [
+        (by_hand, account.number, "operator")
+    ]  # fmt: skip
+    mycpaas("optouts", "add", "--from", account.number, imported)
+    first = httpx.get(path, params={"PageSize": 1}, auth=account.auth).json()
+    second = httpx.get(f"{api_url}{first['next_page_uri']}", auth=account.auth).json()
+    assert [o["phone_number"] for o in first["opt_outs"] + second["opt_outs"]] == [
+        by_hand, imported
+    ]  # fmt: skip
+    one = httpx.get(path, params={"PhoneNumber": imported}, auth=account.auth).json()
+    assert [o["phone_number"] for o in one["opt_outs"]] == [imported]
+    other = new_account()
+    theirs = httpx.get(f"{api_url}/v1/Accounts/{other.sid}/OptOuts", auth=other.auth).json()
+    assert theirs["opt_outs"] == []
+    refused = httpx.get(path, params={"Color": "red"}, auth=account.auth)
+    assert (refused.status_code, refused.json()["code"]) == (400, 20001)
+    # and the automatic reply to HELP is set, reset and refused for a scope that is no sid
+    assert "'Call 0800'" in mycpaas("optouts", "reply", "--scope", account.sid,
+                                    "--keyword", "HELP", "--text", "Call 0800")  # fmt: skip
+    assert "Twilio's default" in mycpaas("optouts", "reply", "--scope", account.sid,
+                                         "--keyword", "HELP")  # fmt: skip
+    mycpaas("optouts", "reply", "--scope", "+15005550006", "--keyword", "HELP", ok=False)

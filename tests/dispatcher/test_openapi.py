@@ -118,6 +118,7 @@ EXPECTED_STATUSES = {
     ("post", "/carrier/receipts"): {"200", "400", "401", "413", "415", "503"},
     ("post", "/carrier/inbound"): {"200", "400", "401", "413", "415", "503"},
     ("post", f"{NUMBERS}/{{sid}}"): {"200", "400", "401", "404", "413", "415", "503"},
+    ("get", "/v1/Accounts/{account_sid}/OptOuts"): {"200", "400", "401", "404", "503"},
 }
 
 

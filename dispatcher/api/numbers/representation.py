@@ -57,3 +57,20 @@ class IncomingPhoneNumberPage(Paging):
 
 class TwilioIncomingPhoneNumberPage(Paging):
     incoming_phone_numbers: list[TwilioIncomingPhoneNumber]
+
+
+class OptOut(Representation):
+    """A recipient nothing is sent to from ``scope``: one of the account's numbers, or a
+    Messaging Service (every number in it)."""
+
+    phone_number: str = Field(description="The recipient who opted out, E.164")
+    scope: str = Field(description="The number (E.164) or Messaging Service (MG…) opted out of")
+    account_sid: str = Field(pattern=ACCOUNT_SID)
+    source: Literal["keyword", "operator", "import"] = Field(
+        description="A STOP from the handset, an operator's CLI, or a list imported by file"
+    )
+    date_created: str = Field(description="ISO 8601, UTC")
+
+
+class OptOutPage(Paging):
+    opt_outs: list[OptOut]
