@@ -9,6 +9,7 @@ change (read from the record) and per callback the inbox receives. Each child's 
 (Celery's banners, request and task lines) goes to ``<data-dir>/logs/<part>.log``.
 """
 
+import json
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from schemas.credentials import SecretKeyError, check_secret_key
 from schemas.db import session_scope
 from schemas.ids import new_sid
 from schemas.migrate import upgrade
-from schemas.models import Account, message_events_table
+from schemas.models import Account, PhoneNumber, message_events_table
 from schemas.settings import get_settings
 from workers.app import QUEUES
 
@@ -70,6 +71,16 @@ def _dev_account() -> tuple[str, str]:
         session.commit()
         add_number(session, account.sid, DEV_NUMBER)
         return account.sid, token
+
+
+def _webhook_to(url: str) -> None:
+    """The dev number's SmsUrl, unless the developer set one: the inbox."""
+    with session_scope() as session:
+        number = session.get(PhoneNumber, DEV_NUMBER)
+        if number is not None and not number.sms_url:
+            number.sms_url = url
+            session.add(number)
+            session.commit()
 
 
 @contextmanager
@@ -168,6 +179,8 @@ class StatusFeed:
 
 def _banner(base: str, sid: str, token: str, inbox: str, env: dict[str, str]) -> str:
     to = "+14155552671"
+    sim = f"{base.rsplit(':', 1)[0]}:{int(base.rsplit(':', 1)[1]) + 100}"
+    mo = json.dumps({"from": to, "to": DEV_NUMBER, "body": "hi"})
     return "\n".join(
         [
             f"\nmycpaas dev is up: API {base}  (docs {base}/docs, metrics {base}/metrics)",
@@ -187,6 +200,10 @@ def _banner(base: str, sid: str, token: str, inbox: str, env: dict[str, str]) ->
             f'client.api.base_url = "{base}"',
             f'print(client.messages.create(to="{to}", from_="{DEV_NUMBER}", body="hi",',
             f'                             status_callback="{inbox}").sid)',
+            "",
+            f"Text {DEV_NUMBER} as a handset would (its SmsUrl is the inbox, which prints it):",
+            "",
+            f"  curl {sim}/mo -H 'content-type: application/json' -d '{mo}'",
             "",
             "The queues, refreshed:",
             "",
@@ -236,6 +253,7 @@ def run_dev(data_dir: Path, port: int) -> None:
                   "worker": _logged(logs / "worker.log", WORKER_READY)}  # fmt: skip
         click.echo(f"starting: API, carrier simulator, worker, beat (logs in {logs}/)")
         _wait_ready(checks, procs, logs)
+        _webhook_to(inbox.url)
         click.echo(_banner(base, sid, token, inbox.url, env))
         with StatusFeed(click.echo):
             try:

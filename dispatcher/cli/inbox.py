@@ -1,4 +1,5 @@
-"""The dev mode's callback inbox: a local endpoint that prints every status callback it gets.
+"""The dev mode's callback inbox: a local endpoint that prints every status callback it gets,
+and the dev number's inbound webhook (answered 204: no reply).
 
 ``POST`` on any path records the callback, checks its ``X-Twilio-Signature`` with the dev
 account's token and prints one line; ``GET /`` lists what arrived (newest last) as JSON.
@@ -42,8 +43,11 @@ class Inbox:
         entry = {"params": params, "webhook_id": headers.get("webhook-id"), "signed": signed}
         self.received.append(entry)
         error = f" error {params['ErrorCode']}" if "ErrorCode" in params else ""
+        what = f"{params.get('MessageStatus', '?')}{error}"
+        if params.get("SmsStatus") == "received":  # the dev number's webhook
+            what = f"received from {params.get('From', '?')}: {params.get('Body', '')!r}"
         self._say(
-            f"callback {params.get('MessageSid', '?')} {params.get('MessageStatus', '?')}{error}"
+            f"callback {params.get('MessageSid', '?')} {what}"
             f"  (signature {'ok' if signed else 'INVALID'})"
         )
 

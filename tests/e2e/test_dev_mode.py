@@ -86,6 +86,19 @@ def test_dev_mode_delivers_sms_and_mms_with_callbacks_in_its_inbox_and_stops_cle
             assert " ready." in (tmp_path / "data" / "logs" / "worker.log").read_text()
             media_list = httpx.get(f"{api}{mms['uri']}/Media", auth=(sid, token)).json()
             assert [m["content_type"] for m in media_list["media"]] == ["image/png"]
+            # and: texting the dev number as the banner shows reaches its webhook, the inbox
+            mo_url, mo_body = re.search(r"curl (\S+/mo) .* -d '(.+)'", banner).groups()  # type: ignore[union-attr]
+            assert (
+                httpx.post(
+                    mo_url, content=mo_body, headers={"content-type": "application/json"}
+                ).status_code
+                == 200
+            )
+            deadline = time.monotonic() + 20
+            while "received from +14155552671: 'hi'  (signature ok)" not in printed:
+                assert time.monotonic() < deadline, printed
+                time.sleep(0.2)
+                printed = output.read_text()
         # and: the queues are visible on the embedded store too
         dev_env = {**env, **dev_environment(tmp_path / "data", port)}
         queues = subprocess.run(["mycpaas", "queues"], env=dev_env, cwd=tmp_path,

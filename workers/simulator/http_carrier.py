@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,11 @@ class SimulatorConfig:
     latency_ms: float = 0  # delay before answering each submit request
     receipt_delay_ms: float = 50  # from acceptance to the receipt being due
     receipt_batch_max: int = 500  # receipts per POST
+
+    @property
+    def inbound_url(self) -> str:
+        """Where its HTTP carrier pushes what handsets send: the platform's /carrier/inbound."""
+        return self.receipts_url.rsplit("/receipts", 1)[0] + "/inbound"
 
     def __post_init__(self) -> None:
         if self.receipt_batch_max < 1:
@@ -83,6 +89,9 @@ class MobileOriginated(BaseModel):
     body: str = Field(max_length=1600)
     parts: int = Field(1, ge=1, le=10)
     reverse: bool = False
+    # smpp: deliver_sm on the bound sessions; http: POSTed to the platform's /carrier/inbound
+    # as an HTTP gateway does (whole, whatever ``parts`` says). Unset: SMPP when it listens.
+    via: Literal["smpp", "http"] | None = None
 
 
 @dataclass(frozen=True)

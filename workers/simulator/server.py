@@ -202,10 +202,22 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
     @app.post("/mo")
     async def mo(message: MobileOriginated) -> dict[str, list[str]]:
         """A handset "texts" one of the platform's numbers: sent as ``deliver_sm`` on the bound
-        sessions (in ``parts`` parts, last first with ``reverse``)."""
-        ids = the_smsc().receipts.originate(message.from_, message.to, message.body,
-                                            message.parts, message.reverse)  # fmt: skip
-        return {"ids": ids}
+        sessions (in ``parts`` parts, last first with ``reverse``), or POSTed to the platform's
+        ``/carrier/inbound`` as an HTTP gateway does (``via=http``, the default without SMPP)."""
+        if message.via == "smpp" or (message.via is None and smsc is not None):
+            ids = the_smsc().receipts.originate(message.from_, message.to, message.body,
+                                                message.parts, message.reverse)  # fmt: skip
+            return {"ids": ids}
+        headers = {"Authorization": f"Bearer {config.receipts_token}"}
+        payload = {"From": message.from_, "To": message.to, "Body": message.body}
+        async with httpx.AsyncClient(timeout=10) as client:
+            try:
+                answer = await client.post(config.inbound_url, json=payload, headers=headers)
+            except httpx.HTTPError as exc:
+                raise HTTPException(502, f"the platform did not answer: {exc}") from exc
+        if answer.status_code != 200:
+            raise HTTPException(502, f"the platform answered {answer.status_code}: {answer.text}")
+        return {"ids": []}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
