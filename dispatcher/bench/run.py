@@ -39,7 +39,7 @@ POLL_S = 0.5
 m = messages_table.c
 
 
-def _bench_sender() -> tuple[str, str, str]:
+def bench_sender() -> tuple[str, str, str]:
     with session_scope() as session:
         account, token = create_account(session, "bench")
         number = f"+1500555{random.randrange(1000, 9999)}"
@@ -83,7 +83,7 @@ def run_bench(
     """Send, wait for every message to settle, report. ``sessions`` (part name → session id of
     the spawned processes) adds the CPU each part spent, per message; ``start_carriers`` (a
     backlog run) is called once every message is accepted and segmented."""
-    sid, token, sender = _bench_sender()
+    sid, token, sender = bench_sender()
     how = f"bulk creates of {options.bulk}" if options.bulk else "one create per message"
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, {how}, "
                f"rate {options.rate or 'unlimited'} requests/s, sender {sender}")  # fmt: skip

@@ -1,4 +1,5 @@
-"""A status-callback sink for ``mycpaas bench``: answers every POST 200 at once and counts.
+"""A status-callback sink for ``mycpaas bench``: answers every POST 200 (empty) at once and
+counts.
 
     python -m dispatcher.bench.sink --port 8300
 
@@ -66,7 +67,7 @@ async def _serve_connection(
             else:
                 if request_line.startswith("POST"):
                     stats.add(body)
-                writer.write(_response("200 OK", b"ok"))
+                writer.write(_response("200 OK", b""))  # for an inbound webhook: no reply
             await writer.drain()
     writer.close()
 

@@ -4,6 +4,7 @@ import contextlib
 
 import click
 
+from dispatcher.bench.inbound import run_inbound
 from dispatcher.bench.load import Options
 from dispatcher.bench.platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.bench.run import run_bench
@@ -43,6 +44,12 @@ from dispatcher.bench.writes import report_writes, row_versions
     "the carrier figure then measures the carrier stage alone.",
 )
 @click.option(
+    "--inbound",
+    is_flag=True,
+    help="Handsets text the platform instead (--spawn --carrier smpp --callbacks PORT): MO "
+    "over SMPP to a number whose webhook is the sink; MO per second end to end, CPU per MO.",
+)
+@click.option(
     "--stored",
     default=0,
     show_default=True,
@@ -51,12 +58,14 @@ from dispatcher.bench.writes import report_writes, row_versions
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
     latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, segments: int,
-    carrier: str, carrier_threads: int | None, backlog: bool, stored: int,
+    carrier: str, carrier_threads: int | None, backlog: bool, inbound: bool, stored: int,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
         options = Options(count, concurrency, rate, timeout_s, sink, bulk_size, segments)
+        if inbound and not (spawn and carrier == "smpp" and sink):
+            raise click.UsageError("--inbound needs --spawn --carrier smpp --callbacks PORT")
         if not spawn:
             if stored:
                 raise click.UsageError("--stored fills the scratch store of --spawn; add --spawn")
@@ -69,5 +78,8 @@ def bench(
         before = row_versions()
         with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
                               carrier_threads) as spawned:  # fmt: skip
+            if inbound:
+                run_inbound(f"http://127.0.0.1:{port + 100}", options, spawned.sessions)
+                return
             run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
         report_writes(before, count)

@@ -97,3 +97,17 @@ def test_a_port_already_listened_on_stops_the_bench_before_it_starts(tmp_path: P
     assert result.returncode == 1
     assert f"port {port} is in use" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_inbound_counts_each_mo_once_from_the_smsc_to_the_webhook(tmp_path: Path) -> None:
+    # when: handsets text the platform over SMPP on the default store (SQLite: no row locks,
+    # so two joins may race for a part), each message posted to the sink
+    result = bench(tmp_path, "--carrier", "smpp", "--inbound", "-n", "300", "-c", "8",
+                   "--callbacks", str(free_port()))  # fmt: skip
+    # then: every MO is one inbound message and one webhook, none twice
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith('{"mo"')]
+    report = json.loads(line)
+    assert (report["inbound_messages"], report["webhooks"]) == (300, 300)
+    assert report["deliver_sm_sent"] == 300
+    assert report["end_to_end_per_s"] > 0

@@ -240,3 +240,24 @@ def test_two_joins_at_once_make_one_message_of_a_group(account: Account) -> None
     join()
     # then: one message
     assert [msg["body"] for msg in inbound_from(handset)] == ["ab"]
+
+
+def test_a_join_that_lost_the_race_for_its_parts_makes_no_message(account: Account) -> None:
+    # given: a join that read a part as open, and another join that took it first (under load
+    # the locking select can hand back a part another join committed a moment before)
+    handset = random_number()
+    store(MoPart(handset, account.number, "once"))
+    with session_scope() as session:
+        rows = session.execute(
+            select(inbound_parts_table).where(inbound_parts_table.c.from_number == handset)
+        ).all()
+        owners = inbound._owners(session, {account.number})
+    join()
+    # when: the late join writes what it made of the part
+    with session_scope() as session:
+        made = inbound._Made()
+        inbound._join(session, made, rows, True, owners[account.number], utcnow())
+        made.write(session)
+        session.commit()
+    # then: still one message, the first join's
+    assert [message["body"] for message in inbound_from(handset)] == ["once"]

@@ -19,11 +19,11 @@ account that owns the number it was sent to, in the same transaction as:
 import logging
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, tuple_, update
+from sqlalchemy import Row, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
 
@@ -157,50 +157,106 @@ def join_batch(session: Session) -> int:
     groups: dict[tuple[Any, ...], list[Row[Any]]] = defaultdict(list)
     for row in locked:
         groups[tuple(getattr(row, column.name) for column in GROUP)].append(row)
-    joined = 0
+    owners = _owners(session, {rows[0].to_number for rows in groups.values()})
+    made = _Made()
     for rows in groups.values():
         complete = len({row.number for row in rows}) >= rows[0].total
         if complete or min(row.date_received for row in rows) <= cutoff:
-            _join(session, rows, complete, now)
-            joined += 1
+            _join(session, made, rows, complete, owners.get(rows[0].to_number), now)
+    made.write(session)
     session.commit()
-    return joined
+    return made.joined
 
 
-def _join(session: Session, rows: list[Row[Any]], complete: bool, now: datetime) -> None:
+@dataclass
+class _Made:
+    """The rows one batch's joins write, one statement per table."""
+
+    joined: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    marks: list[dict[str, Any]] = field(default_factory=list)  # part id → its message's sid
+
+    def write(self, session: Session) -> None:
+        """Mark the parts first, each only if no join marked it yet, and write the messages
+        whose parts this join marked. On Postgres the parts' row locks keep two joins apart;
+        SQLite (the embedded default) has no row locks and ignores ``FOR UPDATE SKIP
+        LOCKED``, so there two joins may read the same open part: the compare-and-set
+        decides, and the loser writes nothing."""
+        marked = _mark(session, self.marks)
+        lost = {mark["b_sid"] for mark in self.marks if mark["b_id"] not in marked}
+        if lost:
+            log.info("%d joins given up: another join took their parts first", len(lost))
+        for table, rows, key in ((messages_table, self.messages, "sid"),
+                                 (message_events_table, self.events, "message_sid"),
+                                 (callbacks_table, self.hooks, "message_sid")):  # fmt: skip
+            rows = [row for row in rows if row[key] not in lost]
+            if rows:
+                session.execute(insert(table), rows)
+        if self.hooks:
+            session.info[CALLBACKS_OWED] = True
+
+
+def _mark(session: Session, marks: list[dict[str, Any]]) -> set[int]:
+    """Give each part (``b_id``) its message's sid (``b_sid``) where it has none yet; returns
+    the ids marked. One statement on Postgres."""
+    if not marks:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        found = session.execute(
+            text(
+                "UPDATE inbound_parts SET message_sid = v.sid"
+                " FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS varchar[])) AS v(id, sid)"
+                " WHERE inbound_parts.id = v.id AND inbound_parts.message_sid IS NULL"
+                " RETURNING inbound_parts.id"
+            ),
+            {"ids": [m["b_id"] for m in marks], "sids": [m["b_sid"] for m in marks]},
+        ).scalars()
+        return set(found)
+    marked = set()
+    for mark in marks:
+        hit = session.execute(
+            update(inbound_parts_table)
+            .where(p.id == mark["b_id"], p.message_sid.is_(None))
+            .values(message_sid=mark["b_sid"]).returning(p.id)
+        ).scalar()  # fmt: skip
+        if hit is not None:
+            marked.add(hit)
+    return marked
+
+
+def _join(
+    session: Session, made: _Made, rows: list[Row[Any]], complete: bool,
+    owner: dict[str, Any] | None, now: datetime,
+) -> None:  # fmt: skip
     first = rows[0]
     parts = {row.number: row.text for row in rows}  # a repeated part counts once
     body = "".join(parts[number] for number in sorted(parts))
-    owner = _owner(session, first.to_number)
+    made.joined += 1
     if owner is None:
         log.warning("a message from %s to %s dropped: %s is no number of an account",
                     first.from_number, first.to_number, first.to_number)  # fmt: skip
-        _mark(session, rows, "")
+        made.marks += [{"b_id": row.id, "b_sid": ""} for row in rows]
         recorder.count(INBOUND, outcome="dropped")
         return
     sid = "SM" + secrets.token_hex(16)
     error = None if complete else MISSING_PARTS
     received = min(row.date_received for row in rows)
-    session.execute(
-        insert(messages_table).values(
-            sid=sid, account_sid=owner["account_sid"], to=first.to_number,
-            from_number=first.from_number, body=body, status=MessageStatus.RECEIVED.value,
-            direction="inbound", num_segments=first.total, num_media=0,
-            encoding=segment(body).encoding.value, smart_encoded=False, media_urls=[],
-            messaging_service_sid=owner["service_sid"], validity_period_s=0,
-            expires_at=received, error_code=error and error[0],
-            error_message=error and error[1], stage="done", next_attempt_at=None,
-            attempts=0, throttle_reserved=False, reconcile=False,
-            date_created=received, date_updated=now, date_sent=received,
-        )
-    )  # fmt: skip
-    session.execute(
-        insert(message_events_table).values(
-            message_sid=sid, status=MessageStatus.RECEIVED.value,
-            error_code=error and error[0], date_created=now,
-        )
-    )  # fmt: skip
-    _mark(session, rows, sid)
+    made.messages.append({
+        "sid": sid, "account_sid": owner["account_sid"], "to": first.to_number,
+        "from_number": first.from_number, "body": body, "status": MessageStatus.RECEIVED.value,
+        "direction": "inbound", "num_segments": first.total, "num_media": 0,
+        "encoding": segment(body).encoding.value, "smart_encoded": False, "media_urls": [],
+        "messaging_service_sid": owner["service_sid"], "validity_period_s": 0,
+        "expires_at": received, "error_code": error and error[0],
+        "error_message": error and error[1], "stage": "done", "next_attempt_at": None,
+        "attempts": 0, "throttle_reserved": False, "reconcile": False,
+        "date_created": received, "date_updated": now, "date_sent": received,
+    })  # fmt: skip
+    made.events.append({"message_sid": sid, "status": MessageStatus.RECEIVED.value,
+                        "error_code": error and error[0], "date_created": now})  # fmt: skip
+    made.marks += [{"b_id": row.id, "b_sid": sid} for row in rows]
     opt = keyword(body)
     scope = owner["service_sid"] or first.to_number
     if opt == "STOP":
@@ -214,41 +270,33 @@ def _join(session: Session, rows: list[Row[Any]], complete: bool, now: datetime)
         replies.keyword_reply(session, inbound, opt, now)
     url, fallback = _webhook(owner)
     if url:
-        session.execute(insert(callbacks_table).values(
-            message_sid=sid, account_sid=owner["account_sid"], url=url,
-            endpoint=endpoint_of(url), status=MessageStatus.RECEIVED.value,
-            params=_params(sid, owner, first, body, opt), webhook_id=f"{sid}.received",
-            fallback_url=fallback, state="pending", attempts=0, next_attempt_at=now,
-            date_created=now, date_updated=now,
-        ))  # fmt: skip
-        session.info[CALLBACKS_OWED] = True
+        made.hooks.append({
+            "message_sid": sid, "account_sid": owner["account_sid"], "url": url,
+            "endpoint": endpoint_of(url), "status": MessageStatus.RECEIVED.value,
+            "params": _params(sid, owner, first, body, opt), "webhook_id": f"{sid}.received",
+            "fallback_url": fallback, "state": "pending", "attempts": 0,
+            "next_attempt_at": now, "date_created": now, "date_updated": now,
+        })  # fmt: skip
     recorder.count(INBOUND, outcome="received" if complete else "incomplete")
     log.info("%s received from %s (%d of %d parts)", sid, first.from_number, len(parts),
              first.total, extra={"sid": sid, "status": "received"})  # fmt: skip
 
 
-def _mark(session: Session, rows: list[Row[Any]], sid: str) -> None:
-    session.execute(
-        update(inbound_parts_table)
-        .where(any_of(p.id, [row.id for row in rows]))
-        .values(message_sid=sid)
-    )
-
-
-def _owner(session: Session, number: str) -> dict[str, Any] | None:
-    """The account that owns ``number``, its webhook, and its service's, if it is in one."""
+def _owners(session: Session, numbers: set[str]) -> dict[str, dict[str, Any]]:
+    """Per number, the account that owns it, its webhook, and its service's, if it is in one."""
     n, s, sn = phone_numbers_table.c, messaging_services_table.c, service_numbers_table.c
-    row = session.execute(
-        select(n.account_sid, n.sms_url, n.sms_fallback_url, s.sid.label("service_sid"),
-               s.inbound_request_url, s.fallback_url, s.use_inbound_webhook_on_number)
+    found = session.execute(
+        select(n.phone_number, n.account_sid, n.sms_url, n.sms_fallback_url,
+               s.sid.label("service_sid"), s.inbound_request_url, s.fallback_url,
+               s.use_inbound_webhook_on_number)
         .select_from(
             phone_numbers_table
             .outerjoin(service_numbers_table, sn.phone_number == n.phone_number)
             .outerjoin(messaging_services_table, s.sid == sn.service_sid)
         )
-        .where(n.phone_number == number)
-    ).first()  # fmt: skip
-    return dict(row._mapping) if row is not None else None
+        .where(any_of(n.phone_number, numbers))
+    ).all()  # fmt: skip
+    return {row.phone_number: dict(row._mapping) for row in found}
 
 
 def _webhook(owner: dict[str, Any]) -> tuple[str | None, str | None]:
