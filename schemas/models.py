@@ -152,6 +152,7 @@ class Segment(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     udh_ref: int  # concatenation reference shared by the parts, 0-255
     carrier_id: str | None = Field(default=None, max_length=64)
+    connection: str | None = Field(default=None, max_length=32)  # the carrier connection it left by
     status: str = Field(default="pending", max_length=16)  # pending|submitted|delivered|failed
     error_code: int | None = None
     date_submitted: datetime | None = Field(default=None, sa_type=UTCDateTime)

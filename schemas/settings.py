@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.carriers import CarriersFileError
+from schemas.carriers import load as load_carriers
+
 ENV_PREFIX = "MYCPAAS_"
 
 
@@ -80,6 +83,16 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
 
 
+def _carriers_file(path: str) -> str:
+    """A carriers file that cannot work stops every process at start, naming its line."""
+    if path:
+        try:
+            load_carriers(path)
+        except CarriersFileError as exc:
+            raise ValueError(str(exc)) from None
+    return path
+
+
 class Settings(BaseSettings):
     """One class for the whole platform; read it through :func:`get_settings`."""
 
@@ -111,6 +124,9 @@ class Settings(BaseSettings):
     # Where MMS go when they cannot take MYCPAAS_CARRIER's way (SMPP carries no MMS): an HTTP
     # gateway at MYCPAAS_CARRIER_URL. Empty: every message goes through MYCPAAS_CARRIER.
     mms_carrier: Literal["", "simulator", "http"] = ""
+    # Named connections and the routes between them (schemas/carriers.py); when set, it
+    # replaces the single-carrier settings above for the carrier workers.
+    carriers_file: Annotated[str, AfterValidator(_carriers_file)] = ""
     carrier_url: Annotated[str, _url("http", "https")] = "http://127.0.0.1:8100"
     # One hand-off request, connect + read; for SMPP: connect, bind, getting a segment out and
     # each response (at most a third of sending_lease_s, so a hand-off ends inside its lease).

@@ -69,8 +69,8 @@ FAMILIES = {
     ),
     CARRIER_RESULTS: Family(
         "counter",
-        "Segments the carrier answered: accepted, deferred or rejected (with code)",
-        ("result", "code"),
+        "Segments the carrier answered: accepted, deferred or rejected (with code), by connection",
+        ("result", "code", "connection"),
     ),
     CALLBACK_ATTEMPTS: Family(
         "counter",

@@ -34,12 +34,13 @@ from workers.app import (
     SWEEP_TASK,
     app,
 )
-from workers.carriers.base import CarrierDriver
-from workers.carriers.factory import make_driver, make_smpp_driver
-from workers.carriers.kinds import Carriers
+from workers.carriers.connections import Connections
+from workers.carriers.factory import make_connection_driver, plan_of
+from workers.carriers.routing import Router
 from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.pipeline import wakeup
+from workers.pipeline.accepted import EarlyRecorder
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
 from workers.stages import carrier, inbound, media, receipts, segment, sweep
@@ -81,19 +82,25 @@ class PerProcess(Generic[T]):
         return value
 
 
-def _make_carriers() -> Carriers:
+def _make_carriers() -> Connections:
     settings = get_settings()
-    default: CarrierDriver
-    if settings.carrier == "smpp":
-        bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
-        default = make_smpp_driver(settings, inbox.keep, bucket, carrier.EarlyRecorder(),
-                                   inbox.keep_inbound)  # fmt: skip
-    else:
-        default = make_driver(settings.carrier, settings.carrier_url, settings.carrier_timeout_s)
-    mms = None
-    if settings.mms_carrier:
-        mms = make_driver(settings.mms_carrier, settings.carrier_url, settings.carrier_timeout_s)
-    return Carriers(default, mms)
+    plan = plan_of(settings)
+    bucket = TokenBucket(redis_client(settings.redis_url), f"{settings.redis_prefix}smpp-tps")
+
+    def smpp_parts(name: str) -> tuple[Any, ...]:
+        return inbox.keep, bucket, EarlyRecorder(name), inbox.keep_inbound
+
+    drivers = {
+        name: make_connection_driver(settings, connection, smpp_parts)
+        for name, connection in plan.connections.items()
+        if connection.enabled
+    }
+
+    def healthy(name: str) -> bool:
+        up = getattr(drivers.get(name), "up", None)
+        return up() if up is not None else True
+
+    return Connections(drivers, Router(plan.connections, plan.routes, healthy))
 
 
 def _make_bucket() -> TokenBucket:
@@ -136,7 +143,8 @@ def _bind_at_start(sender: Any = None, **_: object) -> None:
     before its first hand-off (a prefork pool's children bind at their first hand-off)."""
     consumed = sender.app.amqp.queues.consume_from if sender is not None else {}
     threaded = "prefork" not in type(getattr(sender, "pool", None)).__module__
-    if get_settings().carrier == "smpp" and "carrier" in consumed and threaded:
+    smpp = any(c.driver == "smpp" for c in plan_of(get_settings()).connections.values())
+    if smpp and "carrier" in consumed and threaded:
         carriers()
 
 

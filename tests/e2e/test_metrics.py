@@ -107,7 +107,16 @@ def test_backlog_shows_while_workers_are_stopped_and_drains(quiet: Platform) -> 
     assert grew(samples, "mycpaas_stage_latency_seconds_count", stage="segment") == 0
     # the carrier stage's latency includes the wait while no worker ran
     assert grew(samples, "mycpaas_stage_latency_seconds_bucket", stage="carrier", le="1.0") == 0
-    assert grew(samples, "mycpaas_carrier_results_total", result="accepted", code="") == 25
+    assert (
+        grew(
+            samples,
+            "mycpaas_carrier_results_total",
+            result="accepted",
+            code="",
+            connection="default",
+        )
+        == 25
+    )
     assert grew(samples, "mycpaas_stage_processed_total", stage="carrier") == 25
     assert ("mycpaas_settle_rescues_total", frozenset()) in samples  # shown, and stays 0
     assert value(samples, "mycpaas_settle_rescues_total") == 0
@@ -134,7 +143,16 @@ def test_metrics_count_failures_throttle_waits_and_callbacks(quiet: Platform) ->
     owed = len(callbacks_of(quiet, called))  # one per status the message entered
     samples = scrape_until(quiet, lambda s: grew(
         s, "mycpaas_callback_attempts_total", outcome="dead") >= owed, timeout_s=60)  # fmt: skip
-    assert grew(samples, "mycpaas_carrier_results_total", result="rejected", code="30007") == 1
+    assert (
+        grew(
+            samples,
+            "mycpaas_carrier_results_total",
+            result="rejected",
+            code="30007",
+            connection="default",
+        )
+        == 1
+    )
     assert grew(samples, "mycpaas_message_latency_seconds_count", status="failed") == 1
     assert grew(samples, "mycpaas_throttle_wait_seconds_count") >= 1
     # each callback is tried 4 times (the platform's setting): 3 retries, then dead

@@ -22,7 +22,6 @@ from tests.smsc import Smsc, smsc_process
 from workers.carriers import connectivity
 from workers.carriers.base import Deferred
 from workers.carriers.factory import make_driver
-from workers.carriers.kinds import Carriers
 from workers.stages import carrier
 
 
@@ -97,7 +96,6 @@ def test_an_http_carrier_that_cannot_be_reached_is_down_until_it_answers(
 ) -> None:
     # given the HTTP carrier at a port where nothing listens
     dead = make_driver("simulator", f"http://127.0.0.1:{free_port()}", 1.0)
-    carriers = Carriers(dead)
     try:
         # when a hand-off is tried
         answers = carrier._hand_over(dead, [submission(destination())], "default")
@@ -113,7 +111,7 @@ def test_an_http_carrier_that_cannot_be_reached_is_down_until_it_answers(
         # when the next hand-off reaches a carrier that answers
         live = make_driver("simulator", simulator_url, 5.0)
         try:
-            carrier._hand_over(live, [submission(destination())], carriers.name_of(dead))
+            carrier._hand_over(live, [submission(destination())], "default")
         finally:
             live.close()
         with session_scope() as session:

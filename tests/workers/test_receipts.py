@@ -12,8 +12,9 @@ from schemas.models import messages_table, receipts_table, segments_table
 from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
+from workers.pipeline.accepted import EarlyRecorder
 from workers.stages import receipts
-from workers.stages.carrier import EarlyRecorder, early_receipts_waiting
+from workers.stages.carrier import early_receipts_waiting
 
 m = messages_table.c
 LOCK_WAIT_S = 10.0  # far more than the second batch needs to reach the message's lock

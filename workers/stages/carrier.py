@@ -14,7 +14,7 @@ set: its segments are first looked up at the carrier by reference, never blindly
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, exists, select, update
 from sqlmodel import Session
 
-from schemas.db import any_of, get_engine
+from schemas.db import any_of
 from schemas.models import messages_table, phone_numbers_table, receipts_table, segments_table
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
@@ -41,11 +41,10 @@ from workers.carriers.base import (
     Result,
     Submission,
     TransientCarrierError,
-    part_of,
-    sid_of,
     sids_of,
 )
-from workers.carriers.kinds import Carriers
+from workers.carriers.connections import Connections
+from workers.carriers.routing import NO_ROUTE
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
 from workers.pipeline.claims import claim_due, m
 from workers.pipeline.throttle import TokenBucket
@@ -160,18 +159,28 @@ def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
 
 
 def _submit(
-    carriers: Carriers, rows: list[Row[Any]], segments: list[Row[Any]]
-) -> dict[str, Result]:
-    """Hand the segments over; reconciled rows are looked up by reference first."""
+    carriers: Connections, rows: list[Row[Any]], segments: list[Row[Any]]
+) -> tuple[dict[str, Result], dict[str, str]]:
+    """Hand the segments over, each message's by the connection its route picks; reconciled
+    rows are looked up by reference first. Returns the results by reference and the connection
+    each message went to (by sid)."""
     by_sid = {row.sid: row for row in rows}
+    choices = {row.sid: carriers.choose(row) for row in rows}
     results: dict[str, Result] = {}
-    submissions = []
+    groups: dict[str, list[Submission]] = {}
     for seg in segments:
         row = by_sid[seg.message_sid]
         reference = f"{seg.message_sid}-{seg.number}"
+        choice = choices[row.sid]
+        if choice is None:
+            kind = "MMS" if row.num_media else "SMS"
+            results[reference] = Rejected(reference, NO_ROUTE,
+                                          f"no route carries an {kind} to {row.to}")  # fmt: skip
+            continue
+        driver = carriers.drivers[choice.connection]
         if row.reconcile:
             try:
-                known = carriers.for_reference(reference).lookup(reference)
+                known = driver.lookup(reference)
             except CarrierError as exc:  # unknown whether the carrier has it: ask again later
                 results[reference] = Deferred(reference, 0.0, str(exc))
                 continue
@@ -179,20 +188,25 @@ def _submit(
                 log.info("reconciled %s: %s", reference, known, extra={"sid": row.sid})
                 results[reference] = known
                 continue
-        submissions.append(
+        groups.setdefault(choice.connection, []).append(
             Submission(reference=reference, to=row.to, from_=row.from_number, text=seg.text,
                        part=seg.number, total=seg.total, udh_ref=seg.udh_ref,
                        media=tuple(row.media_urls) if seg.number == 1 else (),
                        encoding=row.encoding, expires_at=row.expires_at)
         )  # fmt: skip
-    for driver, group in carriers.split(submissions):
-        answers = _hand_over(driver, group, carriers.name_of(driver))
+    for name, group in groups.items():
+        answers = _hand_over(carriers.drivers[name], group, name, carriers.router.unreachable)
         results.update({answer.reference: answer for answer in answers})
-    return results
+    went = {sid: choice.connection for sid, choice in choices.items() if choice is not None}
+    return results, went
 
 
-def _hand_over(driver: CarrierDriver, submissions: list[Submission], name: str) -> Sequence[Result]:
-    """One connection's share: its answers, or what its failure means for each segment."""
+def _hand_over(
+    driver: CarrierDriver, submissions: list[Submission], name: str,
+    down: Callable[[str], None] = lambda _: None,
+) -> Sequence[Result]:  # fmt: skip
+    """One connection's share: its answers, or what its failure means for each segment;
+    ``down`` hears of a connection that cannot be reached or refuses our credentials."""
     # A driver with a connection of its own (SMPP) reports it; for the others, the hand-off
     # says whether the carrier could be reached.
     reports = not getattr(driver, "watches_itself", False)
@@ -201,12 +215,14 @@ def _hand_over(driver: CarrierDriver, submissions: list[Submission], name: str) 
         if reports:
             connectivity.reached(name, True)
     except CarrierUnreachable as exc:
+        down(name)
         if reports:
             connectivity.reached(name, False, str(exc))
         log.warning("carrier unreachable for %d segments: %s", len(submissions), exc,
                     extra={"sids": sids_of(submissions)})  # fmt: skip
         answers = [Deferred(s.reference, 0.0, str(exc)) for s in submissions]
     except CredentialsRefused as exc:  # the platform's fault: wait, with backoff; logged there
+        down(name)
         carrier_health.refused(exc.message)
         answers = [Deferred(s.reference, 0.0, f"carrier refused our credentials: {exc}")
                    for s in submissions]  # fmt: skip
@@ -224,21 +240,29 @@ def _hand_over(driver: CarrierDriver, submissions: list[Submission], name: str) 
     return answers
 
 
-def _count_result(answer: Result) -> None:
+def _count_result(answer: Result, connection: str) -> None:
+    """Counted by connection ("" for a message no route could carry)."""
     if isinstance(answer, Accepted):
-        recorder.count(CARRIER_RESULTS, result="accepted", code="")
+        recorder.count(CARRIER_RESULTS, result="accepted", code="", connection=connection)
     elif isinstance(answer, Rejected):
-        recorder.count(CARRIER_RESULTS, result="rejected", code=answer.error_code)
+        recorder.count(CARRIER_RESULTS, result="rejected", code=answer.error_code,
+                       connection=connection)  # fmt: skip
     else:
-        recorder.count(CARRIER_RESULTS, result="deferred", code="")
+        recorder.count(CARRIER_RESULTS, result="deferred", code="", connection=connection)
 
 
 def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list[Row[Any]],
-            results: dict[str, Result]) -> tuple[list[str], float | None]:  # fmt: skip
+            results: dict[str, Result],
+            went: dict[str, str]) -> tuple[list[str], float | None]:  # fmt: skip
     """Step 3: carrier ids on segments, then each message sent, failed or retried."""
     now, fence = utcnow(), batch.fence()
     accepted = [
-        {"b_sid": seg.message_sid, "b_number": seg.number, "b_id": result.carrier_id}
+        {
+            "b_sid": seg.message_sid,
+            "b_number": seg.number,
+            "b_id": result.carrier_id,
+            "b_conn": went.get(seg.message_sid),
+        }
         for seg in segments
         if isinstance(result := results.get(f"{seg.message_sid}-{seg.number}"), Accepted)
     ]
@@ -249,7 +273,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
             .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
                    s.carrier_id.is_(None))
             .values(carrier_id=bindparam("b_id"), status="submitted", date_submitted=now,
-                    date_updated=now),
+                    date_updated=now, connection=bindparam("b_conn")),
             accepted,
         )  # fmt: skip
     outcome: dict[str, list[Result]] = {row.sid: [] for row in rows}
@@ -257,7 +281,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
         answer = results.get(f"{seg.message_sid}-{seg.number}")
         if answer is not None:
             outcome[seg.message_sid].append(answer)
-            _count_result(answer)
+            _count_result(answer, went.get(seg.message_sid, ""))
     sent, retry = [], {}
     for row in rows:
         answers = outcome[row.sid]
@@ -291,60 +315,6 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
     return [a["b_id"] for a in accepted], (soonest - now).total_seconds() if soonest else None
 
 
-class EarlyRecorder:
-    """Commits the carrier ids of parts just accepted, before their batch is (the SMPP driver's
-    answer recorder calls it, so a crash cannot make them unknown: workers/carriers/smpp/
-    answers.py). The batch's own update of these segments then finds them done; their message
-    still moves with its batch.
-
-    It runs hundreds of times a second for a few parts each, so on Postgres it is one statement
-    (the pairs as arrays) on a connection of its own, not a session: a session's transaction
-    cost more CPU than the hand-off it records."""
-
-    def __init__(self) -> None:
-        self._connection: Any = None  # the DB-API connection, held by the recorder's thread
-
-    def __call__(self, pairs: list[tuple[str, str]]) -> None:
-        now = utcnow()
-        sids = [sid_of(reference) for reference, _ in pairs]
-        numbers = [part_of(reference) for reference, _ in pairs]
-        ids = [carrier_id for _, carrier_id in pairs]
-        engine = get_engine()
-        if engine.dialect.name != "postgresql":
-            with engine.begin() as connection:
-                s = segments_table.c
-                connection.execute(
-                    update(segments_table)
-                    .where(s.message_sid == bindparam("b_sid"),
-                           s.number == bindparam("b_number"), s.carrier_id.is_(None))
-                    .values(carrier_id=bindparam("b_id"), status="submitted",
-                            date_submitted=now, date_updated=now),
-                    [{"b_sid": sid, "b_number": number, "b_id": carrier_id}
-                     for sid, number, carrier_id in zip(sids, numbers, ids, strict=True)],
-                )  # fmt: skip
-            return
-        raw = self._connection or engine.raw_connection()
-        self._connection = None
-        try:
-            cursor = raw.cursor()
-            cursor.execute(_RECORD_ACCEPTED, {"sids": sids, "numbers": numbers, "ids": ids,
-                                              "now": now})  # fmt: skip
-            cursor.close()
-            raw.commit()
-        except BaseException:
-            raw.invalidate()  # the pool gives the next call a new one
-            raise
-        self._connection = raw
-
-
-_RECORD_ACCEPTED = (
-    "UPDATE segments AS s SET carrier_id = v.id, status = 'submitted',"
-    " date_submitted = %(now)s, date_updated = %(now)s"
-    " FROM unnest(%(sids)s::text[], %(numbers)s::int[], %(ids)s::text[]) AS v(sid, number, id)"
-    " WHERE s.message_sid = v.sid AND s.number = v.number AND s.carrier_id IS NULL"
-)
-
-
 def early_receipts_waiting(session: Session, carrier_ids: list[str]) -> bool:
     """Did receipts for these carrier ids land before the hand-off was committed?"""
     r = receipts_table.c
@@ -359,7 +329,7 @@ class HandOff:
     carrier_ids: list[str]
 
 
-def hand_off_batch(session: Session, carriers: Carriers, bucket: TokenBucket) -> HandOff:
+def hand_off_batch(session: Session, carriers: Connections, bucket: TokenBucket) -> HandOff:
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().sending_lease_s)
     sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
@@ -371,7 +341,7 @@ def hand_off_batch(session: Session, carriers: Carriers, bucket: TokenBucket) ->
     ready, parked_wait = _settle_without_carrier(session, bucket, batch)
     segments = _pending_segments(session, [row.sid for row in ready])
     session.commit()
-    results = _submit(carriers, ready, segments)
-    carrier_ids, retry_wait = _record(session, batch, ready, segments, results)
+    results, went = _submit(carriers, ready, segments)
+    carrier_ids, retry_wait = _record(session, batch, ready, segments, results, went)
     waits = [wait for wait in (parked_wait, retry_wait) if wait is not None]
     return HandOff(len(rows), min(waits, default=None), carrier_ids)

@@ -1,5 +1,5 @@
 """automatic replies to STOP, START and HELP, per account or Messaging Service; a webhook's
-fallback URL
+fallback URL; the carrier connection a segment left by
 
 Revision ID: 0006
 Revises: 0005
@@ -27,9 +27,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("callbacks") as batch:
         batch.add_column(sa.Column("fallback_url", sa.Text(), nullable=True))
+    with op.batch_alter_table("segments") as batch:
+        batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("segments") as batch:
+        batch.drop_column("connection")
     with op.batch_alter_table("callbacks") as batch:
         batch.drop_column("fallback_url")
     op.drop_table("keyword_replies")

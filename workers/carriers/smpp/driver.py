@@ -96,6 +96,7 @@ class SmppConfig:
     unknown_outcome: Policy = "resend"
     hex_ids: HexIds = "none"
     tps_key: str = ""  # the Redis bucket shared by every bind of the account
+    name: str = "default"  # the connection's, in /readyz, metrics and logs
 
 
 class SmppCarrierDriver:
@@ -143,9 +144,13 @@ class SmppCarrierDriver:
         for link in links:
             link.start()
         self.links = links
-        watching = partial(connectivity.watch_links, "default", self._bound)
+        watching = partial(connectivity.watch_links, self.config.name, self._bound)
         self._watcher = asyncio.create_task(forever_async("smpp connectivity", watching))
         return links
+
+    def up(self) -> bool:
+        """Every bind is up: the router may send it new messages."""
+        return all(link.bound for link in self.links)
 
     def _bound(self) -> tuple[bool, str]:
         """Whether every bind is up; if not, why the first one down is."""
