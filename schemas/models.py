@@ -27,6 +27,7 @@ class Account(SQLModel, table=True):
     sid: str = Field(primary_key=True, max_length=34)
     friendly_name: str = Field(default="", max_length=200)
     token_salt: str = Field(max_length=32)  # see schemas/credentials.py
+    retention_days: int | None = None  # None: MYCPAAS_RETENTION_DAYS (workers/retention.py)
     date_created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     # answer submit_sm in hex and report receipts in decimal): that side's ids are converted.
     smpp_hex_ids: Literal["none", "submit", "receipt"] = "none"
 
+    # Final messages older than this (an account's retention_days, when set) leave the store.
+    retention_days: Annotated[int, Field(ge=1)] = 400
     inbound_reassembly_s: Positive = 300.0  # an MO still missing parts after this is stored
     # An inbound message's webhook with no fallback URL is retried this long, then dead.
     inbound_webhook_ttl_s: Positive = 3600.0

@@ -19,6 +19,8 @@ RECEIPTS_TASK = "sms.apply_receipts"
 INBOUND_TASK = "sms.inbound"
 CALLBACK_TASK = "sms.callback"
 SWEEP_TASK = "maintenance.sweep"
+RETENTION_TASK = "maintenance.retention"
+RETENTION_EVERY_S = 3600.0  # a pass an hour; each removes what became due since the last
 
 QUEUES = ("segment", "media", "carrier", "callbacks", "maintenance")
 ROUTES = {
@@ -29,6 +31,7 @@ ROUTES = {
     INBOUND_TASK: "carrier",
     CALLBACK_TASK: "callbacks",
     SWEEP_TASK: "maintenance",
+    RETENTION_TASK: "maintenance",
 }
 
 # The task that drains each stage (the ``stage`` column of a message, the receipts inbox, the
@@ -104,7 +107,12 @@ def make_app() -> Celery:
                 "schedule": settings.sweep_interval_s,
                 # A sweep nobody ran in time is replaced by the next one, not queued up.
                 "options": {"queue": ROUTES[SWEEP_TASK], "expires": settings.sweep_interval_s},
-            }
+            },
+            "retention": {
+                "task": RETENTION_TASK,
+                "schedule": RETENTION_EVERY_S,
+                "options": {"queue": ROUTES[RETENTION_TASK], "expires": RETENTION_EVERY_S},
+            },
         },
     )
     app.steps["worker"].add(PromptShutdown)

@@ -53,8 +53,12 @@ CALLBACK_RESCUES = "mycpaas_callback_rescues"
 SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 BACKGROUND_ERRORS = "mycpaas_background_errors"
 INBOUND = "mycpaas_inbound"
+RETENTION_REMOVED = "mycpaas_retention_removed"
 
 FAMILIES = {
+    RETENTION_REMOVED: Family(
+        "counter", "Messages removed, with every row that belongs to them, past retention", ()
+    ),
     INBOUND: Family(
         "counter",
         "Messages handsets sent, joined from their parts: received, incomplete (30009), or "

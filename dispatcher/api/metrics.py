@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 from sqlmodel import Session
 
 from schemas.status import MessageStatus
-from workers import backlog
+from schemas.types import utcnow
+from workers import backlog, retention
 from workers.carriers import connectivity
 from workers.carriers import health as carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
@@ -69,6 +70,14 @@ def _gauges(session: Session) -> Iterator[Metric]:
     for name in sorted({state.connection for state in states}):
         connected.add_metric([name], 0.0 if name in down else 1.0)
     yield connected
+    oldest = retention.oldest(session)
+    age = GaugeMetricFamily(
+        "mycpaas_oldest_message_age_seconds",
+        "Age of the oldest stored message, as the last retention pass saw it (absent before one)",
+    )
+    if oldest is not None:
+        age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()))
+        yield age
 
 
 def _histogram(name: str, family: Family, stored: dict[Key, float]) -> HistogramMetricFamily:

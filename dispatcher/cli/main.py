@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from dispatcher.api.server import serve as run_server
-from dispatcher.cli import accounts, bench, carriers, optouts, secret_key, simulator
+from dispatcher.cli import (
+    accounts,
+    bench,
+    carriers,
+    optouts,
+    retention,
+    secret_key,
+    simulator,
+)
 from dispatcher.cli.dev import run_dev
 from dispatcher.cli.queues import show as show_queues
 from dispatcher.cli.secret_key import require_secret_key
@@ -114,5 +122,6 @@ main.add_command(accounts.services)
 main.add_command(optouts.optouts)
 main.add_command(carriers.carriers)
 main.add_command(carriers.routes)
+main.add_command(retention.retention)
 main.add_command(bench.bench)
 main.add_command(simulator.carrier_sim)

@@ -1,5 +1,6 @@
 """automatic replies to STOP, START and HELP, per account or Messaging Service; a webhook's
-fallback URL; the carrier connection a segment left by
+fallback URL; the carrier connection a segment left by; an
+account's retention
 
 Revision ID: 0006
 Revises: 0005
@@ -29,9 +30,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("fallback_url", sa.Text(), nullable=True))
     with op.batch_alter_table("segments") as batch:
         batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
+    with op.batch_alter_table("accounts") as batch:
+        batch.add_column(sa.Column("retention_days", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("retention_days")
     with op.batch_alter_table("segments") as batch:
         batch.drop_column("connection")
     with op.batch_alter_table("callbacks") as batch:
