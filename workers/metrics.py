@@ -54,8 +54,12 @@ SMPP_UNKNOWN_OUTCOMES = "mycpaas_smpp_unknown_outcomes"
 BACKGROUND_ERRORS = "mycpaas_background_errors"
 INBOUND = "mycpaas_inbound"
 RETENTION_REMOVED = "mycpaas_retention_removed"
+HTTP_RESPONSES = "mycpaas_http_responses"
 
 FAMILIES = {
+    HTTP_RESPONSES: Family(
+        "counter", "Answers of the API, by status class: 2xx, 3xx, 4xx or 5xx", ("code",)
+    ),
     RETENTION_REMOVED: Family(
         "counter", "Messages removed, with every row that belongs to them, past retention", ()
     ),

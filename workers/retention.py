@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, func, insert, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlmodel import Session
 
 from schemas.db import any_of, session_scope
@@ -34,7 +34,6 @@ from schemas.models import (
     media_table,
     message_events_table,
     messages_table,
-    platform_state_table,
     receipts_table,
     segments_table,
 )
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000  # messages per transaction
 FINAL = tuple(sorted(status.value for status in TERMINAL))
-OLDEST = "retention:oldest_message"  # platform_state: the oldest stored message's date_created
 m = messages_table.c
 
 
@@ -98,8 +96,6 @@ def run(dry_run: bool = False, budget_s: float | None = None) -> Pass:
                 recorder.count(RETENTION_REMOVED, len(sids))
             if len(sids) < BATCH or (budget_s and time.monotonic() - started > budget_s):
                 break
-    if not dry_run:
-        _note_oldest()
     result.seconds = time.monotonic() - started
     total = sum(result.removed.values())
     if total or dry_run:
@@ -138,23 +134,12 @@ def remove(session: Session, sids: list[str]) -> None:
     session.execute(delete(messages_table).where(any_of(m.sid, sids)))
 
 
-def _note_oldest() -> None:
-    """Keep the oldest stored message's time for /metrics (a global min costs a scan per
-    account's index, too much for every scrape)."""
-    with session_scope() as session:
-        a = accounts_table.c
-        each = select(func.min(m.date_created)).where(m.account_sid == a.sid).scalar_subquery()
-        oldest = session.execute(select(func.min(each)).select_from(accounts_table)).scalar()
-        s = platform_state_table.c
-        session.execute(delete(platform_state_table).where(s.name == OLDEST))
-        if oldest is not None:
-            session.execute(insert(platform_state_table).values(
-                name=OLDEST, value=oldest.isoformat()))  # fmt: skip
-        session.commit()
-
-
 def oldest(session: Session) -> datetime | None:
-    """The oldest stored message's date_created, as the last pass saw it."""
-    s = platform_state_table.c
-    value = session.execute(select(s.value).where(s.name == OLDEST)).scalar()
-    return datetime.fromisoformat(value) if value else None
+    """The oldest stored message's date_created: one index lookup per account (a global
+    min over the messages would read the whole table)."""
+    a = accounts_table.c
+    each = select(func.min(m.date_created)).where(m.account_sid == a.sid).scalar_subquery()
+    found: datetime | None = session.execute(
+        select(func.min(each)).select_from(accounts_table)
+    ).scalar()
+    return found

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import retention
+from workers import liveness, retention
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
@@ -141,6 +141,13 @@ def _after_fork(**_: object) -> None:
 
 
 @worker_ready.connect
+def _beat_at_start(sender: Any = None, **_: object) -> None:
+    """Say this worker is alive, for each queue it consumes (workers/liveness.py)."""
+    consumed = sender.app.amqp.queues.consume_from if sender is not None else {}
+    liveness.start(sorted(consumed or {}))
+
+
+@worker_ready.connect
 def _bind_at_start(sender: Any = None, **_: object) -> None:
     """A carrier worker on SMPP binds as it starts, so receipts waiting at the SMSC come in
     before its first hand-off (a prefork pool's children bind at their first hand-off)."""
@@ -164,6 +171,7 @@ def _close_clients(**_: object) -> None:
 @worker_shutting_down.connect
 def _stop_draining(**_: object) -> None:
     stopping.set()
+    liveness.stop()
     running = deliverer.built()
     if running is not None:
         running.stop_claiming()

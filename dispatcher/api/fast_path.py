@@ -13,11 +13,12 @@ document that describes this one, is FastAPI's.
 import re
 
 from fastapi import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.api.app import create_app, error_answer
 from dispatcher.api.messages.routes import account_of, created
 from dispatcher.api.render import twilio_message, v1_message
+from workers.metrics import HTTP_RESPONSES, recorder
 
 CREATE = re.compile(r"/v1/Accounts/([^/]+)/Messages|/2010-04-01/Accounts/([^/]+)/Messages\.json")
 
@@ -27,6 +28,8 @@ class CreateFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = _counted(send)
         hot = scope["type"] == "http" and scope["method"] == "POST"
         match = CREATE.fullmatch(scope["path"]) if hot else None
         if match is None:
@@ -42,6 +45,17 @@ class CreateFastPath:
         except Exception as exc:
             response = await error_answer(request, exc)
         await response(scope, receive, send)
+
+
+def _counted(send: Send) -> Send:
+    """``send``, counting the response's status class in ``mycpaas_http_responses``."""
+
+    async def counting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            recorder.count(HTTP_RESPONSES, code=f"{message['status'] // 100}xx")
+        await send(message)
+
+    return counting
 
 
 def serving_app() -> CreateFastPath:

@@ -20,7 +20,8 @@ from sqlmodel import Session
 
 from schemas.status import MessageStatus
 from schemas.types import utcnow
-from workers import backlog, retention
+from workers import backlog, liveness, retention
+from workers.app import QUEUES
 from workers.carriers import connectivity
 from workers.carriers import health as carrier_health
 from workers.metrics import FAMILIES, LATENCY_BUCKETS_S, Family, Key, decode_labels, read_counters
@@ -70,14 +71,20 @@ def _gauges(session: Session) -> Iterator[Metric]:
     for name in sorted({state.connection for state in states}):
         connected.add_metric([name], 0.0 if name in down else 1.0)
     yield connected
+    workers = GaugeMetricFamily(
+        "mycpaas_workers", "Worker processes alive, per queue they consume", labels=["queue"]
+    )
+    alive = liveness.alive(session)
+    for queue in QUEUES:  # every queue, none alive included: the alert needs the zero
+        workers.add_metric([queue], alive.get(queue, 0))
+    yield workers
     oldest = retention.oldest(session)
     age = GaugeMetricFamily(
         "mycpaas_oldest_message_age_seconds",
-        "Age of the oldest stored message, as the last retention pass saw it (absent before one)",
+        "Age of the oldest stored message (0 with none): what retention keeps bounded",
     )
-    if oldest is not None:
-        age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()))
-        yield age
+    age.add_metric([], 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
+    yield age
 
 
 def _histogram(name: str, family: Family, stored: dict[Key, float]) -> HistogramMetricFamily:

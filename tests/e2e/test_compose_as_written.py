@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from twilio.rest import Client
 
 from tests.conftest import BASE_DATABASE_URL, BASE_REDIS_URL, admin
@@ -39,6 +41,8 @@ from tests.media_server import running_media_server
 from tests.processes import free_port, random_number, start, stop, wait_http
 from tests.receiver import running_receiver
 from tests.smpp_wire import wire_check
+from tests.test_monitoring import named_metrics
+from workers.app import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -169,3 +173,21 @@ def test_an_sms_and_an_mms_are_delivered_with_their_callbacks(deployment: dict[s
             assert [r.params["MessageStatus"] for r in heard] == ["sending", "sent", "delivered"]
             assert client.messages(message.sid).fetch().status == "delivered"
         assert mms.sid.startswith("MM")
+
+
+def test_the_monitoring_kit_queries_only_what_this_deployment_exports(
+    deployment: dict[str, Any],
+) -> None:
+    # then: every metric a rule or a dashboard panel names is served by /metrics, and every
+    # queue has a live worker (what the "no worker" alert watches)
+    def scrape() -> dict[str, list[Any]]:
+        text = httpx.get(f"{deployment['api']}/metrics", timeout=10).text
+        return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+    deadline = time.monotonic() + 30  # a worker's first beat is at its start
+    while not all(s.value >= 1 for s in scrape()["mycpaas_workers"]):
+        assert time.monotonic() < deadline, scrape()["mycpaas_workers"]
+        time.sleep(1)
+    assert {s.labels["queue"] for s in scrape()["mycpaas_workers"]} == set(QUEUES)
+    missing = named_metrics() - set(scrape())
+    assert not missing, missing
