@@ -11,6 +11,7 @@ from dispatcher.cli import (
     accounts,
     bench,
     carriers,
+    console,
     optouts,
     retention,
     secret_key,
@@ -123,5 +124,7 @@ main.add_command(optouts.optouts)
 main.add_command(carriers.carriers)
 main.add_command(carriers.routes)
 main.add_command(retention.retention)
+main.add_command(console.console)
+main.add_command(console.operators)
 main.add_command(bench.bench)
 main.add_command(simulator.carrier_sim)

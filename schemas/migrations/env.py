@@ -3,7 +3,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import schemas.inbound  # noqa: F401  (registers the tables on the metadata)
+import schemas.console  # noqa: F401  (registers the tables on the metadata)
+import schemas.inbound  # noqa: F401
 import schemas.models  # noqa: F401
 from schemas.db import make_engine
 from schemas.settings import get_settings

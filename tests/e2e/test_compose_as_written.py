@@ -88,7 +88,7 @@ def mapped_environment(
 def mapped_command(service: str, ports: dict[str, int], workdir: Path) -> list[str]:
     command = [str(word) for word in SERVICES[service]["command"]]
     swaps = {"0.0.0.0": "127.0.0.1", "8000": str(ports["api"]), "8100": str(ports["sim"]),
-             "2775": str(ports["smpp"])}  # fmt: skip
+             "2775": str(ports["smpp"]), "8200": str(ports["console"])}  # fmt: skip
     return [swaps.get(word, word.replace("/tmp/", f"{workdir}/")) for word in command]
 
 
@@ -112,7 +112,7 @@ def compose_database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("compose")
-    ports = {"api": free_port(), "sim": free_port(), "smpp": free_port()}
+    ports = {"api": free_port(), "sim": free_port(), "smpp": free_port(), "console": free_port()}
     prefix = f"mycpaas-compose-{secrets.token_hex(4)}:"
     with compose_database() as database, wire_check(ports["smpp"]) as wire, \
             contextlib.ExitStack() as stack:  # fmt: skip
@@ -133,7 +133,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         stack.callback(lambda: [stop(proc) for proc in procs.values()])
         api = f"http://127.0.0.1:{ports['api']}"
         wait_http(f"http://127.0.0.1:{ports['sim']}/healthz", 90, procs["carrier-sim"])
-        wait_http(f"{api}/healthz", 90, procs["api"])  # eight processes start at once
+        wait_http(f"{api}/healthz", 90, procs["api"])  # nine processes start at once
+        wait_http(f"http://127.0.0.1:{ports['console']}/login", 90, procs["console"])
         # the account and its number as an operator makes them: the CLI, with compose's settings
         created = subprocess.run(["mycpaas", "accounts", "create", "--name", "compose", "--json"],
                                  env=env("api"), capture_output=True, text=True, check=True)  # fmt: skip

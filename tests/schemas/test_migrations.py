@@ -8,7 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import schemas.inbound  # noqa: F401  (registers the tables)
+import schemas.console  # noqa: F401  (registers the tables)
+import schemas.inbound  # noqa: F401
 import schemas.models  # noqa: F401
 from schemas.migrate import upgrade
 from tests.conftest import RUN_DATABASE, admin, database_url

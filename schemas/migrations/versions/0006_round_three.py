@@ -1,6 +1,6 @@
 """automatic replies to STOP, START and HELP, per account or Messaging Service; a webhook's
 fallback URL; the carrier connection a segment left by; an
-account's retention
+account's retention; the operator console's operators, sessions and audit log
 
 Revision ID: 0006
 Revises: 0005
@@ -32,9 +32,41 @@ def upgrade() -> None:
         batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
     with op.batch_alter_table("accounts") as batch:
         batch.add_column(sa.Column("retention_days", sa.Integer(), nullable=True))
+    op.create_table(
+        "operators",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("password_hash", sa.Text(), nullable=False),
+        sa.Column("date_created", schemas.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "console_sessions",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("operator", sa.String(length=64), nullable=False),
+        sa.Column("csrf", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", schemas.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["operator"], ["operators.name"]),
+        sa.PrimaryKeyConstraint("token_hash"),
+    )
+    op.create_index("ix_console_sessions_operator", "console_sessions", ["operator"])
+    op.create_table(
+        "console_audit",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("operator", sa.String(length=64), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("target", sa.String(length=200), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("date_created", schemas.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_console_audit_date_created", "console_audit", ["date_created"])
 
 
 def downgrade() -> None:
+    op.drop_table("console_audit")
+    op.drop_table("console_sessions")
+    op.drop_table("operators")
     with op.batch_alter_table("accounts") as batch:
         batch.drop_column("retention_days")
     with op.batch_alter_table("segments") as batch:
