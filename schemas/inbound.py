@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, Text, text
 from sqlmodel import Field, SQLModel
 
 from schemas.types import UTCDateTime, utcnow
@@ -56,6 +56,8 @@ class InboundPart(SQLModel, table=True):
     key: str = Field(default="", max_length=64)
     date_received: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     message_sid: str | None = Field(default=None, max_length=34)
+    # An MMS's media URLs, as an HTTP gateway posted them; fetched by the media stage.
+    media_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class OptOut(SQLModel, table=True):

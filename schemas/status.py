@@ -11,6 +11,7 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"  # the carrier's receipts say every segment reached the handset
     FAILED = "failed"  # final failure; error_code and error_message say why
     CANCELED = "canceled"  # a scheduled message canceled before its time; never sent
+    RECEIVING = "receiving"  # an inbound MMS whose media are being fetched
     RECEIVED = "received"  # an inbound message: a handset sent it to one of our numbers
 
 
@@ -37,6 +38,7 @@ TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     MessageStatus.DELIVERED: frozenset(),
     MessageStatus.FAILED: frozenset(),
     MessageStatus.CANCELED: frozenset(),
+    MessageStatus.RECEIVING: frozenset({MessageStatus.RECEIVED}),
     MessageStatus.RECEIVED: frozenset(),
 }
 

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from dispatcher.api.openapi import CARRIER_AUTH, errors, ok, request_body
 from dispatcher.errors import AuthenticationError, BadRequest
-from dispatcher.intake.params import JSON, read_json_object, storable
+from dispatcher.intake.params import JSON, is_http_url, read_json_object, storable
 from dispatcher.intake.publish import wake_soon
 from schemas.db import session_scope
 from schemas.phone import to_e164
@@ -112,6 +112,7 @@ async def receive(
 
 
 MAX_INBOUND_BODY = 1600  # characters of one message, as for creates
+MAX_MEDIA = 10  # media of one MMS, as Twilio allows
 HTTP_CARRIER = "http"  # the inbound_parts.carrier of what gateways post
 
 
@@ -121,6 +122,10 @@ class InboundMessage(BaseModel):
     From: str = Field(description="The handset, E.164")
     To: str = Field(description="Our number it was sent to, E.164")
     Body: str = Field("", max_length=MAX_INBOUND_BODY)
+    MediaUrl: list[str] = Field(
+        [], max_length=MAX_MEDIA,
+        description="An MMS's media, http(s) URLs the media stage fetches (through the SSRF guard)",
+    )  # fmt: skip
 
 
 class InboundAccepted(BaseModel):
@@ -138,7 +143,13 @@ def _inbound_part(document: dict[str, Any]) -> MoPart:
     body = document.get("Body", "")
     if not isinstance(body, str) or len(body) > MAX_INBOUND_BODY:
         raise BadRequest(f"Body must be a string of at most {MAX_INBOUND_BODY} characters")
-    return MoPart(numbers[0], numbers[1], storable("Body", body))
+    media = document.get("MediaUrl", [])
+    if isinstance(media, str):
+        media = [media]
+    if (not isinstance(media, list) or len(media) > MAX_MEDIA
+            or not all(isinstance(url, str) and is_http_url(url) for url in media)):  # fmt: skip
+        raise BadRequest(f"MediaUrl must be a list of at most {MAX_MEDIA} http(s) URLs")
+    return MoPart(numbers[0], numbers[1], storable("Body", body), media=tuple(media))
 
 
 @router.post(
@@ -151,7 +162,8 @@ async def receive_inbound(
     authorization: Annotated[str | None, Depends(CARRIER_AUTH)],
 ) -> JSONResponse:
     """A message a handset sent, from a gateway that pushes them over HTTP: ``{"From", "To",
-    "Body"}``. Stored before the answer; the number's webhook is called from there."""
+    "Body", "MediaUrl": [...]}``. Stored before the answer; the number's webhook is called from
+    there (for an MMS, once the media stage has fetched its media)."""
     _authorized(authorization)
     part = _inbound_part(await read_json_object(request))
     await run_in_threadpool(_kept, inbound.store, [part.row(HTTP_CARRIER)])

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from schemas.db import session_scope
 from schemas.inbound import inbound_parts_table
 from schemas.settings import get_settings
-from tests.processes import random_number
+from tests.processes import Account, random_number
 
 
 def post(api_url: str, body: bytes, token: str | None = None) -> httpx.Response:
@@ -102,3 +102,17 @@ def test_a_bad_inbound_post_is_refused(
     real = get_settings().receipts_token if token == "ok" else token
     response = post_inbound(api_url, document, real)
     assert response.status_code == status, response.text
+
+
+def test_an_mms_from_a_gateway_is_stored_and_bad_media_urls_refused(
+    api_url: str, account: Account
+) -> None:
+    headers = {"authorization": f"Bearer {get_settings().receipts_token}"}
+    url = f"{api_url}/carrier/inbound"
+    mms = {"From": random_number(), "To": account.number, "Body": "",
+           "MediaUrl": ["https://media.example.com/a.png"]}  # fmt: skip
+    assert httpx.post(url, json=mms, headers=headers).json() == {"received": 1}
+    for bad in (["ftp://media.example.com/a.png"], ["https://x.test/"] * 11, [7]):
+        refused = httpx.post(url, json={**mms, "MediaUrl": bad}, headers=headers)
+        assert refused.status_code == 400, bad
+        assert "MediaUrl" in refused.json()["message"]

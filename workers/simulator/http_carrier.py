@@ -92,6 +92,7 @@ class MobileOriginated(BaseModel):
     # smpp: deliver_sm on the bound sessions; http: POSTed to the platform's /carrier/inbound
     # as an HTTP gateway does (whole, whatever ``parts`` says). Unset: SMPP when it listens.
     via: Literal["smpp", "http"] | None = None
+    media: list[str] = Field([], max_length=10)  # an MMS: over HTTP only (SMPP carries none)
 
 
 @dataclass(frozen=True)

@@ -204,12 +204,21 @@ def create_simulator_app(config: SimulatorConfig, smpp: SmppListener | None = No
         """A handset "texts" one of the platform's numbers: sent as ``deliver_sm`` on the bound
         sessions (in ``parts`` parts, last first with ``reverse``), or POSTed to the platform's
         ``/carrier/inbound`` as an HTTP gateway does (``via=http``, the default without SMPP)."""
-        if message.via == "smpp" or (message.via is None and smsc is not None):
+        if message.via == "smpp" or (
+            message.via is None and smsc is not None and not message.media
+        ):
+            if message.media:
+                raise HTTPException(400, "SMPP carries no MMS: send it with via=http")
             ids = the_smsc().receipts.originate(message.from_, message.to, message.body,
                                                 message.parts, message.reverse)  # fmt: skip
             return {"ids": ids}
         headers = {"Authorization": f"Bearer {config.receipts_token}"}
-        payload = {"From": message.from_, "To": message.to, "Body": message.body}
+        payload = {
+            "From": message.from_,
+            "To": message.to,
+            "Body": message.body,
+            "MediaUrl": message.media,
+        }
         async with httpx.AsyncClient(timeout=10) as client:
             try:
                 answer = await client.post(config.inbound_url, json=payload, headers=headers)

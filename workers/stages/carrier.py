@@ -5,11 +5,17 @@ A batch goes through three short transactions, so no transaction waits on the ne
 1. claim due rows of stage ``carrier`` into stage ``sending`` with a lease (``next_attempt_at``);
 2. settle what needs no carrier — expired (30036), throttle wait beyond validity (30001),
    throttled (back to ``carrier`` at their reserved slot) — and mark the rest ``sending``;
-3. after ``submit``: carrier ids on the segments, then ``sent``, ``failed`` or a retry.
+3. after ``submit``: carrier ids on the segments (with the connection each left by), then
+   ``sent``, ``failed`` or a retry.
 
 Every update of step 3 is fenced by the lease, so a worker that lost its lease (the sweeper
 handed the row on) changes nothing. A row whose lease expired comes back with ``reconcile``
 set: its segments are first looked up at the carrier by reference, never blindly resent.
+
+Each message leaves by the connection its route picks (workers/carriers/routing.py); one no
+route can carry fails at once with 21612. A reconciled row is looked up at the connection its
+route picks now: after a failover that may not be the one that had it, which then answers
+"unknown", and the segment is sent again (a possible duplicate).
 """
 
 import logging

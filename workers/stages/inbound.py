@@ -19,6 +19,7 @@ account that owns the number it was sent to, in the same transaction as:
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +67,7 @@ class MoPart:
     reference: int = 0
     total: int = 1
     number: int = 1
+    media: tuple[str, ...] = ()  # an MMS's media URLs, as an HTTP gateway posts them
 
     def row(self, carrier: str) -> dict[str, object]:
         """Its inbound_parts row, as it came in on ``carrier``."""
@@ -73,6 +75,7 @@ class MoPart:
             "carrier": carrier, "from_number": self.from_number, "to_number": self.to_number,
             "reference": self.reference, "total": self.total, "number": self.number,
             "text": self.text, "key": "" if self.total > 1 else secrets.token_hex(8),
+            "media_urls": list(self.media),
         }  # fmt: skip
 
 
@@ -177,6 +180,7 @@ class _Made:
     events: list[dict[str, Any]] = field(default_factory=list)
     hooks: list[dict[str, Any]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)  # part id → its message's sid
+    fetch: bool = False  # an MMS waits for the media stage
 
     def write(self, session: Session) -> None:
         """Mark the parts first, each only if no join marked it yet, and write the messages
@@ -196,6 +200,8 @@ class _Made:
                 session.execute(insert(table), rows)
         if self.hooks:
             session.info[CALLBACKS_OWED] = True
+        if self.fetch:  # the task wakes the media stage after the commit
+            session.info.setdefault(replies.WAKE, set()).add("media")
 
 
 def _mark(session: Session, marks: list[dict[str, Any]]) -> set[int]:
@@ -240,21 +246,25 @@ def _join(
         made.marks += [{"b_id": row.id, "b_sid": ""} for row in rows]
         recorder.count(INBOUND, outcome="dropped")
         return
-    sid = "SM" + secrets.token_hex(16)
+    media = [url for row in rows for url in (row.media_urls or [])]
+    sid = ("MM" if media else "SM") + secrets.token_hex(16)
     error = None if complete else MISSING_PARTS
     received = min(row.date_received for row in rows)
+    # An MMS is 'receiving' while the media stage fetches its media; its webhook waits for them.
+    status = MessageStatus.RECEIVING if media else MessageStatus.RECEIVED
     made.messages.append({
         "sid": sid, "account_sid": owner["account_sid"], "to": first.to_number,
-        "from_number": first.from_number, "body": body, "status": MessageStatus.RECEIVED.value,
-        "direction": "inbound", "num_segments": first.total, "num_media": 0,
-        "encoding": segment(body).encoding.value, "smart_encoded": False, "media_urls": [],
+        "from_number": first.from_number, "body": body, "status": status.value,
+        "direction": "inbound", "num_segments": first.total, "num_media": len(media),
+        "encoding": segment(body).encoding.value, "smart_encoded": False, "media_urls": media,
         "messaging_service_sid": owner["service_sid"], "validity_period_s": 0,
         "expires_at": received, "error_code": error and error[0],
-        "error_message": error and error[1], "stage": "done", "next_attempt_at": None,
+        "error_message": error and error[1], "stage": "media" if media else "done",
+        "next_attempt_at": now if media else None,
         "attempts": 0, "throttle_reserved": False, "reconcile": False,
         "date_created": received, "date_updated": now, "date_sent": received,
     })  # fmt: skip
-    made.events.append({"message_sid": sid, "status": MessageStatus.RECEIVED.value,
+    made.events.append({"message_sid": sid, "status": status.value,
                         "error_code": error and error[0], "date_created": now})  # fmt: skip
     made.marks += [{"b_id": row.id, "b_sid": sid} for row in rows]
     opt = keyword(body)
@@ -268,15 +278,12 @@ def _join(
                    "messaging_service_sid": owner["service_sid"],
                    "from_number": first.from_number}  # fmt: skip
         replies.keyword_reply(session, inbound, opt, now)
-    url, fallback = _webhook(owner)
-    if url:
-        made.hooks.append({
-            "message_sid": sid, "account_sid": owner["account_sid"], "url": url,
-            "endpoint": endpoint_of(url), "status": MessageStatus.RECEIVED.value,
-            "params": _params(sid, owner, first, body, opt), "webhook_id": f"{sid}.received",
-            "fallback_url": fallback, "state": "pending", "attempts": 0,
-            "next_attempt_at": now, "date_created": now, "date_updated": now,
-        })  # fmt: skip
+    if media:
+        made.fetch = True
+    else:
+        hook = _hook(owner, sid, first.from_number, first.to_number, body, first.total, now)
+        if hook is not None:
+            made.hooks.append(hook)
     recorder.count(INBOUND, outcome="received" if complete else "incomplete")
     log.info("%s received from %s (%d of %d parts)", sid, first.from_number, len(parts),
              first.total, extra={"sid": sid, "status": "received"})  # fmt: skip
@@ -307,18 +314,50 @@ def _webhook(owner: dict[str, Any]) -> tuple[str | None, str | None]:
     return owner["sms_url"] or None, owner["sms_fallback_url"] or None
 
 
-def _params(
-    sid: str, owner: dict[str, Any], first: Row[Any], body: str, opt: str | None
-) -> dict[str, str]:
-    """Twilio's parameters of an incoming message's webhook."""
+def _hook(
+    owner: dict[str, Any],
+    sid: str,
+    from_number: str,
+    to: str,
+    body: str,
+    segments: int,
+    now: datetime,
+    media: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any] | None:
+    """The webhook row owed for an inbound message (``media``: its Media resources' URLs and
+    types), or None when its number has no webhook."""
+    url, fallback = _webhook(owner)
+    if not url:
+        return None
+    opt = keyword(body)
     params = {
         "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid,
-        "AccountSid": owner["account_sid"], "From": first.from_number, "To": first.to_number,
-        "Body": body, "NumMedia": "0", "NumSegments": str(first.total), "SmsStatus": "received",
+        "AccountSid": owner["account_sid"], "From": from_number, "To": to, "Body": body,
+        "NumMedia": str(len(media)), "NumSegments": str(segments), "SmsStatus": "received",
         "ApiVersion": API_VERSION,
     }  # fmt: skip
+    for n, (media_url, content_type) in enumerate(media):
+        params[f"MediaUrl{n}"], params[f"MediaContentType{n}"] = media_url, content_type
     if owner["service_sid"]:
         params["MessagingServiceSid"] = owner["service_sid"]
     if opt is not None:
         params["OptOutType"] = opt
-    return params
+    return {
+        "message_sid": sid, "account_sid": owner["account_sid"], "url": url,
+        "endpoint": endpoint_of(url), "status": MessageStatus.RECEIVED.value, "params": params,
+        "webhook_id": f"{sid}.received", "fallback_url": fallback, "state": "pending",
+        "attempts": 0, "next_attempt_at": now, "date_created": now, "date_updated": now,
+    }  # fmt: skip
+
+
+def media_fetched(session: Session, row: Row[Any], media: list[tuple[str, str]]) -> None:
+    """An inbound MMS's media are stored (``media``: each one's URL and type; empty when they
+    could not be fetched): it is received, and its webhook is owed. The caller commits."""
+    owner = _owners(session, {row.to}).get(row.to)
+    if owner is None:
+        return
+    hook = _hook(owner, row.sid, row.from_number, row.to, row.body, row.num_segments, utcnow(),
+                 media)  # fmt: skip
+    if hook is not None:
+        session.execute(insert(callbacks_table).values(hook))
+        session.info[CALLBACKS_OWED] = True

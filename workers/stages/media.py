@@ -1,4 +1,5 @@
-"""The media stage: fetch an MMS's media at send time, store it, hand the message on.
+"""The media stage: fetch an MMS's media at send time (or, for one a handset sent, once it
+arrives), store it, hand the message on.
 
 A claim moves rows to ``media_fetching`` with a lease; each message's URLs are fetched in
 parallel through the SSRF guard within one byte budget and one deadline. Then, fenced by the
@@ -26,6 +27,7 @@ from workers.outbound.fetch import Budget, Fetched, FetchError, TransientFetchEr
 from workers.outbound.guard import GuardedTransport
 from workers.pipeline.claims import claim_due, m
 from workers.pipeline.transitions import move
+from workers.stages import inbound
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +78,38 @@ def _fence(lease: datetime) -> list[Any]:
 
 
 def _store(session: Session, row: Row[Any], fetched: list[Fetched], lease: datetime) -> None:
+    """Media stored, and the message handed on: an outbound one to segmentation, an inbound
+    one received, its webhook owed with each medium's URL on the API."""
     now = utcnow()
+    rows = [
+        {"sid": new_sid("ME"), "message_sid": row.sid, "account_sid": row.account_sid,
+         "position": n, "source_url": item.url, "content_type": item.content_type,
+         "size_bytes": len(item.content), "sha256": item.sha256, "content": item.content,
+         "date_created": now}
+        for n, item in enumerate(fetched)
+    ]  # fmt: skip
+    if row.direction == "inbound":
+        if move(session, [row.sid], MessageStatus.RECEIVED, now=now, only_if=_fence(lease),
+                stage="done", next_attempt_at=None):  # fmt: skip
+            session.execute(insert(media_table), rows)
+            inbound.media_fetched(session, row, [(_media_url(row, r["sid"]), r["content_type"])
+                                                 for r in rows])  # fmt: skip
+        session.commit()
+        return
     handed_on = session.execute(
         update(messages_table)
         .where(m.sid == row.sid, *_fence(lease))
         .values(stage="segment", next_attempt_at=now, date_updated=now)
     ).rowcount  # type: ignore[attr-defined]
     if handed_on:
-        session.execute(
-            insert(media_table),
-            [
-                {"sid": new_sid("ME"), "message_sid": row.sid, "account_sid": row.account_sid,
-                 "position": n, "source_url": item.url, "content_type": item.content_type,
-                 "size_bytes": len(item.content), "sha256": item.sha256, "content": item.content,
-                 "date_created": now}
-                for n, item in enumerate(fetched)
-            ],
-        )  # fmt: skip
+        session.execute(insert(media_table), rows)
     session.commit()
+
+
+def _media_url(row: Row[Any], media_sid: str) -> str:
+    """Where the account fetches a medium (with its credentials), as Twilio's MediaUrl{N}."""
+    base = get_settings().public_base_url.rstrip("/")
+    return f"{base}/2010-04-01/Accounts/{row.account_sid}/Messages/{row.sid}/Media/{media_sid}"
 
 
 def _failed(session: Session, row: Row[Any], error: FetchError, lease: datetime) -> bool:
@@ -111,6 +127,15 @@ def _failed(session: Session, row: Row[Any], error: FetchError, lease: datetime)
         log.info("media of %s failed (%s); retry %d at %s", row.sid, error, attempts, due,
                  extra={"sid": row.sid})  # fmt: skip
         return True
+    if row.direction == "inbound":  # received all the same, its webhook without the media
+        if move(session, [row.sid], MessageStatus.RECEIVED, error_code=error.code,
+                error_message=str(error)[:500], now=now, only_if=_fence(lease), stage="done",
+                next_attempt_at=None):  # fmt: skip
+            inbound.media_fetched(session, row, [])
+        session.commit()
+        log.warning("media of inbound %s could not be fetched: %s", row.sid, error,
+                    extra={"sid": row.sid})  # fmt: skip
+        return False
     move(session, [row.sid], MessageStatus.FAILED, error_code=error.code,
          error_message=str(error)[:500], now=now, only_if=_fence(lease), stage="done",
          next_attempt_at=None)  # fmt: skip

@@ -41,7 +41,7 @@ class Message(Representation):
     from_: str = Field(alias="from", description="Sender, E.164: a number of the account")
     body: str = Field(max_length=MAX_BODY_CHARS)
     status: MessageStatus
-    direction: Literal["outbound-api"]
+    direction: Literal["inbound", "outbound-api", "outbound-reply"]
     num_segments: int = Field(ge=1, description="SMS parts the body takes (1 for an MMS)")
     num_media: int = Field(ge=0, le=MAX_MEDIA)
     encoding: Encoding
@@ -73,7 +73,7 @@ class TwilioMessage(Representation):
     from_: str = Field(alias="from")
     body: str = Field(max_length=MAX_BODY_CHARS)
     status: MessageStatus
-    direction: Literal["outbound-api"]
+    direction: Literal["inbound", "outbound-api", "outbound-reply"]
     num_segments: str = Field(pattern=DIGITS)
     num_media: str = Field(pattern=DIGITS)
     error_code: int | None

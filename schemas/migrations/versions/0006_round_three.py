@@ -1,6 +1,6 @@
-"""automatic replies to STOP, START and HELP, per account or Messaging Service; a webhook's
-fallback URL; the carrier connection a segment left by; an
-account's retention; the operator console's operators, sessions and audit log
+"""round three: automatic replies to STOP, START and HELP; a webhook's fallback URL; the
+carrier connection a segment left by; an account's retention; an inbound MMS's media URLs;
+the operator console's operators, sessions and audit log
 
 Revision ID: 0006
 Revises: 0005
@@ -32,6 +32,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
     with op.batch_alter_table("accounts") as batch:
         batch.add_column(sa.Column("retention_days", sa.Integer(), nullable=True))
+    with op.batch_alter_table("inbound_parts") as batch:
+        batch.add_column(sa.Column("media_urls", sa.JSON(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("inbound_parts") as batch:
+        batch.alter_column("media_urls", server_default=None)
     op.create_table(
         "operators",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -64,6 +68,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbound_parts") as batch:
+        batch.drop_column("media_urls")
     op.drop_table("console_audit")
     op.drop_table("console_sessions")
     op.drop_table("operators")
