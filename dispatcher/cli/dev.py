@@ -23,11 +23,13 @@ from pathlib import Path
 
 import click
 import httpx
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import select
 
 from dispatcher.cli.inbox import Inbox
+from dispatcher.console.auth import create_operator
 from dispatcher.intake.accounts import add_number, rotate_token
+from schemas.console import console_sessions_table, operators_table
 from schemas.credentials import SecretKeyError, check_secret_key
 from schemas.db import session_scope
 from schemas.ids import new_sid
@@ -37,6 +39,7 @@ from schemas.settings import get_settings
 from workers.app import QUEUES
 
 DEV_ACCOUNT_NAME = "dev"
+DEV_OPERATOR = "dev"
 DEV_NUMBER = "+15005550006"  # Twilio's magic "valid" test number; valid for libphonenumber too
 STOP_GRACE_S = 10.0  # children get this long to finish their work after Ctrl-C
 READY_TIMEOUT_S = 60.0  # every part answers within this, or dev says which did not
@@ -71,6 +74,16 @@ def _dev_account() -> tuple[str, str]:
         session.commit()
         add_number(session, account.sid, DEV_NUMBER)
         return account.sid, token
+
+
+def _dev_operator() -> str:
+    """The dev operator (an admin), with a fresh password each start."""
+    with session_scope() as session:
+        session.execute(delete(console_sessions_table).where(
+            console_sessions_table.c.operator == DEV_OPERATOR))  # fmt: skip
+        session.execute(delete(operators_table).where(operators_table.c.name == DEV_OPERATOR))
+        session.commit()
+        return create_operator(session, DEV_OPERATOR, "admin")
 
 
 def _webhook_to(url: str) -> None:
@@ -244,17 +257,21 @@ def run_dev(data_dir: Path, port: int) -> None:
         "carrier-sim": [*me, "carrier-sim", "--port", str(port + 100)],
         "worker": [*me, "worker", "-Q", ",".join(QUEUES), "-c", "4", "-n", "dev@%h"],
         "beat": [*me, "beat", "--schedule-file", str(data_dir / "beat-schedule")],
+        "console": [*me, "console", "--port", str(port + 300)],
     }
+    login = _dev_operator()
     with (
         Inbox(port + 200, token, click.echo) as inbox,
         _children(commands, env, logs) as procs,
     ):
         checks = {"api": _answers(f"{base}/readyz"), "carrier-sim": _answers(f"{sim}/healthz"),
                   "worker": _logged(logs / "worker.log", WORKER_READY)}  # fmt: skip
-        click.echo(f"starting: API, carrier simulator, worker, beat (logs in {logs}/)")
+        click.echo(f"starting: API, carrier simulator, worker, beat, console (logs in {logs}/)")
         _wait_ready(checks, procs, logs)
         _webhook_to(inbox.url)
         click.echo(_banner(base, sid, token, inbox.url, env))
+        click.echo(f"The operator console: http://127.0.0.1:{port + 300}  (log in as dev, "
+                   f"password {login})\n")  # fmt: skip
         with StatusFeed(click.echo):
             try:
                 while all(proc.poll() is None for proc in procs.values()):

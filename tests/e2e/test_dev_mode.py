@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.cli.dev import dev_environment
 from tests.media_server import running_media_server
-from tests.processes import free_port
+from tests.processes import free_port, wait_http
 
 
 def send(api: str, sid: str, token: str, **params: str) -> dict:
@@ -86,6 +86,19 @@ def test_dev_mode_delivers_sms_and_mms_with_callbacks_in_its_inbox_and_stops_cle
             assert " ready." in (tmp_path / "data" / "logs" / "worker.log").read_text()
             media_list = httpx.get(f"{api}{mms['uri']}/Media", auth=(sid, token)).json()
             assert [m["content_type"] for m in media_list["media"]] == ["image/png"]
+            # and: the console the banner names takes the login it prints
+            while "operator console" not in printed:
+                time.sleep(0.2)
+                printed = output.read_text()
+            console, password = re.search(
+                r"console: (\S+)  \(log in as dev, password (\S+)\)", printed
+            ).groups()  # type: ignore[union-attr]
+            wait_http(f"{console}/login")
+            with httpx.Client(follow_redirects=True) as browser:
+                logged_in = browser.post(f"{console}/login",
+                                         data={"name": "dev", "password": password})  # fmt: skip
+            assert logged_in.status_code == 200
+            assert "Overview" in logged_in.text
             # and: texting the dev number as the banner shows reaches its webhook, the inbox
             mo_url, mo_body = re.search(r"curl (\S+/mo) .* -d '(.+)'", banner).groups()  # type: ignore[union-attr]
             assert (
