@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from dispatcher.api.messages.updates import update_message
 from dispatcher.console import auth, queries
+from dispatcher.errors import ApiError
 from dispatcher.intake.publish import wake
 from schemas.db import session_scope
 from schemas.settings import get_settings
@@ -160,7 +161,10 @@ def create_console() -> FastAPI:
 
     @app.post("/messages/{sid}/cancel")
     def cancel_message(sid: str, who: Acting) -> Response:
-        owed = update_message(sid, {"Status": ["canceled"]})
+        try:
+            owed = update_message(sid, {"Status": ["canceled"]})
+        except ApiError as exc:  # not scheduled (any more), or gone
+            raise HTTPException(exc.http_status, exc.message) from exc
         with session_scope() as session:
             auth.audit(session, who.name, "cancel", sid)
             session.commit()

@@ -147,6 +147,21 @@ def test_an_operator_finds_a_message_replays_its_dead_callbacks_and_a_viewer_can
         assert refused.status == 403
 
 
+def test_cancelling_a_message_that_is_not_scheduled_says_why(
+    console: tuple[Platform, str], browser: object
+) -> None:
+    platform, url = console
+    account = platform.new_account()
+    sid = platform.send(account, random_number(), "already gone")["sid"]
+    platform.wait_terminal(account, [sid])
+    page = log_in(browser, url, "cy", operator(platform, "cy", "operator"))
+    page.goto(f"{url}/messages/{sid}")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = page.request.post(f"{url}/messages/{sid}/cancel", form={"csrf": csrf})
+    assert answer.status == 409
+    assert "only a scheduled message can be canceled" in answer.text()
+
+
 def test_a_forged_cross_site_post_and_a_wrong_password_change_nothing(
     console: tuple[Platform, str], browser: object
 ) -> None:
@@ -166,7 +181,7 @@ def test_a_forged_cross_site_post_and_a_wrong_password_change_nothing(
     # a POST without the CSRF token, even with the cookie, is refused
     refused = page.request.post(f"{url}/callbacks/replay", form={"confirm": "all"})
     assert refused.status == 403
-    # wrong passwords: refused, then paused
+    # wrong passwords: refused, then paused (this address too: the module's last login)
     for _ in range(5):
         answer = httpx.post(f"{url}/login", data={"name": "bob", "password": "nope"})
         assert answer.status_code == 401
