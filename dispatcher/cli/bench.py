@@ -9,7 +9,7 @@ from dispatcher.bench.load import Options
 from dispatcher.bench.platform import callback_sink, scratch_store, spawned_platform
 from dispatcher.bench.run import run_bench
 from dispatcher.bench.stored import fill_store
-from dispatcher.bench.writes import report_writes, row_versions
+from dispatcher.bench.writes import report_bytes, report_writes, row_versions, table_bytes
 
 
 @click.command()
@@ -75,7 +75,7 @@ def bench(
         if stored:
             fill_store(stored)
         port = int(url.rsplit(":", 1)[1])
-        before = row_versions()
+        before, sizes = row_versions(), table_bytes()
         with spawned_platform(port, port + 100, latency_ms, carriers, carrier, backlog,
                               carrier_threads) as spawned:  # fmt: skip
             if inbound:
@@ -83,3 +83,4 @@ def bench(
                 return
             run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
         report_writes(before, count)
+        report_bytes(sizes, count)
