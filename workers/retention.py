@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, exists, func, or_, select
 from sqlmodel import Session
 
 from schemas.db import any_of, session_scope
@@ -41,6 +41,7 @@ from schemas.settings import get_settings
 from schemas.status import TERMINAL
 from schemas.types import utcnow
 from workers.metrics import RETENTION_REMOVED, recorder
+from workers.stages.callbacks import OPEN_STATES
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,14 @@ def cutoffs(session: Session, now: datetime) -> dict[str, datetime]:
 
 
 def _due(account: str, cutoff: datetime, limit: int) -> Select[tuple[str]]:
+    """The account's messages past retention; one with a callback still open (a replay) waits
+    for the next pass, so a delivery never records an attempt of a callback gone."""
+    c = callbacks_table.c
+    open_callback = exists().where(c.message_sid == m.sid, c.state.in_(OPEN_STATES))
     return (
         select(m.sid)
         .where(m.account_sid == account, m.date_created < cutoff, m.status.in_(FINAL),
-               or_(m.send_at.is_(None), m.send_at < cutoff))
+               or_(m.send_at.is_(None), m.send_at < cutoff), ~open_callback)
         .order_by(m.date_created)
         .limit(limit)
     )  # fmt: skip
