@@ -6,6 +6,7 @@ A page token names the row at a page's edge, ``(date_created, sid)``, and the si
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote, urlencode
@@ -140,6 +141,31 @@ def _integer(params: Params, name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(f"{name} must be a non-negative integer")
     return int(raw) if len(raw) <= INTEGER_DIGITS else 10**INTEGER_DIGITS
+
+
+def offset_page(
+    key: str, items: Sequence[object], more: bool, base: str, filters: list[tuple[str, str]],
+    page: int, size: int,
+) -> dict[str, object]:  # fmt: skip
+    """A page of a list paged by ``Page``/``PageSize`` (IncomingPhoneNumbers, OptOuts): its
+    ``items`` under ``key`` and Twilio's paging keys, each URI keeping the list's filters;
+    ``more`` says whether a next page exists."""
+
+    def uri(number: int) -> str:
+        pairs = [*filters, ("PageSize", str(size)), ("Page", str(number))]
+        return f"{base}?{urlencode(pairs, quote_via=quote, safe='')}"
+
+    return {
+        key: items,
+        "page": page,
+        "page_size": size,
+        "start": page * size,
+        "end": page * size + max(len(items) - 1, 0),
+        "uri": uri(page),
+        "first_page_uri": uri(0),
+        "next_page_uri": uri(page + 1) if more else None,
+        "previous_page_uri": uri(page - 1) if page > 0 else None,
+    }
 
 
 def page_and_size(params: Params) -> tuple[int, int]:

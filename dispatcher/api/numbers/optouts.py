@@ -2,13 +2,11 @@
 an operator), oldest first; ``PhoneNumber`` finds a recipient's, ``Scope`` one number's or
 Messaging Service's."""
 
-from urllib.parse import quote, urlencode
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.api.messages.listing import PAGE_QUERY_DOC, offset_page, page_and_size
 from dispatcher.api.messages.routes import AccountDep
 from dispatcher.api.numbers.representation import OptOutPage
 from dispatcher.api.openapi import errors, ok
@@ -53,23 +51,7 @@ def list_opt_outs(request: Request, account: AccountDep) -> JSONResponse:
     statement = statement.order_by(o.date_created, o.phone_number, o.scope)
     with session_scope() as session:
         rows = session.execute(statement.offset(page * size).limit(size + 1)).all()
-    shown = rows[:size]
+    shown = [{**row._mapping, "date_created": row.date_created.isoformat()}
+             for row in rows[:size]]  # fmt: skip
     base = f"/v1/Accounts/{account}/OptOuts"
-
-    def uri(number: int) -> str:
-        pairs = [*filters, ("PageSize", str(size)), ("Page", str(number))]
-        return f"{base}?{urlencode(pairs, quote_via=quote, safe='')}"
-
-    return JSONResponse({
-        "opt_outs": [
-            {**row._mapping, "date_created": row.date_created.isoformat()} for row in shown
-        ],
-        "page": page,
-        "page_size": size,
-        "start": page * size,
-        "end": page * size + max(len(shown) - 1, 0),
-        "uri": uri(page),
-        "first_page_uri": uri(0),
-        "next_page_uri": uri(page + 1) if len(rows) > size else None,
-        "previous_page_uri": uri(page - 1) if page > 0 else None,
-    })  # fmt: skip
+    return JSONResponse(offset_page("opt_outs", shown, len(rows) > size, base, filters, page, size))

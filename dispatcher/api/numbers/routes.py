@@ -3,7 +3,6 @@ the twilio SDK learns the ``PN…`` sid a Messaging Service's pool is given."""
 
 from collections.abc import Sequence
 from typing import Annotated, Literal
-from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -11,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from dispatcher.api.messages.listing import PAGE_QUERY_DOC, page_and_size
+from dispatcher.api.messages.listing import PAGE_QUERY_DOC, offset_page, page_and_size
 from dispatcher.api.messages.routes import AccountDep
 from dispatcher.api.numbers.representation import (
     IncomingPhoneNumber,
@@ -98,22 +97,10 @@ def numbers_router(surface: str, suffix: str) -> APIRouter:
             rows = session.exec(statement.offset(page * size).limit(size + 1)).all()
         shown = _with_services(rows[:size])
         base = f"{surface}/Accounts/{account}/IncomingPhoneNumbers{suffix}"
-
-        def uri(number: int) -> str:
-            pairs = [*filters, ("PageSize", str(size)), ("Page", str(number))]
-            return f"{base}?{urlencode(pairs, quote_via=quote, safe='')}"
-
-        return JSONResponse({
-            PAGE_KEY: [incoming_number(n, service, surface) for n, service in shown],
-            "page": page,
-            "page_size": size,
-            "start": page * size,
-            "end": page * size + max(len(shown) - 1, 0),
-            "uri": uri(page),
-            "first_page_uri": uri(0),
-            "next_page_uri": uri(page + 1) if len(rows) > size else None,
-            "previous_page_uri": uri(page - 1) if page > 0 else None,
-        })  # fmt: skip
+        numbers = [incoming_number(n, service, surface) for n, service in shown]
+        return JSONResponse(
+            offset_page(PAGE_KEY, numbers, len(rows) > size, base, filters, page, size)
+        )
 
     @router.get(f"{path}/{{sid}}{suffix}", responses=ok(number_model))
     def fetch_number(sid: NumberSid, account: AccountDep) -> JSONResponse:
