@@ -3,7 +3,6 @@ simulator's SMSC originates the deliver_sm), the number's webhook gets Twilio's 
 the message is listed through the twilio SDK, and STOP makes the next create answer 21610."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from twilio.rest import Client
 
 from tests.e2e.conftest import Platform
 from tests.e2e.test_smpp import smpp_platform, smsc, wait_for
-from tests.processes import random_number
+from tests.processes import Account, random_number
 from tests.receiver import Receiver, running_receiver
 from workers.twoway.replies import DEFAULT_TEXTS
 
@@ -46,16 +45,23 @@ def webhooks_from(receiver: Receiver, handset: str, count: int) -> list[dict[str
     return arrived()
 
 
-def test_a_handset_texts_the_number_and_its_webhook_hears_it(
-    platform: Platform, receiver: Receiver, tmp_path: Path
-) -> None:
+def listening(platform: Platform, sms_url: str) -> tuple[Account, Client, str]:
+    """A fresh account, its twilio SDK client, and its number's PN sid, the number's SmsUrl
+    set to ``sms_url`` through the SDK."""
     account = platform.new_account()
     client = Client(account.sid, account.token)
     client.api.base_url = platform.api
-    # given: the number's SmsUrl set through the twilio SDK
     [number] = client.incoming_phone_numbers.list(phone_number=account.number)
-    updated = client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/ok?n=1"))
-    assert updated.sms_url == receiver.url("/ok?n=1")
+    updated = client.incoming_phone_numbers(number.sid).update(sms_url=sms_url)
+    assert updated.sms_url == sms_url
+    return account, client, number.sid
+
+
+def test_a_handset_texts_the_number_and_its_webhook_hears_it(
+    platform: Platform, receiver: Receiver
+) -> None:
+    # given: the number's SmsUrl set through the twilio SDK
+    account, client, _ = listening(platform, receiver.url("/ok?n=1"))
     handset = random_number()
     # when: the handset sends one message, then a long one in three parts, last part first
     text(platform, handset, account.number, "hello")
@@ -85,11 +91,7 @@ def test_a_handset_texts_the_number_and_its_webhook_hears_it(
 def test_stop_refuses_the_next_create_with_21610_and_start_lifts_it(
     platform: Platform, receiver: Receiver
 ) -> None:
-    account = platform.new_account()
-    client = Client(account.sid, account.token)
-    client.api.base_url = platform.api
-    [number] = client.incoming_phone_numbers.list(phone_number=account.number)
-    client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/ok?n=2"))
+    account, client, _ = listening(platform, receiver.url("/ok?n=2"))
     handset = random_number()
     # when: the handset texts STOP
     text(platform, handset, account.number, "Stop")
@@ -124,12 +126,8 @@ def replies_sent(client: Client, handset: str, count: int) -> list[str]:
 def test_the_webhooks_twiml_is_sent_back_and_bad_twiml_is_recorded(
     platform: Platform, receiver: Receiver
 ) -> None:
-    account = platform.new_account()
-    client = Client(account.sid, account.token)
-    client.api.base_url = platform.api
-    [number] = client.incoming_phone_numbers.list(phone_number=account.number)
     # given: a webhook that answers with a <Message>
-    client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/twiml/reply"))
+    account, client, number_sid = listening(platform, receiver.url("/twiml/reply"))
     handset = random_number()
     # when: the handset texts
     text(platform, handset, account.number, "hours?")
@@ -138,7 +136,7 @@ def test_the_webhooks_twiml_is_sent_back_and_bad_twiml_is_recorded(
     [reply] = [m for m in client.messages.list(to=handset)]
     assert (reply.from_, reply.direction) == (account.number, "outbound-reply")
     # and an answer that is not XML sends nothing, its code on the inbound message
-    client.incoming_phone_numbers(number.sid).update(sms_url=receiver.url("/twiml/bad"))
+    client.incoming_phone_numbers(number_sid).update(sms_url=receiver.url("/twiml/bad"))
     other = random_number()
     text(platform, other, account.number, "hello?")
     webhooks_from(receiver, other, 1)
