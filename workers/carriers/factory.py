@@ -4,6 +4,7 @@ single-carrier settings (``MYCPAAS_CARRIER``, ``MYCPAAS_MMS_CARRIER``) as connec
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 
 from schemas.carriers import CARRIES, Connection, Plan
 from schemas.carriers import load as load_carriers
@@ -65,13 +66,20 @@ def plan_of(settings: Settings) -> Plan:
     """The connections and routes this deployment has: its carriers file's, or the
     single-carrier settings' (``default``, and ``mms`` when MYCPAAS_MMS_CARRIER is set)."""
     if settings.carriers_file:
-        return load_carriers(settings.carriers_file)
+        return _file_plan(settings.carriers_file)
     connections = {"default": Connection("default", settings.carrier, {},
                                          frozenset(CARRIES[settings.carrier]))}  # fmt: skip
     if settings.mms_carrier:
         connections["mms"] = Connection("mms", settings.mms_carrier, {},
                                         frozenset(CARRIES[settings.mms_carrier]))  # fmt: skip
     return Plan(connections)
+
+
+@lru_cache(maxsize=4)
+def _file_plan(path: str) -> Plan:
+    """The carriers file, read once per process (its settings checked it at start; workers
+    read it at start only: docs/carriers.md)."""
+    return load_carriers(path)
 
 
 SmppParts = Callable[[str], tuple[ReceiptSink, TokenBucket | None, AcceptedSink, ReceiptSink]]
@@ -99,14 +107,3 @@ def make_connection_driver(
     )  # fmt: skip
     on_receipts, bucket, on_accepted, on_inbound = smpp_parts(connection.name)
     return SmppCarrierDriver(config, on_receipts, bucket, on_accepted, on_inbound)
-
-
-def make_smpp_driver(
-    settings: Settings,
-    on_receipts: ReceiptSink,
-    bucket: TokenBucket | None,
-    on_accepted: AcceptedSink | None = None,
-    on_inbound: ReceiptSink | None = None,
-) -> SmppCarrierDriver:
-    """The SMPP session of this process; it binds in the background and closes at shutdown."""
-    return SmppCarrierDriver(smpp_config(settings), on_receipts, bucket, on_accepted, on_inbound)
