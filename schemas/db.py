@@ -16,6 +16,7 @@ from sqlalchemy import (
     literal,
 )  # fmt: skip
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 from schemas.settings import get_settings
@@ -64,6 +65,10 @@ def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[b
 
 @lru_cache
 def get_engine() -> Engine:
+    # The tables' models are mapped now, once: a model made with ``model_construct`` (the
+    # committer's messages, a worker's replies) reads its attributes through the mappers, and
+    # a process that has run no ORM query yet would find them unconfigured.
+    configure_mappers()
     return make_engine(get_settings().database_url)
 
 

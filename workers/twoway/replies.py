@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 from schemas.ids import new_sid
@@ -108,7 +107,6 @@ def _message(
     inbound: dict[str, Any], reply: twiml.Reply, to: str, from_: str, now: datetime
 ) -> Message:
     """The reply to store: from a number in the inbound message's service, in that service."""
-    configure_mappers()  # a constructed model's attributes need them; a worker may have none yet
     segmented = segment(reply.body)
     service = inbound["messaging_service_sid"] if from_ == inbound["to"] else None
     return Message.model_construct(
