@@ -257,7 +257,7 @@ def inbound_task(_sid: str | None = None) -> None:
         with status_changes() as session:
             joined = inbound.join_batch(session)
             made = replies.to_wake(session)
-        for stage in made:  # automatic replies to keywords
+        for stage in made:  # keywords' automatic replies; an MMS's media to fetch
             wakeup.wake(stage)
         return joined
 

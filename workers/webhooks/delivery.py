@@ -366,8 +366,11 @@ class Deliverer:
                 self._done[:0] = done
             raise
         outcomes.count(done)
-        for stage in made:
-            wakeup.wake(stage)
+        for stage in made:  # replies a webhook's TwiML asked for, committed with its outcome
+            try:
+                wakeup.wake(stage)
+            except Exception:  # committed: the sweeper wakes the stage; the rest goes on
+                log.warning("waking %s for replies failed", stage, exc_info=True)
         if any(outcome.state != callbacks.PENDING for outcome in done):
             self._wanted.set()  # a settled callback lets its message's next one be claimed
         for hook in self.on_flush:
