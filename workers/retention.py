@@ -93,12 +93,11 @@ def run(dry_run: bool = False, budget_s: float | None = None) -> Pass:
                     result.removed[account] = count
                     break
                 sids = list(session.execute(_due(account, cutoff, BATCH)).scalars())
-                if sids:
-                    remove(session, sids)
+                gone = remove(session, sids) if sids else []
                 session.commit()
-            if sids:
-                result.removed[account] = result.removed.get(account, 0) + len(sids)
-                recorder.count(RETENTION_REMOVED, len(sids))
+            if gone:
+                result.removed[account] = result.removed.get(account, 0) + len(gone)
+                recorder.count(RETENTION_REMOVED, len(gone))
             if len(sids) < BATCH or (budget_s and time.monotonic() - started > budget_s):
                 break
     result.seconds = time.monotonic() - started
@@ -109,10 +108,19 @@ def run(dry_run: bool = False, budget_s: float | None = None) -> Pass:
     return result
 
 
-def remove(session: Session, sids: list[str]) -> None:
-    """Delete the messages and every row that hangs off them; the caller commits."""
+def remove(session: Session, sids: list[str]) -> list[str]:
+    """Delete the messages and every row that hangs off them; the caller commits. Their
+    callbacks are locked first: one a replay made due since they were chosen keeps its
+    message for the next pass (a claim waits for this transaction, then finds nothing).
+    Returns the sids removed."""
     c, s = callbacks_table.c, segments_table.c
-    callback_ids = list(session.execute(select(c.id).where(any_of(c.message_sid, sids))).scalars())
+    hooks = session.execute(
+        select(c.id, c.message_sid, c.state).where(any_of(c.message_sid, sids))
+        .order_by(c.id).with_for_update()
+    ).all()  # fmt: skip
+    busy = {hook.message_sid for hook in hooks if hook.state in OPEN_STATES}
+    sids = [sid for sid in sids if sid not in busy]
+    callback_ids = [hook.id for hook in hooks if hook.message_sid not in busy]
     if callback_ids:
         session.execute(delete(callback_attempts_table).where(
             any_of(callback_attempts_table.c.callback_id, callback_ids)))  # fmt: skip
@@ -137,6 +145,7 @@ def remove(session: Session, sids: list[str]) -> None:
             any_of(p.to_number, {row.to for row in inbound}),
             any_of(p.message_sid, sids)))  # fmt: skip
     session.execute(delete(messages_table).where(any_of(m.sid, sids)))
+    return sids
 
 
 def oldest(session: Session) -> datetime | None:

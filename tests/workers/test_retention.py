@@ -3,14 +3,16 @@ every row and media byte that is theirs; what is not final stays, a scheduled me
 from its SendAt, an account's own retention trims it alone; the CLI's dry run counts, the pass
 removes, and /metrics learns the oldest message's age."""
 
+import threading
+import time
 from datetime import timedelta
 
 import httpx
 from click.testing import CliRunner
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text, update
 
 from dispatcher.cli.main import main
-from schemas.db import session_scope
+from schemas.db import get_engine, session_scope
 from schemas.ids import new_sid
 from schemas.models import (
     accounts_table,
@@ -95,12 +97,18 @@ def test_final_messages_past_retention_leave_with_all_that_is_theirs(account: Ac
     # given: old final messages (an MMS with 100 KB stored), and old ones still moving
     gone = [stored(account, "delivered", 401), stored(account, "failed", 500, mms=True),
             stored(account, "received", 401), stored(account, "canceled", 401)]  # fmt: skip
+    replaying = stored(account, "delivered", 800)
+    with session_scope() as session:  # its callback replayed just now: it waits for delivery
+        session.execute(update(callbacks_table).where(callbacks_table.c.message_sid == replaying)
+                        .values(state="delivering"))  # fmt: skip
+        session.commit()
     kept = [
         stored(account, "sent", 900),
         stored(account, "queued", 900),
         stored(account, "delivered", 399),
-        stored(account, "delivered", 450, send_at_days=10),
-    ]  # scheduled: from its SendAt
+        stored(account, "delivered", 450, send_at_days=10),  # scheduled: from its SendAt
+        replaying,
+    ]
     # when: a pass runs
     done = retention.run()
     # then: the old final ones are gone, every row and byte of theirs; the rest is all there
@@ -146,3 +154,35 @@ def test_metrics_show_the_oldest_stored_message(account: Account, api_url: str) 
     [line] = [row for row in text.splitlines()
               if row.startswith("mycpaas_oldest_message_age_seconds ")]  # fmt: skip
     assert float(line.split()[1]) >= 3000 * 86400 - 60
+
+
+def test_a_replay_committed_while_a_pass_chose_its_message_keeps_it(account: Account) -> None:
+    # given: an old final message, and a replay of its callbacks under way (not committed yet)
+    sid = stored(account, "delivered", 500)
+    replay = get_engine().connect()
+    held = replay.begin()
+    replay.execute(update(callbacks_table).where(callbacks_table.c.message_sid == sid)
+                   .values(state="pending"))  # fmt: skip
+    # when: a pass runs meanwhile: it chooses the message (the replay is not visible yet) and
+    # waits for the callback's lock
+    done: list[retention.Pass] = []
+    runner = threading.Thread(target=lambda: done.append(retention.run()))
+    runner.start()
+
+    def waiting() -> bool:
+        with session_scope() as session:
+            return bool(session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%FROM callbacks%FOR UPDATE%'")).scalar())  # fmt: skip
+
+    deadline = time.monotonic() + 10
+    while not waiting():
+        assert time.monotonic() < deadline, "the pass never waited for the callback's lock"
+        time.sleep(0.05)
+    held.commit()
+    replay.close()
+    runner.join(10)
+    # then: the message and its replayed callback are still there, for the next pass
+    assert left([sid])["messages"] == 1
+    assert left([sid])["callbacks"] == 1
+    assert done[0].removed.get(account.sid, 0) == 0
