@@ -20,6 +20,7 @@ from sqlmodel import Session
 from schemas.db import session_scope
 from schemas.models import platform_state_table
 from schemas.types import utcnow
+from workers import supervision
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def start(queues: list[str]) -> None:
     """Beat for this process until :func:`stop`."""
     _stop.clear()
     value = ",".join(sorted(queues))
-    threading.Thread(target=_beat, args=(value,), name="liveness", daemon=True).start()
+    supervision.thread("liveness", lambda: _beat(value), _stop)
 
 
 def _beat(queues: str) -> None:
