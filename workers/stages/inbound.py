@@ -165,7 +165,7 @@ def join_batch(session: Session) -> int:
     for rows in groups.values():
         complete = len({row.number for row in rows}) >= rows[0].total
         if complete or min(row.date_received for row in rows) <= cutoff:
-            _join(session, made, rows, complete, owners.get(rows[0].to_number), now)
+            _join(made, rows, complete, owners.get(rows[0].to_number), now)
     made.write(session)
     session.commit()
     return made.joined
@@ -181,6 +181,7 @@ class _Made:
     hooks: list[dict[str, Any]] = field(default_factory=list)
     marks: list[dict[str, Any]] = field(default_factory=list)  # part id → its message's sid
     fetch: bool = False  # an MMS waits for the media stage
+    keywords: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # sid, opt, who
 
     def write(self, session: Session) -> None:
         """Mark the parts first, each only if no join marked it yet, and write the messages
@@ -200,8 +201,28 @@ class _Made:
                 session.execute(insert(table), rows)
         if self.hooks:
             session.info[CALLBACKS_OWED] = True
+        now = utcnow()
+        for sid, opt, inbound in self.keywords:
+            if sid not in lost:
+                _keyword(session, opt, inbound, now)
+        for row in self.messages:
+            if row["sid"] not in lost:
+                recorder.count(INBOUND, outcome="incomplete" if row["error_code"] else "received")
+                log.info("%s received from %s (%d parts)", row["sid"], row["from_number"],
+                         row["num_segments"], extra={"sid": row["sid"]})  # fmt: skip
         if self.fetch:  # the task wakes the media stage after the commit
             session.info.setdefault(replies.WAKE, set()).add("media")
+
+
+def _keyword(session: Session, opt: str, inbound: dict[str, Any], now: datetime) -> None:
+    """STOP opts the sender out of the number (or its service), START back in; each keyword
+    gets its automatic reply."""
+    scope = inbound["messaging_service_sid"] or inbound["to"]
+    if opt == "STOP":
+        opt_out(session, inbound["account_sid"], scope, inbound["from_number"], "keyword", now)
+    elif opt == "START":
+        opt_in(session, scope, inbound["from_number"])
+    replies.keyword_reply(session, inbound, opt, now)
 
 
 def _mark(session: Session, marks: list[dict[str, Any]]) -> set[int]:
@@ -233,7 +254,7 @@ def _mark(session: Session, marks: list[dict[str, Any]]) -> set[int]:
 
 
 def _join(
-    session: Session, made: _Made, rows: list[Row[Any]], complete: bool,
+    made: _Made, rows: list[Row[Any]], complete: bool,
     owner: dict[str, Any] | None, now: datetime,
 ) -> None:  # fmt: skip
     first = rows[0]
@@ -268,25 +289,20 @@ def _join(
                         "error_code": error and error[0], "date_created": now})  # fmt: skip
     made.marks += [{"b_id": row.id, "b_sid": sid} for row in rows]
     opt = keyword(body)
-    scope = owner["service_sid"] or first.to_number
-    if opt == "STOP":
-        opt_out(session, owner["account_sid"], scope, first.from_number, "keyword", now)
-    elif opt == "START":
-        opt_in(session, scope, first.from_number)
-    if opt is not None:
-        inbound = {"account_sid": owner["account_sid"], "to": first.to_number,
-                   "messaging_service_sid": owner["service_sid"],
-                   "from_number": first.from_number}  # fmt: skip
-        replies.keyword_reply(session, inbound, opt, now)
+    if opt is not None:  # applied once the join has its parts (_Made.write)
+        who = {
+            "account_sid": owner["account_sid"],
+            "to": first.to_number,
+            "messaging_service_sid": owner["service_sid"],
+            "from_number": first.from_number,
+        }
+        made.keywords.append((sid, opt, who))
     if media:
         made.fetch = True
     else:
         hook = _hook(owner, sid, first.from_number, first.to_number, body, first.total, now)
         if hook is not None:
             made.hooks.append(hook)
-    recorder.count(INBOUND, outcome="received" if complete else "incomplete")
-    log.info("%s received from %s (%d of %d parts)", sid, first.from_number, len(parts),
-             first.total, extra={"sid": sid, "status": "received"})  # fmt: skip
 
 
 def _owners(session: Session, numbers: set[str]) -> dict[str, dict[str, Any]]:
