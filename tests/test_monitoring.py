@@ -46,8 +46,11 @@ def promtool() -> str:
     return found
 
 
-def test_the_alert_rules_load_and_their_unit_tests_pass() -> None:
+def test_the_scrape_config_the_rules_and_their_unit_tests_pass_promtool() -> None:
     tool = promtool()
+    config = subprocess.run([tool, "check", "config", "prometheus.yml"], cwd=KIT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert config.returncode == 0, config.stdout + config.stderr
     checked = subprocess.run([tool, "check", "rules", "alerts.yml"], cwd=KIT,
                              capture_output=True, text=True)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
