@@ -15,6 +15,8 @@ from schemas.db import session_scope
 def console(host: str, port: int) -> None:
     """Serve the operator console (its own process: keep it behind your own network rule)."""
     require_secret_key()
+    # Imported here: every mycpaas command loads this module, and only this one needs the
+    # console's pages (FastAPI, Jinja2 and the templates).
     from dispatcher.console.app import create_console
 
     uvicorn.run(create_console(), host=host, port=port, log_level="warning", access_log=False)

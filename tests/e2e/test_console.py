@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,15 +166,17 @@ def test_a_forged_cross_site_post_and_a_wrong_password_change_nothing(
 ) -> None:
     platform, url = console
     page = log_in(browser, url, "bob", operator(platform, "bob", "admin"))
-    # a page on another origin posts to the console in the operator's browser
+    # a page of another site (localhost, where the console is 127.0.0.1) posts to the console
+    # in the operator's browser
     with running_receiver() as other_site:
+        page.goto(other_site.url("/ok").replace("127.0.0.1", "localhost"))
         page.set_content(f'<form id=f method=post action="{url}/callbacks/replay">'
                          '<input name=confirm value=all></form>'
                          "<script>document.getElementById('f').submit()</script>")  # fmt: skip
-        page.wait_for_load_state()
-        time.sleep(0.5)
-        del other_site
-    # the cookie is SameSite=Strict and the form has no CSRF token: nothing was replayed
+        # the POST reached the console without the session (its cookie is SameSite=Strict):
+        # the console answered with its login page
+        page.wait_for_url(f"{url}/login")
+    # and nothing was replayed
     page.goto(f"{url}/audit")
     assert "replay-dead" not in page.inner_text("#audit")
     # a POST without the CSRF token, even with the cookie, is refused
