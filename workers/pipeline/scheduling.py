@@ -42,12 +42,12 @@ def release_due(session: Session, now: datetime) -> list[str]:
         for sid, scope in refused.items():
             move(session, [sid], MessageStatus.FAILED, error_code=UNSUBSCRIBED,
                  error_message=f"Attempt to send to unsubscribed recipient (opted out of {scope})",
-                 now=now, only_if=[m.stage == SCHEDULED_STAGE], stage="done",
+                 now=now, only_if={"stage": SCHEDULED_STAGE}, stage="done",
                  next_attempt_at=None)  # fmt: skip
         # A cancel that committed first has moved the row on: the status check skips it.
         sending = [sid for sid, *_ in due if sid not in refused]
         moved = move(session, sending, MessageStatus.QUEUED, now=now,
-                     only_if=[m.stage == SCHEDULED_STAGE],
+                     only_if={"stage": SCHEDULED_STAGE},
                      stage=case((m.num_media > 0, "media"), else_="segment"),
                      next_attempt_at=now)  # fmt: skip
         session.commit()

@@ -6,14 +6,15 @@ current status may legally move to the new one, so a late or repeated change is 
 """
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, update
+from sqlalchemy import ClauseElement, Row, bindparam, func, insert, update
 from sqlmodel import Session
 
-from schemas.db import any_of
+from schemas.db import any_bound, kept
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 CALLBACKS_OWED = "mycpaas.callbacks_owed"  # keys of Session.info: callbacks were written,
 HELD_BEHIND = "mycpaas.callbacks_held"  # and the messages whose new callback waits held
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+_INSERT_EVENTS = insert(message_events_table)
+_INSERT_CALLBACKS = insert(callbacks_table)
 
 # For each status, the statuses a message may be in to move to it.
 _SOURCES = {
@@ -41,34 +46,40 @@ def move(
     error_code: int | None = None,
     error_message: str | None = None,
     now: datetime | None = None,
-    only_if: Sequence[ColumnElement[bool]] = (),
+    only_if: Mapping[str, Any] = EMPTY,
     **values: Any,
 ) -> list[str]:
     """Move ``sids`` to ``status`` where allowed; returns the sids that moved.
 
     ``values`` are further columns to set on the moved rows (stage, date_sent, …); ``only_if``
-    further conditions (a stage's lease, say). A failure must carry its code and message.
+    further columns the rows must hold, by name (a stage's lease, say). A failure must carry
+    its code and message.
     """
     if not sids:
         return []
     if status is MessageStatus.FAILED and (error_code is None or not error_message):
         raise ValueError("a failed message carries error_code and error_message")
     now = now or utcnow()
-    m = messages_table.c
+    # A value given as an SQL expression (a CASE, say) is part of the statement: built anew.
+    inline = {name: value for name, value in values.items() if isinstance(value, ClauseElement)}
+    values = {name: value for name, value in values.items() if name not in inline}
+    conditions, columns = tuple(only_if), tuple(values)
     statement = (
-        update(messages_table)
-        .where(any_of(m.sid, sids), any_of(m.status, _SOURCES[status]), *only_if)
-        .values(
-            status=status.value,
-            date_updated=now,
-            error_code=error_code,
-            error_message=error_message,
-            **values,
-        )
-        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to,
-                   func.coalesce(m.send_at, m.date_created).label("accepted"))
-    )  # fmt: skip
-    moved = session.execute(statement).all()
+        _move_statement(conditions, columns, inline)
+        if inline
+        else kept(("move", conditions, columns), lambda: _move_statement(conditions, columns))
+    )
+    parameters = {
+        "w_sids": list(sids),
+        "w_sources": _SOURCES[status],
+        "v_status": status.value,
+        "v_date_updated": now,
+        "v_error_code": error_code,
+        "v_error_message": error_message,
+        **{f"w_{name}": value for name, value in only_if.items()},
+        **{f"v_{name}": value for name, value in values.items()},
+    }
+    moved = session.execute(statement, parameters).all()
     for row in moved:
         # From acceptance, or from its SendAt for a scheduled message: the wait asked for is
         # not latency.
@@ -77,7 +88,7 @@ def move(
                                                       "error_code": error_code})  # fmt: skip
     if moved:
         session.execute(
-            insert(message_events_table),
+            _INSERT_EVENTS,
             [
                 {"message_sid": row.sid, "status": status.value, "error_code": error_code,
                  "date_created": now}
@@ -92,11 +103,30 @@ def move(
                 callback_row(row, status, error_code, error_message, now, row.sid in behind)
                 for row in calling
             ]
-            session.execute(insert(callbacks_table), rows)
+            session.execute(_INSERT_CALLBACKS, rows)
             session.info[CALLBACKS_OWED] = True
             if behind:
                 session.info.setdefault(HELD_BEHIND, set()).update(behind)
     return [row.sid for row in moved]
+
+
+def _move_statement(
+    conditions: tuple[str, ...], columns: tuple[str, ...], inline: Mapping[str, Any] = EMPTY
+) -> Any:
+    """:func:`move`'s UPDATE, what changes bound: ``w_`` conditions, ``v_`` values."""
+    m = messages_table.c
+    sets: dict[str, Any] = {
+        name: bindparam(f"v_{name}")
+        for name in ("status", "date_updated", "error_code", "error_message", *columns)
+    }
+    return (
+        update(messages_table)
+        .where(any_bound(m.sid, "w_sids"), any_bound(m.status, "w_sources"),
+               *(m[name] == bindparam(f"w_{name}") for name in conditions))
+        .values({**sets, **inline})
+        .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to,
+                   func.coalesce(m.send_at, m.date_created).label("accepted"))
+    )  # fmt: skip
 
 
 def after_commit(session: Session) -> bool:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import (
     ColumnElement,
     Row,
+    bindparam,
     case,
     exists,
     func,
@@ -32,7 +33,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from schemas.credentials import auth_token, webhook_secret
-from schemas.db import any_of, constant
+from schemas.db import any_bound, any_of, constant, kept
 from schemas.models import accounts_table, callbacks_table
 from schemas.settings import get_settings
 from schemas.types import utcnow
@@ -59,30 +60,47 @@ def endpoint_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"[:ENDPOINT_CHARS]
 
 
-def _per_message(message_sids: Collection[str]) -> Any:
-    """Per message: its first held callback and whether one is pending or being delivered.
-    Read through the message index alone: a plan that also consulted the states' index (stale
-    statistics on a young table) scanned every open callback once per message."""
+def _per_message() -> Any:
+    """Per message of the list ``w_sids``: its first held callback and whether one is pending
+    or being delivered. Read through the message index alone: a plan that also consulted the
+    states' index (stale statistics on a young table) scanned every open callback once per
+    message."""
     return (
         select(
             c.message_sid,
             func.min(c.id).filter(c.state == HELD).label("first_held"),
             func.max(case((c.state.in_((PENDING, DELIVERING)), 1), else_=0)).label("busy"),
         )
-        .where(any_of(c.message_sid, message_sids))
+        .where(any_bound(c.message_sid, "w_sids"))
         .group_by(c.message_sid)
         .subquery()
     )
 
 
+def _open_statement() -> Any:
+    each = _per_message()
+    return select(each.c.message_sid).where((each.c.busy == 1) | each.c.first_held.is_not(None))
+
+
+def _free_statement() -> Any:
+    each = _per_message()
+    return select(each.c.first_held).where(each.c.first_held.is_not(None), each.c.busy == 0)
+
+
+def _promote_statement() -> Any:
+    return (
+        update(callbacks_table)
+        .where(any_bound(c.id, "w_ids"), c.state == HELD)
+        .values(state=PENDING, next_attempt_at=bindparam("v_due"),
+                date_updated=bindparam("v_date_updated"))
+        .returning(c.message_sid)
+    )  # fmt: skip
+
+
 def open_for(session: Session, message_sids: Collection[str]) -> set[str]:
     """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it)."""
-    each = _per_message(message_sids)
-    return set(
-        session.execute(
-            select(each.c.message_sid).where((each.c.busy == 1) | each.c.first_held.is_not(None))
-        ).scalars()
-    )
+    statement = kept("callbacks.open_for", _open_statement)
+    return set(session.execute(statement, {"w_sids": list(message_sids)}).scalars())
 
 
 def promote(session: Session, message_sids: Collection[str]) -> list[str]:
@@ -91,9 +109,8 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     moves it. Returns the messages whose callback was promoted."""
     if not message_sids:
         return []
-    each = _per_message(message_sids)
     free = session.execute(
-        select(each.c.first_held).where(each.c.first_held.is_not(None), each.c.busy == 0)
+        kept("callbacks.free", _free_statement), {"w_sids": list(message_sids)}
     ).scalars()
     # Updated by id, in a statement of its own: as one statement with the read above as its
     # subquery, the planner may start from the states' index (every held row, and each dead
@@ -103,10 +120,8 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     if ids:
         now = utcnow()
         promoted = session.execute(
-            update(callbacks_table)
-            .where(any_of(c.id, ids), c.state == HELD)
-            .values(state=PENDING, next_attempt_at=now, date_updated=now)
-            .returning(c.message_sid)
+            kept("callbacks.promote", _promote_statement),
+            {"w_ids": ids, "v_due": now, "v_date_updated": now},
         ).scalars()
         sids = list(promoted)
     session.commit()
@@ -146,13 +161,17 @@ def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) ->
     (the rest are held), so any due one may go. Callbacks to ``skip_endpoints`` stay pending
     (due) for a claim that has room for them."""
     now = utcnow()
-    where = [c.state == constant(PENDING), c.next_attempt_at <= now]
-    if skip_endpoints:
-        where.append(c.endpoint.not_in(list(skip_endpoints)))
+    skip = sorted(skip_endpoints)
+
+    def where() -> list[ColumnElement[bool]]:
+        due = [c.state == constant(PENDING), c.next_attempt_at <= bindparam("w_now")]
+        return [*due, ~any_bound(c.endpoint, "w_skip")] if skip else due
+
     lease = now + timedelta(seconds=get_settings().callback_lease_s)
     sets = {"state": DELIVERING, "next_attempt_at": lease, "date_updated": now}
-    rows = claim_rows(session, callbacks_table, due=c.next_attempt_at, where=where,
-                      still=c.state == PENDING, limit=limit, sets=sets)  # fmt: skip
+    rows = claim_rows(session, callbacks_table, key=("callbacks", bool(skip)),
+                      due=c.next_attempt_at, where=where, still=lambda: c.state == PENDING,
+                      limit=limit, sets=sets, params={"w_now": now, "w_skip": skip})  # fmt: skip
     session.commit()
     return rows
 
@@ -195,18 +214,17 @@ def credentials(session: Session, account_sids: set[str]) -> dict[str, tuple[str
     return {sid: (auth_token(sid, salt), webhook_secret(sid, salt)) for sid, salt in salts}
 
 
+def _gone_statement() -> Any:
+    return select(c.message_sid, c.url).where(any_bound(c.message_sid, "w_sids"), c.state == "gone")
+
+
 def skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
     """Skip claimed callbacks to a URL that answered 410 for their message; returns the rest,
     to be delivered. (A message's later callbacks are claimed only once the 410 is recorded.)"""
     if not rows:
         return rows
-    gone = set(
-        session.execute(
-            select(c.message_sid, c.url).where(
-                any_of(c.message_sid, {row.message_sid for row in rows}), c.state == "gone"
-            )
-        ).all()
-    )
+    sids = list({row.message_sid for row in rows})
+    gone = set(session.execute(kept("callbacks.gone", _gone_statement), {"w_sids": sids}).all())
     skipped = [row.id for row in rows if (row.message_sid, row.url) in gone]
     if skipped:
         session.execute(

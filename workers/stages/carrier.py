@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, exists, select, update
 from sqlmodel import Session
 
-from schemas.db import any_of
+from schemas.db import any_bound, kept
 from schemas.models import messages_table, phone_numbers_table, receipts_table, segments_table
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
@@ -52,7 +52,7 @@ from workers.carriers.base import (
 from workers.carriers.connections import Connections
 from workers.carriers.routing import NO_ROUTE
 from workers.metrics import CARRIER_RESULTS, STAGE_LATENCY, THROTTLE_WAIT, recorder
-from workers.pipeline.claims import claim_due, m
+from workers.pipeline.claims import claim_due, m, matching
 from workers.pipeline.throttle import TokenBucket
 from workers.pipeline.transitions import move
 
@@ -75,8 +75,8 @@ class Batch:
     lease: datetime
     now: datetime
 
-    def fence(self) -> list[Any]:
-        return [m.stage == "sending", m.next_attempt_at == self.lease]
+    def fence(self) -> dict[str, Any]:
+        return {"stage": "sending", "next_attempt_at": self.lease}
 
 
 def _fail(session: Session, sids: list[str], error: tuple[int, str], batch: Batch) -> None:
@@ -90,15 +90,18 @@ def backoff_s(attempts: int, retry_after_s: float = 0.0) -> float:
     return min(BACKOFF_MAX_S, max(retry_after_s, exponential))
 
 
-def _sender_rates(session: Session, senders: set[str]) -> dict[str, float]:
+def _rates_statement() -> Any:
     numbers = phone_numbers_table.c
+    return select(numbers.phone_number, numbers.segments_per_second).where(
+        any_bound(numbers.phone_number, "w_senders")
+    )
+
+
+def _sender_rates(session: Session, senders: set[str]) -> dict[str, float]:
     default = get_settings().default_sender_sps
     rates = dict.fromkeys(senders, default)
-    for number, sps in session.execute(
-        select(numbers.phone_number, numbers.segments_per_second).where(
-            any_of(numbers.phone_number, senders)
-        )
-    ):
+    statement = kept("carrier.rates", _rates_statement)
+    for number, sps in session.execute(statement, {"w_senders": list(senders)}):
         if sps:
             rates[number] = sps
     return rates
@@ -144,7 +147,7 @@ def _settle_without_carrier(
     if parked:
         session.execute(
             update(messages_table)
-            .where(m.sid == bindparam("b_sid"), *fence)
+            .where(m.sid == bindparam("b_sid"), *matching(fence))
             .values(stage="carrier", next_attempt_at=bindparam("b_due"), throttle_reserved=True),
             [{"b_sid": sid, "b_due": now + timedelta(seconds=w)} for sid, w in parked.items()],
         )
@@ -153,15 +156,30 @@ def _settle_without_carrier(
     return ready, min(parked.values()) if parked else None
 
 
-def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
+def _pending_statement() -> Any:
     s = segments_table.c
-    return list(
-        session.execute(
-            select(s.message_sid, s.number, s.total, s.text, s.udh_ref)
-            .where(any_of(s.message_sid, sids), s.carrier_id.is_(None))
-            .order_by(s.message_sid, s.number)
-        ).all()
+    return (
+        select(s.message_sid, s.number, s.total, s.text, s.udh_ref)
+        .where(any_bound(s.message_sid, "w_sids"), s.carrier_id.is_(None))
+        .order_by(s.message_sid, s.number)
     )
+
+
+def _pending_segments(session: Session, sids: list[str]) -> list[Row[Any]]:
+    statement = kept("carrier.pending", _pending_statement)
+    return list(session.execute(statement, {"w_sids": sids}).all())
+
+
+def _submitted_statement() -> Any:
+    s = segments_table.c
+    return (
+        update(segments_table)
+        .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
+               s.carrier_id.is_(None))
+        .values(carrier_id=bindparam("b_id"), status="submitted",
+                date_submitted=bindparam("b_now"), date_updated=bindparam("b_now"),
+                connection=bindparam("b_conn"))
+    )  # fmt: skip
 
 
 def _submit(
@@ -268,20 +286,13 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
             "b_number": seg.number,
             "b_id": result.carrier_id,
             "b_conn": went.get(seg.message_sid),
+            "b_now": now,
         }
         for seg in segments
         if isinstance(result := results.get(f"{seg.message_sid}-{seg.number}"), Accepted)
     ]
     if accepted:
-        s = segments_table.c
-        session.execute(
-            update(segments_table)
-            .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
-                   s.carrier_id.is_(None))
-            .values(carrier_id=bindparam("b_id"), status="submitted", date_submitted=now,
-                    date_updated=now, connection=bindparam("b_conn")),
-            accepted,
-        )  # fmt: skip
+        session.execute(kept("carrier.submitted", _submitted_statement), accepted)
     outcome: dict[str, list[Result]] = {row.sid: [] for row in rows}
     for seg in segments:
         answer = results.get(f"{seg.message_sid}-{seg.number}")
@@ -306,7 +317,7 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
     if retry:
         session.execute(
             update(messages_table)
-            .where(m.sid == bindparam("b_sid"), *fence)
+            .where(m.sid == bindparam("b_sid"), *matching(fence))
             .values(stage="carrier", next_attempt_at=bindparam("b_due"), attempts=m.attempts + 1,
                     reconcile=False),
             [{"b_sid": sid, "b_due": due} for sid, due in retry.items()],
@@ -321,11 +332,17 @@ def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list
     return [a["b_id"] for a in accepted], (soonest - now).total_seconds() if soonest else None
 
 
+def _early_statement() -> Any:
+    r = receipts_table.c
+    return select(exists().where(r.applied_at.is_(None), any_bound(r.carrier_id, "w_ids")))
+
+
 def early_receipts_waiting(session: Session, carrier_ids: list[str]) -> bool:
     """Did receipts for these carrier ids land before the hand-off was committed?"""
-    r = receipts_table.c
-    statement = select(exists().where(r.applied_at.is_(None), any_of(r.carrier_id, carrier_ids)))
-    return bool(carrier_ids) and bool(session.execute(statement).scalar())
+    if not carrier_ids:
+        return False
+    statement = kept("carrier.early", _early_statement)
+    return bool(session.execute(statement, {"w_ids": carrier_ids}).scalar())
 
 
 @dataclass(frozen=True)

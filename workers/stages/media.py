@@ -25,7 +25,7 @@ from schemas.types import utcnow
 from workers.metrics import STAGE_LATENCY, recorder
 from workers.outbound.fetch import Budget, Fetched, FetchError, TransientFetchError, fetch
 from workers.outbound.guard import GuardedTransport
-from workers.pipeline.claims import claim_due, m
+from workers.pipeline.claims import claim_due, m, matching
 from workers.pipeline.transitions import move
 from workers.stages import inbound
 
@@ -73,8 +73,8 @@ class Fetcher:
         return results
 
 
-def _fence(lease: datetime) -> list[Any]:
-    return [m.stage == "media_fetching", m.next_attempt_at == lease]
+def _fence(lease: datetime) -> dict[str, Any]:
+    return {"stage": "media_fetching", "next_attempt_at": lease}
 
 
 def _store(session: Session, row: Row[Any], fetched: list[Fetched], lease: datetime) -> None:
@@ -98,7 +98,7 @@ def _store(session: Session, row: Row[Any], fetched: list[Fetched], lease: datet
         return
     handed_on = session.execute(
         update(messages_table)
-        .where(m.sid == row.sid, *_fence(lease))
+        .where(m.sid == row.sid, *matching(_fence(lease)))
         .values(stage="segment", next_attempt_at=now, date_updated=now)
     ).rowcount  # type: ignore[attr-defined]
     if handed_on:
@@ -120,7 +120,7 @@ def _failed(session: Session, row: Row[Any], error: FetchError, lease: datetime)
         due = now + timedelta(seconds=BACKOFF_BASE_S * 2 ** (attempts - 1))
         session.execute(
             update(messages_table)
-            .where(m.sid == row.sid, *_fence(lease))
+            .where(m.sid == row.sid, *matching(_fence(lease)))
             .values(stage="media", next_attempt_at=due, attempts=attempts, date_updated=now)
         )
         session.commit()

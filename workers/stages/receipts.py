@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
-from schemas.db import any_of, constant
+from schemas.db import any_bound, constant, kept
 from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
@@ -54,17 +54,18 @@ m = messages_table.c
 FINAL_SEGMENT = ("delivered", "failed")
 
 
+_INSERT = insert(receipts_table)
+
+
 def store(session: Session, receipts: list[dict[str, Any]], now: datetime | None = None) -> None:
     """Keep receipts as received (``carrier_id``, ``status``, ``error_code``, ``reference``…)."""
     now = now or utcnow()
-    session.execute(insert(receipts_table), [{**item, "date_received": now} for item in receipts])
+    session.execute(_INSERT, [{**item, "date_received": now} for item in receipts])
     session.commit()
 
 
-def apply_batch(session: Session) -> int:
-    """Apply receipts whose segment is known; returns how many were applied."""
-    now = utcnow()
-    matched = session.execute(
+def _matched_statement() -> Any:
+    return (
         select(r.id, r.status, r.error_code, s.message_sid, s.number)
         .join(segments_table, s.carrier_id == r.carrier_id)
         .join(messages_table, m.sid == s.message_sid)
@@ -73,51 +74,76 @@ def apply_batch(session: Session) -> int:
         .order_by(r.id)
         .limit(BATCH)
         .with_for_update(of=receipts_table, skip_locked=True)
-    ).all()
+    )
+
+
+def _segments_statement() -> Any:
+    return (
+        update(segments_table)
+        .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
+               or_(s.status == "pending", s.status == "submitted"))
+        .values(status=bindparam("b_status"), error_code=bindparam("b_code"),
+                date_updated=bindparam("b_now"))
+    )  # fmt: skip
+
+
+def _applied_statement() -> Any:
+    return (
+        update(receipts_table).where(any_bound(r.id, "w_ids")).values(applied_at=bindparam("v_now"))
+    )
+
+
+def apply_batch(session: Session) -> int:
+    """Apply receipts whose segment is known; returns how many were applied."""
+    now = utcnow()
+    matched = session.execute(kept("receipts.matched", _matched_statement)).all()
     if not matched:
         session.commit()
         return 0
     # In key order, so two batches that share segments (a repeated receipt) cannot deadlock.
     ordered = sorted(matched, key=lambda row: (row.message_sid, row.number))
     session.execute(
-        update(segments_table)
-        .where(s.message_sid == bindparam("b_sid"), s.number == bindparam("b_number"),
-               or_(s.status == "pending", s.status == "submitted"))
-        .values(status=bindparam("b_status"), error_code=bindparam("b_code"), date_updated=now),
+        kept("receipts.segments", _segments_statement),
         [
-            {"b_sid": row.message_sid, "b_number": row.number,
+            {"b_sid": row.message_sid, "b_number": row.number, "b_now": now,
              "b_status": "delivered" if row.status == DELIVERED else "failed",
              "b_code": None if row.status == DELIVERED else (row.error_code or UNKNOWN_ERROR)}
             for row in ordered
         ],
     )  # fmt: skip
     session.execute(
-        update(receipts_table)
-        .where(any_of(r.id, [row.id for row in matched]))
-        .values(applied_at=now)
+        kept("receipts.applied", _applied_statement),
+        {"w_ids": [row.id for row in matched], "v_now": now},
     )
     _settle_messages(session, {row.message_sid for row in matched}, now)
     session.commit()
     return len(matched)
 
 
-def _settle_messages(session: Session, sids: set[str], now: datetime) -> list[str]:
-    """A message is delivered when every segment is; failed as soon as one segment failed.
+def _lock_statement() -> Any:
+    return select(m.sid).where(any_bound(m.sid, "w_sids")).order_by(m.sid).with_for_update()
 
-    Locks the messages first (see the module's docstring); returns the sids it moved."""
-    session.execute(
-        select(m.sid).where(any_of(m.sid, sorted(sids))).order_by(m.sid).with_for_update()
-    ).all()
-    totals = session.execute(
+
+def _totals_statement() -> Any:
+    return (
         select(
             s.message_sid,
             func.count(),
             func.sum(case((s.status == "delivered", 1), else_=0)),
             func.min(s.error_code),
         )
-        .where(any_of(s.message_sid, sids))
+        .where(any_bound(s.message_sid, "w_sids"))
         .group_by(s.message_sid)
-    ).all()
+    )
+
+
+def _settle_messages(session: Session, sids: set[str], now: datetime) -> list[str]:
+    """A message is delivered when every segment is; failed as soon as one segment failed.
+
+    Locks the messages first (see the module's docstring); returns the sids it moved."""
+    ordered = sorted(sids)
+    session.execute(kept("receipts.lock", _lock_statement), {"w_sids": ordered}).all()
+    totals = session.execute(kept("receipts.totals", _totals_statement), {"w_sids": ordered}).all()
     delivered = [sid for sid, count, done, code in totals if code is None and done == count]
     failed: dict[int, list[str]] = defaultdict(list)
     for sid, _count, _done, code in totals:

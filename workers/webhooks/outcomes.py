@@ -21,6 +21,7 @@ from sqlalchemy import Row, bindparam, insert, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from schemas.db import kept
 from schemas.models import callback_attempts_table, callbacks_table
 from schemas.settings import get_settings
 from schemas.status import MessageStatus
@@ -139,23 +140,16 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
         if o.counted
     ]  # fmt: skip
     if attempts:
-        session.execute(insert(callback_attempts_table), attempts)
+        session.execute(_INSERT_ATTEMPTS, attempts)
     now = utcnow()
-    settle = (
-        update(callbacks_table)
-        .where(c.id == bindparam("b_id"), c.state == DELIVERING,
-               c.next_attempt_at == bindparam("b_lease"))
-        .values(state=bindparam("b_state"), next_attempt_at=bindparam("b_due"),
-                attempts=c.attempts + bindparam("b_add"), last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"), date_updated=now)
-    )  # fmt: skip
-    plain = [_settled(o) for o in outcomes if o.answer is None and o.fallback is None]
+    settle = kept("outcomes.settle", _settle_statement)
+    plain = [_settled(o, now) for o in outcomes if o.answer is None and o.fallback is None]
     if plain:
         session.execute(settle, plain)
     for o in outcomes:  # what an answer or a failure leads to, only where the lease held
         if o.answer is None and o.fallback is None:
             continue
-        if session.execute(settle.returning(c.id), _settled(o)).first() is None:
+        if session.execute(settle.returning(c.id), _settled(o, now)).first() is None:
             continue
         if o.answer is not None:
             _reply(session, o)
@@ -178,7 +172,21 @@ def _reply(session: Session, o: Outcome) -> None:
                       extra={"sid": o.message_sid})  # fmt: skip
 
 
-def _settled(o: Outcome) -> dict[str, Any]:
+_INSERT_ATTEMPTS = insert(callback_attempts_table)
+
+
+def _settle_statement() -> Any:
+    return (
+        update(callbacks_table)
+        .where(c.id == bindparam("b_id"), c.state == DELIVERING,
+               c.next_attempt_at == bindparam("b_lease"))
+        .values(state=bindparam("b_state"), next_attempt_at=bindparam("b_due"),
+                attempts=c.attempts + bindparam("b_add"), last_status_code=bindparam("b_code"),
+                last_error=bindparam("b_error"), date_updated=bindparam("b_now"))
+    )  # fmt: skip
+
+
+def _settled(o: Outcome, now: datetime) -> dict[str, Any]:
     return {"b_id": o.callback_id, "b_lease": o.lease, "b_state": o.state,
             "b_due": o.next_attempt_at, "b_add": 1 if o.counted else 0,
-            "b_code": o.status_code, "b_error": o.error}  # fmt: skip
+            "b_code": o.status_code, "b_error": o.error, "b_now": now}  # fmt: skip

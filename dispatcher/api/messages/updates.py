@@ -77,7 +77,7 @@ def update_message(sid: str, params: Params) -> bool:
 
 
 def _cancel(session: Session, sid: str) -> None:
-    canceled = move(session, [sid], MessageStatus.CANCELED, only_if=[m.stage == SCHEDULED_STAGE],
+    canceled = move(session, [sid], MessageStatus.CANCELED, only_if={"stage": SCHEDULED_STAGE},
                     stage="done", next_attempt_at=None)  # fmt: skip
     if not canceled:
         current = session.execute(select(m.status).where(m.sid == sid)).scalar()
