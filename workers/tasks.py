@@ -24,7 +24,7 @@ from sqlmodel import Session
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import liveness, retention
+from workers import liveness, retention, supervision
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
@@ -103,7 +103,49 @@ def _make_carriers() -> Connections:
         up = getattr(drivers.get(name), "up", None)
         return up() if up is not None else True
 
+    if any(c.driver == "smpp" and c.enabled for c in plan.connections.values()):
+        # What its binds store (receipts, inbound parts), this process applies itself.
+        local_drains.extend([LocalDrain("receipts", apply_receipts, receipts.BATCH),
+                             LocalDrain("inbound", join_inbound, inbound.BATCH)])  # fmt: skip
     return Connections(drivers, Router(plan.connections, plan.routes, healthy))
+
+
+class LocalDrain:
+    """A stage this process wakes itself, drained on a thread of its own: the receipts its
+    carrier connections store are applied without a publish, a task and their Redis calls. A
+    wake-up lost with the process is the sweeper's: it wakes a stage whose rows wait."""
+
+    def __init__(self, stage: str, batch: Callable[[], int], batch_size: int) -> None:
+        self.stage = stage
+        self._batch, self._batch_size = batch, batch_size
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread = supervision.thread(f"{stage}-drain", self._loop, self._stop)
+        wakeup.drain_here(stage, self._wanted.set)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._wanted.wait(1.0):
+                continue
+            self._wanted.clear()
+            try:
+                drain(self.stage, self._batch, self._batch_size, broker=False)
+            except OperationalError as exc:  # the broker's task retries it, with backoff
+                log.warning("%s: the database is away (%s); handing the stage to a task",
+                            self.stage, exc)  # fmt: skip
+                wakeup.publish(self.stage)
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        """Wake-ups go through the broker again; what is left is any worker's."""
+        wakeup.drain_here(self.stage, None)
+        self._stop.set()
+        self._thread.join(10)
+        if self._wanted.is_set():
+            wakeup.publish(self.stage)
+
+
+local_drains: list[LocalDrain] = []
 
 
 def _make_bucket() -> TokenBucket:
@@ -138,6 +180,8 @@ def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
     for one in (carriers, deliverer, fetcher):
         one.pop()
+    while local_drains:  # the parent's threads are not this child's
+        wakeup.drain_here(local_drains.pop().stage, None)
 
 
 @worker_ready.connect
@@ -165,6 +209,8 @@ def _close_clients(**_: object) -> None:
         built = one.pop()
         if built is not None:
             built.close()
+    while local_drains:  # after the carriers: what their last binds stored is woken too
+        local_drains.pop().close()
     recorder.flush()
 
 
@@ -188,15 +234,17 @@ def status_changes() -> Iterator[Session]:
         wakeup.wake("callbacks")
 
 
-def drain(stage: str, batch: Callable[[], int], batch_size: int) -> None:
+def drain(stage: str, batch: Callable[[], int], batch_size: int, broker: bool = True) -> None:
     """Run ``batch`` until the stage has no more due rows, the budget is spent or the worker
-    is shutting down; then what is left goes to a fresh wake-up (another worker's)."""
-    wakeup.clear(stage)
+    is shutting down; then what is left goes to a fresh wake-up (another worker's). ``broker``:
+    woken through the broker, whose pending mark is cleared first."""
+    if broker:
+        wakeup.clear(stage)
     deadline = time.monotonic() + DRAIN_BUDGET_S
     while (claimed := batch()) >= batch_size:
         recorder.processed(stage, claimed)
         if stopping.is_set() or time.monotonic() > deadline:
-            wakeup.wake(stage)
+            wakeup.publish(stage)
             return
     recorder.processed(stage, claimed)
 
@@ -242,26 +290,28 @@ def carrier_task(_sid: str | None = None) -> None:
     drain("carrier", batch, carrier.BATCH)
 
 
+def apply_receipts() -> int:
+    with status_changes() as session:
+        return receipts.apply_batch(session)
+
+
 @app.task(name=RECEIPTS_TASK, **DB_RETRY)
 def receipts_task(_sid: str | None = None) -> None:
-    def batch() -> int:
-        with status_changes() as session:
-            return receipts.apply_batch(session)
+    drain("receipts", apply_receipts, receipts.BATCH)
 
-    drain("receipts", batch, receipts.BATCH)
+
+def join_inbound() -> int:
+    with status_changes() as session:
+        joined = inbound.join_batch(session)
+        made = replies.to_wake(session)
+    for stage in made:  # keywords' automatic replies; an MMS's media to fetch
+        wakeup.wake(stage)
+    return joined
 
 
 @app.task(name=INBOUND_TASK, **DB_RETRY)
 def inbound_task(_sid: str | None = None) -> None:
-    def batch() -> int:
-        with status_changes() as session:
-            joined = inbound.join_batch(session)
-            made = replies.to_wake(session)
-        for stage in made:  # keywords' automatic replies; an MMS's media to fetch
-            wakeup.wake(stage)
-        return joined
-
-    drain("inbound", batch, inbound.BATCH)
+    drain("inbound", join_inbound, inbound.BATCH)
 
 
 @app.task(name=CALLBACK_TASK)

@@ -6,10 +6,15 @@ the broker, publishing another adds nothing: a Redis key marks it pending. The s
 deletes the key *before* it starts to drain, so work committed after the drain began always
 leads to a fresh wake-up. The key expires by itself, so a lost wake-up blocks nothing for
 long, and the sweeper publishes anything that stayed due.
+
+A process that wakes a stage it drains itself (a carrier worker applying the receipts its own
+connection stored) may take the wake-up without the broker (:func:`drain_here`): no publish, no
+task, no Redis call. If it dies first, what it stored waits for the sweeper's wake-up.
 """
 
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import redis
@@ -24,6 +29,7 @@ PENDING_TTL_MS = 5000  # a pending mark outlives a normal queue wait; after it, 
 REDIS_COOLDOWN_S = 5.0  # after a Redis error, publish without coalescing for this long
 
 _redis_down_until = 0.0
+_here: dict[str, Callable[[], None]] = {}  # stages this process drains itself when it wakes them
 
 
 @lru_cache
@@ -54,8 +60,26 @@ def _first_caller(stage: str, sid: str | None) -> bool:
         return True
 
 
+def drain_here(stage: str, wake_up: Callable[[], None] | None) -> None:
+    """From now on this process's wake-ups of ``stage`` call ``wake_up`` (a drain of its own)
+    instead of going through the broker; None: through the broker again."""
+    if wake_up is None:
+        _here.pop(stage, None)
+    else:
+        _here[stage] = wake_up
+
+
 def wake(stage: str, sid: str | None = None) -> None:
     """Ask ``stage`` to drain its due rows; raises when the broker refuses the publish."""
+    here = _here.get(stage)
+    if here is not None:
+        here()
+        return
+    publish(stage, sid)
+
+
+def publish(stage: str, sid: str | None = None) -> None:
+    """A wake-up through the broker, for any worker of the stage's queue."""
     if not _first_caller(stage, sid):
         return
     try:
