@@ -1,0 +1,96 @@
+"""A stage a process wakes itself is drained there, without the broker; closed, it is not.
+
+A carrier worker applies the receipts its own binds store on a thread of its own. What a dead
+process stored and never applied is the sweeper's.
+"""
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import delete
+
+from schemas.db import dispose_engine, get_engine, session_scope
+from schemas.models import receipts_table
+from schemas.settings import get_settings
+from tests.smpp_driver import eventually
+from workers.pipeline import wakeup
+from workers.stages import receipts, sweep
+from workers.tasks import LocalDrain
+
+
+@pytest.fixture
+def pending(redis_client: redis.Redis) -> Iterator[str]:
+    """The Redis key that marks a broker wake-up of the receipts stage pending (cleared)."""
+    key = f"{get_settings().redis_prefix}wake:receipts"
+    redis_client.delete(key)
+    yield key
+    redis_client.delete(key)
+
+
+def test_a_wake_up_of_a_stage_drained_here_skips_the_broker(
+    redis_client: redis.Redis, pending: str
+) -> None:
+    batches: list[int] = []
+    local = LocalDrain("receipts", lambda: batches.append(1) or 0, batch_size=10)
+    try:
+        # when this process wakes the stage
+        wakeup.wake("receipts")
+        # then its own thread drains it, and nothing went through the broker
+        eventually(lambda: len(batches) == 1, 5)
+        assert redis_client.get(pending) is None
+    finally:
+        local.close()
+    # once closed, a wake-up is any worker's again: published, its pending mark set
+    wakeup.wake("receipts")
+    assert redis_client.get(pending) is not None
+    assert len(batches) == 1
+
+
+def test_a_full_batch_is_drained_on_until_the_stage_is_empty(pending: str) -> None:
+    left = [10, 10, 3]  # rows claimed per batch: full, full, then short
+
+    def batch() -> int:
+        return left.pop(0) if left else 0
+
+    local = LocalDrain("receipts", batch, batch_size=10)
+    try:
+        wakeup.wake("receipts")
+        eventually(lambda: not left, 5)
+    finally:
+        local.close()
+
+
+def test_receipts_a_dead_process_stored_and_never_applied_are_the_sweepers(pending: str) -> None:
+    # given a receipt stored by a carrier worker that died before its drain ran
+    with session_scope() as session:
+        receipts.store(session, [{"carrier_id": "dead-worker-1", "status": "delivered",
+                                  "error_code": None, "reference": None}])  # fmt: skip
+    # when the sweeper runs (its process drains nothing itself)
+    with session_scope() as session:
+        report = sweep.sweep(session)
+    # then it wakes the stage for any worker
+    assert "receipts" in report.woken
+    with session_scope() as session:
+        r = receipts_table.c
+        session.execute(delete(receipts_table).where(r.carrier_id == "dead-worker-1"))
+        session.commit()
+
+
+def test_threads_asking_for_the_engine_at_once_share_one() -> None:
+    dispose_engine()
+    start = threading.Barrier(8)
+    engines: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        engines.append(get_engine())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(engines) == 8
+    assert all(engine is engines[0] for engine in engines)
