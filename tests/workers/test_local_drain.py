@@ -33,7 +33,12 @@ def test_a_wake_up_of_a_stage_drained_here_skips_the_broker(
     redis_client: redis.Redis, pending: str
 ) -> None:
     batches: list[int] = []
-    local = LocalDrain("receipts", lambda: batches.append(1) or 0, batch_size=10)
+
+    def batch() -> int:
+        batches.append(1)
+        return 0
+
+    local = LocalDrain("receipts", batch, batch_size=10)
     try:
         # when this process wakes the stage
         wakeup.wake("receipts")
