@@ -155,11 +155,14 @@ def promote_stranded(session: Session) -> list[str]:
     return rescued
 
 
-def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) -> list[Row[Any]]:
+def claim(
+    session: Session, limit: int, skip_endpoints: Collection[str] = (), *, commit: bool = True
+) -> list[Row[Any]]:
     """Due callbacks, as ``delivering`` under a lease (``next_attempt_at``): the lease fences
     what this delivery may record. A message has at most one callback pending or delivering
     (the rest are held), so any due one may go. Callbacks to ``skip_endpoints`` stay pending
-    (due) for a claim that has room for them."""
+    (due) for a claim that has room for them. Committed, unless ``commit`` is False (the
+    caller commits)."""
     now = utcnow()
     skip = sorted(skip_endpoints)
 
@@ -172,7 +175,8 @@ def claim(session: Session, limit: int, skip_endpoints: Collection[str] = ()) ->
     rows = claim_rows(session, callbacks_table, key=("callbacks", bool(skip)),
                       due=c.next_attempt_at, where=where, still=lambda: c.state == PENDING,
                       limit=limit, sets=sets, params={"w_now": now, "w_skip": skip})  # fmt: skip
-    session.commit()
+    if commit:
+        session.commit()
     return rows
 
 

@@ -1,14 +1,15 @@
 """The carrier hand-off stage: claim, throttle, submit every segment with its reference, record.
 
-A batch goes through three short transactions, so no transaction waits on the network:
+A batch goes through two short transactions, so no transaction waits on the carrier:
 
 1. claim due rows of stage ``carrier`` into stage ``sending`` with a lease (``next_attempt_at``);
-2. settle what needs no carrier — expired (30036), throttle wait beyond validity (30001),
-   throttled (back to ``carrier`` at their reserved slot) — and mark the rest ``sending``;
-3. after ``submit``: carrier ids on the segments (with the connection each left by), then
+   settle what needs no carrier — expired (30036), throttle wait beyond validity (30001),
+   throttled (back to ``carrier`` at their reserved slot) — mark the rest ``sending`` and read
+   their segments. A crash before its commit leaves the rows as they were, due;
+2. after ``submit``: carrier ids on the segments (with the connection each left by), then
    ``sent``, ``failed`` or a retry.
 
-Every update of step 3 is fenced by the lease, so a worker that lost its lease (the sweeper
+Every update of step 2 is fenced by the lease, so a worker that lost its lease (the sweeper
 handed the row on) changes nothing. A row whose lease expired comes back with ``reconcile``
 set: its segments are first looked up at the carrier by reference, never blindly resent.
 
@@ -130,7 +131,7 @@ def _reserve(session: Session, bucket: TokenBucket, rows: list[Row[Any]]) -> dic
 def _settle_without_carrier(
     session: Session, bucket: TokenBucket, batch: Batch
 ) -> tuple[list[Row[Any]], float | None]:
-    """Step 2: expire, overflow or park throttled rows; returns the rows to submit now."""
+    """Expire, overflow or park throttled rows; returns the rows to submit now."""
     now, fence = batch.now, batch.fence()
     live = [row for row in batch.rows if row.expires_at > now]
     expired = [row.sid for row in batch.rows if row.expires_at <= now]
@@ -152,7 +153,6 @@ def _settle_without_carrier(
             [{"b_sid": sid, "b_due": now + timedelta(seconds=w)} for sid, w in parked.items()],
         )
     move(session, [row.sid for row in ready], MessageStatus.SENDING, now=now, only_if=fence)
-    session.commit()
     return ready, min(parked.values()) if parked else None
 
 
@@ -278,7 +278,7 @@ def _count_result(answer: Result, connection: str) -> None:
 def _record(session: Session, batch: Batch, rows: list[Row[Any]], segments: list[Row[Any]],
             results: dict[str, Result],
             went: dict[str, str]) -> tuple[list[str], float | None]:  # fmt: skip
-    """Step 3: carrier ids on segments, then each message sent, failed or retried."""
+    """Step 2: carrier ids on segments, then each message sent, failed or retried."""
     now, fence = utcnow(), batch.fence()
     accepted = [
         {
@@ -357,7 +357,6 @@ def hand_off_batch(session: Session, carriers: Connections, bucket: TokenBucket)
     lease = now + timedelta(seconds=get_settings().sending_lease_s)
     sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
     rows = claim_due(session, "carrier", now=now, limit=BATCH, sets=sets)
-    session.commit()
     if not rows:
         return HandOff(0, None, [])
     batch = Batch(rows, lease, now)

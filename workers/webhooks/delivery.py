@@ -155,9 +155,11 @@ class Deliverer:
             return
         started = time.monotonic()
         with session_scope() as session:
-            rows = callbacks.claim(session, room, skip)
+            # One transaction: the claim, the 410 check and the signing keys.
+            rows = callbacks.claim(session, room, skip, commit=False)
             sending = callbacks.skip_gone(session, rows)
             keys = self._signing_keys(session, {row.account_sid for row in sending})
+            session.commit()
         recorder.processed("callbacks", len(rows))
         self._enqueue(
             Held(row, *keys[row.account_sid], lease=row.next_attempt_at) for row in sending
