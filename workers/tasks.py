@@ -157,7 +157,12 @@ def _make_deliverer() -> delivery.Deliverer:
     running = delivery.Deliverer()
     running.on_flush.append(_after_callbacks)
     running.on_backlog.append(lambda: wakeup.wake("callbacks"))
+    if get_settings().redis_url:  # its wake-ups come as Redis signals, not tasks
+        listeners.append(wakeup.Listener("callbacks", running.wake))
     return running
+
+
+listeners: list[wakeup.Listener] = []
 
 
 carriers = PerProcess(_make_carriers)
@@ -182,6 +187,7 @@ def _after_fork(**_: object) -> None:
         one.pop()
     while local_drains:  # the parent's threads are not this child's
         wakeup.drain_here(local_drains.pop().stage, None)
+    listeners.clear()
 
 
 @worker_ready.connect
@@ -194,12 +200,15 @@ def _beat_at_start(sender: Any = None, **_: object) -> None:
 @worker_ready.connect
 def _bind_at_start(sender: Any = None, **_: object) -> None:
     """A carrier worker on SMPP binds as it starts, so receipts waiting at the SMSC come in
-    before its first hand-off (a prefork pool's children bind at their first hand-off)."""
+    before its first hand-off (a prefork pool's children bind at their first hand-off); a
+    callbacks worker's deliverer starts too (a prefork child's at its first task)."""
     consumed = sender.app.amqp.queues.consume_from if sender is not None else {}
     threaded = "prefork" not in type(getattr(sender, "pool", None)).__module__
     smpp = any(c.driver == "smpp" for c in plan_of(get_settings()).connections.values())
     if smpp and "carrier" in consumed and threaded:
         carriers()
+    if "callbacks" in consumed and threaded:  # it listens for wake-ups from the start
+        deliverer()
 
 
 @worker_shutdown.connect
@@ -211,6 +220,8 @@ def _close_clients(**_: object) -> None:
             built.close()
     while local_drains:  # after the carriers: what their last binds stored is woken too
         local_drains.pop().close()
+    while listeners:
+        listeners.pop().close()
     recorder.flush()
 
 
@@ -218,6 +229,8 @@ def _close_clients(**_: object) -> None:
 def _stop_draining(**_: object) -> None:
     stopping.set()
     liveness.stop()
+    while listeners:  # wake-ups go to the processes that still claim
+        listeners.pop().close()
     running = deliverer.built()
     if running is not None:
         running.stop_claiming()

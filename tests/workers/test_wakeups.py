@@ -1,7 +1,8 @@
-"""A stage a process wakes itself is drained there, without the broker; closed, it is not.
+"""Wake-ups that skip the broker, and what happens when nobody takes them that way.
 
-A carrier worker applies the receipts its own binds store on a thread of its own. What a dead
-process stored and never applied is the sweeper's.
+A carrier worker applies the receipts its own binds store on a thread of its own; what a dead
+process stored and never applied is the sweeper's. A callbacks worker listens for its stage's
+wake-ups on Redis; with no listener they go through the broker.
 """
 
 import threading
@@ -65,6 +66,51 @@ def test_a_full_batch_is_drained_on_until_the_stage_is_empty(pending: str) -> No
         eventually(lambda: not left, 5)
     finally:
         local.close()
+
+
+@pytest.fixture
+def listening(redis_client: redis.Redis) -> Iterator[str]:
+    """The Redis key by which callbacks listeners say they listen (none at the start)."""
+    prefix = get_settings().redis_prefix
+    keys = [f"{prefix}{kind}:callbacks" for kind in ("wake", "signal", "listening")]
+    redis_client.delete(*keys)
+    yield keys[2]
+    redis_client.delete(*keys)
+
+
+def test_a_listener_takes_the_wake_up_and_no_task_is_published(
+    redis_client: redis.Redis, listening: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[str] = []
+    monkeypatch.setattr(wakeup, "_publish", lambda stage, *_: published.append(stage))
+    woken = threading.Event()
+    listener = wakeup.Listener("callbacks", woken.set)
+    try:
+        eventually(lambda: redis_client.exists(listening) == 1, 5)
+        # when a status change owes a callback
+        wakeup.wake("callbacks")
+        # then the listener hears it, clears the pending mark, and the broker got nothing
+        assert woken.wait(5)
+        eventually(lambda: redis_client.get(f"{get_settings().redis_prefix}wake:callbacks") is None)
+        assert published == []
+        # and a second wake-up is heard as well
+        woken.clear()
+        wakeup.wake("callbacks")
+        assert woken.wait(5)
+    finally:
+        listener.close()
+
+
+def test_with_no_listener_the_wake_up_goes_through_the_broker_once(
+    listening: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[str] = []
+    monkeypatch.setattr(wakeup, "_publish", lambda stage, *_: published.append(stage))
+    # when no callbacks worker listens (a prefork one, say) and two changes owe callbacks
+    wakeup.wake("callbacks")
+    wakeup.wake("callbacks")
+    # then one task is published: its worker builds its deliverer and listens from then on
+    assert published == ["callbacks"]
 
 
 def test_receipts_a_dead_process_stored_and_never_applied_are_the_sweepers(pending: str) -> None:
