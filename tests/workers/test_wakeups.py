@@ -99,6 +99,11 @@ def test_a_listener_takes_the_wake_up_and_no_task_is_published(
         assert woken.wait(5)
     finally:
         listener.close()
+    # once it stopped listening (a warm shutdown), wake-ups go through the broker again
+    assert redis_client.exists(listening) == 0
+    eventually(lambda: redis_client.get(f"{get_settings().redis_prefix}wake:callbacks") is None)
+    wakeup.wake("callbacks")
+    assert published == ["callbacks"]
 
 
 def test_with_no_listener_the_wake_up_goes_through_the_broker_once(

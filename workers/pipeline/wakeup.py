@@ -18,6 +18,7 @@ connection stored) may take the wake-up without the broker (:func:`drain_here`):
 task, no Redis call. If it dies first, what it stored waits for the sweeper's wake-up.
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -166,7 +167,10 @@ class Listener:
                 self._on_wake()
 
     def close(self) -> None:
-        """Stop listening (a signal popped meanwhile is caught by the others' next claim)."""
+        """Stop listening; wake-ups go through the broker until another listener says it
+        listens (a signal popped meanwhile is caught by the others' next claim)."""
         self._stop.set()
         self._thread.join(LISTEN_BLOCK_S + 3)
+        with contextlib.suppress(redis.RedisError):  # else it expires within LISTENER_TTL_MS
+            self._client.delete(_key(self._stage, "listening"))
         self._client.close()
