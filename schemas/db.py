@@ -1,5 +1,6 @@
 """One engine per process, one session per unit of work."""
 
+import atexit
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
@@ -115,6 +116,11 @@ def dispose_engine(*, close: bool = True) -> None:
         engine, _engine = _engine, None
     if engine is not None:
         engine.dispose(close=close)
+
+
+# Its connections closed before the interpreter takes modules apart: left to the garbage
+# collector then, each printed a traceback on the way out (a CLI's one-line error got five).
+atexit.register(dispose_engine)
 
 
 @contextmanager
