@@ -4,12 +4,13 @@ message's release, a TwiML reply), written by the inbound stage and the operator
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
 
-from schemas.db import any_of
+from schemas.db import any_bound, any_of, kept
 from schemas.inbound import opt_outs_table
 from schemas.models import service_numbers_table
 
@@ -33,16 +34,20 @@ def keyword(body: str) -> str | None:
     return None
 
 
+def _found_statement() -> Any:
+    o = opt_outs_table.c
+    return select(o.phone_number, o.scope).where(any_bound(o.phone_number, "w_to"))
+
+
 def opted_out(session: Session, sends: list[tuple[str, str, str, str | None]]) -> dict[str, str]:
     """Of messages about to go, (sid, To, From, Messaging Service): sid → the scope the
     recipient of each that may not go opted out of. One query when nobody opted out."""
     if not sends:
         return {}
-    o, sn = opt_outs_table.c, service_numbers_table.c
+    sn = service_numbers_table.c
     scopes: dict[str, set[str]] = defaultdict(set)
-    found = session.execute(
-        select(o.phone_number, o.scope).where(any_of(o.phone_number, {to for _, to, _, _ in sends}))
-    )
+    recipients = list({to for _, to, _, _ in sends})
+    found = session.execute(kept("optouts.found", _found_statement), {"w_to": recipients})
     for recipient, scope in found:
         scopes[recipient].add(scope)
     if not scopes:
