@@ -87,6 +87,7 @@ class Deliverer:
         self._claiming = True
         self._lock = threading.Lock()
         self._done: list[Outcome] = []
+        self._outcomes = threading.Event()  # set when an outcome waits to be recorded
         self._wanted = threading.Event()
         self._stop = threading.Event()
         self.on_flush: list[Callable[[list[Outcome]], None]] = []  # given each flushed batch
@@ -257,6 +258,8 @@ class Deliverer:
                 outcomes.postponed(held.row, held.lease, wait, "circuit open")
                 for held, wait in postpone
             ]
+            if postpone:
+                self._outcomes.set()
         for held in start:
             self.pool.submit(self._run, held)
 
@@ -278,6 +281,7 @@ class Deliverer:
             self._in_flight -= 1
             self._held -= 1
             self._done.append(outcome)
+        self._outcomes.set()
         self._pump()
         if self._backlog:
             self._wanted.set()
@@ -347,11 +351,22 @@ class Deliverer:
     # --- recording ----------------------------------------------------------------------
 
     def _record_loop(self) -> None:
-        while not self._stop.wait(RECORD_EVERY_S):
+        """Asleep until an outcome waits; then record, at most every ``RECORD_EVERY_S`` (what
+        finishes meanwhile joins the batch)."""
+        last = 0.0
+        while not self._stop.is_set():
+            if not self._outcomes.wait(IDLE_CHECK_S):
+                continue
+            pause = last + RECORD_EVERY_S - time.monotonic()
+            if pause > 0 and self._stop.wait(pause):
+                return  # close() records what is left
+            self._outcomes.clear()  # before taking the batch: what comes after sets it again
+            last = time.monotonic()
             try:
                 self.flush()
             except Exception:  # the database may be away; outcomes stay queued for the next try
                 log.exception("recording callback outcomes failed; will retry")
+                self._outcomes.set()
                 time.sleep(1)
 
     def flush(self) -> None:
