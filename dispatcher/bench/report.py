@@ -126,7 +126,13 @@ def callbacks_report(
         )
     span = (stats["last_at"] or 0) - (stats["first_at"] or 0)
     after = (stats["last_at"] or 0) - last_terminal.timestamp() if last_terminal else None
+    arrivals = _callback_arrivals(account_sid)
     return {
+        **{
+            f"{status}_callback_{name}_ms": round(percentile(waits, fraction) * 1000, 1)
+            for status, waits in arrivals.items()
+            for name, fraction in (("p50", 0.5), ("p99", 0.99))
+        },
         "callbacks_owed": owed,
         "callbacks_received": stats["count"],
         "callbacks_by_status": stats["by_status"],
@@ -134,6 +140,24 @@ def callbacks_report(
         "callbacks_after_last_terminal_s": round(after, 2) if after is not None else None,
         "callback_attempts_failed": failed_attempts,
     }
+
+
+def _callback_arrivals(account_sid: str) -> dict[str, list[float]]:
+    """Per status, seconds from each message's acceptance to its callback's answered POST
+    (the attempt's start and its latency): when the customer's receiver had it, at the latest."""
+    a, c = callback_attempts_table.c, callbacks_table.c
+    waits: dict[str, list[float]] = {"sent": [], "delivered": []}
+    with session_scope() as session:
+        rows = session.execute(
+            select(c.status, a.date_attempted, a.latency_ms, m.date_created)
+            .join(callbacks_table, c.id == a.callback_id)
+            .join(messages_table, m.sid == c.message_sid)
+            .where(c.account_sid == account_sid, c.status.in_(list(waits)),
+                   a.status_code.between(200, 299))
+        ).all()  # fmt: skip
+    for status, attempted, latency_ms, accepted in rows:
+        waits[status].append((attempted - accepted).total_seconds() + latency_ms / 1000)
+    return {status: values for status, values in waits.items() if values}
 
 
 def report(run: Run) -> dict[str, object]:
@@ -198,6 +222,13 @@ def _say(run: Run, figures: dict[str, object]) -> None:
             f"received at {callbacks['callbacks_per_s']}/s, the last "
             f"{callbacks['callbacks_after_last_terminal_s']} s after the last message settled"
         )
+        if "sent_callback_p99_ms" in callbacks:
+            click.echo(
+                f"to callback  sent p50 {callbacks['sent_callback_p50_ms']} ms  p99 "
+                f"{callbacks['sent_callback_p99_ms']} ms; delivered p50 "
+                f"{callbacks.get('delivered_callback_p50_ms')} ms  p99 "
+                f"{callbacks.get('delivered_callback_p99_ms')} ms (acceptance to the answered POST)"
+            )
     if run.cpu:
         parts = "  ".join(
             f"{name} {seconds * 1000 / run.options.count:.2f}"
