@@ -113,14 +113,22 @@ def remove(session: Session, sids: list[str]) -> list[str]:
     callbacks are locked first: one a replay made due since they were chosen keeps its
     message for the next pass (a claim waits for this transaction, then finds nothing).
     Returns the sids removed."""
-    c, s = callbacks_table.c, segments_table.c
+    c = callbacks_table.c
     hooks = session.execute(
         select(c.id, c.message_sid, c.state).where(any_of(c.message_sid, sids))
         .order_by(c.id).with_for_update()
     ).all()  # fmt: skip
     busy = {hook.message_sid for hook in hooks if hook.state in OPEN_STATES}
     sids = [sid for sid in sids if sid not in busy]
-    callback_ids = [hook.id for hook in hooks if hook.message_sid not in busy]
+    erase(session, sids, [hook.id for hook in hooks if hook.message_sid not in busy])
+    return sids
+
+
+def erase(session: Session, sids: list[str], callback_ids: list[int]) -> None:
+    """Delete the messages ``sids`` and every row that hangs off them: ``callback_ids`` (their
+    callbacks, locked by the caller) with their attempts, applied receipts, media, segments,
+    events, an inbound message's parts. The caller commits."""
+    c, s = callbacks_table.c, segments_table.c
     if callback_ids:
         session.execute(delete(callback_attempts_table).where(
             any_of(callback_attempts_table.c.callback_id, callback_ids)))  # fmt: skip
@@ -145,7 +153,6 @@ def remove(session: Session, sids: list[str]) -> list[str]:
             any_of(p.to_number, {row.to for row in inbound}),
             any_of(p.message_sid, sids)))  # fmt: skip
     session.execute(delete(messages_table).where(any_of(m.sid, sids)))
-    return sids
 
 
 def oldest(session: Session) -> datetime | None:

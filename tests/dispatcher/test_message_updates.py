@@ -17,6 +17,7 @@ from schemas.models import (
     media_table,
     message_events_table,
     messages_table,
+    receipts_table,
     segments_table,
 )
 from tests.processes import Account, random_number
@@ -44,8 +45,8 @@ def scheduled(client: Client, account: Account) -> str:
 
 
 def settled(client: Client, account: Account, status: str = "delivered") -> str:
-    """A message as the pipeline leaves it: two segments (stored at intake), one attachment, a
-    callback with an attempt, its events; then in ``status``."""
+    """A message as the pipeline leaves it: two segments (stored at intake) with their applied
+    receipts, one attachment, a callback with an attempt, its events; then in ``status``."""
     sid = str(
         client.messages.create(
             to=random_number(), from_=account.number, body="secret " * 30,
@@ -60,7 +61,13 @@ def settled(client: Client, account: Account, status: str = "delivered") -> str:
         )  # fmt: skip
         session.execute(
             update(segments_table).where(segments_table.c.message_sid == sid)
-            .values(status="delivered", date_updated=now)
+            .values(status="delivered", date_updated=now,
+                    carrier_id=func.concat(sid, "-", segments_table.c.number))
+        )  # fmt: skip
+        session.execute(
+            insert(receipts_table),
+            [{"carrier_id": f"{sid}-{n}", "status": "delivered", "date_received": now,
+              "applied_at": now} for n in (1, 2)],
         )  # fmt: skip
         session.execute(
             insert(media_table).values(
@@ -102,6 +109,7 @@ def rows_of(sid: str) -> dict[str, int]:
             "attempts": select(func.count()).where(
                 callback_attempts_table.c.callback_id.in_(callback_ids)
             ),
+            "receipts": select(func.count()).where(receipts_table.c.carrier_id.like(f"{sid}-%")),
         }
         return {name: session.execute(query).scalar_one() for name, query in count.items()}
 
@@ -200,7 +208,7 @@ def test_sdk_deletes_a_settled_message_with_everything_that_hangs_off_it(
     # given
     sid = settled(client, account, status="failed")
     assert rows_of(sid) == {"messages": 1, "segments": 2, "media": 1, "events": 2, "callbacks": 1,
-                            "attempts": 1}  # fmt: skip
+                            "attempts": 1, "receipts": 2}  # fmt: skip
     # when
     deleted = client.messages(sid).delete()
     # then

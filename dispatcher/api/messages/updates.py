@@ -24,10 +24,8 @@ from dispatcher.errors import ApiError, BadRequest, NotFound
 from dispatcher.intake.params import Params, reject_unknown, single
 from schemas.db import session_scope
 from schemas.models import (
-    callback_attempts_table,
     callbacks_table,
     media_table,
-    message_events_table,
     messages_table,
     segments_table,
 )
@@ -35,6 +33,7 @@ from schemas.status import SETTLED, MessageStatus
 from schemas.types import utcnow
 from workers.pipeline.scheduling import SCHEDULED_STAGE
 from workers.pipeline.transitions import after_commit, move
+from workers.retention import erase
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +121,7 @@ def delete_message(sid: str) -> None:
                 code=STILL_MOVING,
                 http_status=CONFLICT,
             )
-        ids = [callback_id for callback_id, _ in owed]
-        if ids:
-            session.execute(
-                delete(callback_attempts_table).where(
-                    callback_attempts_table.c.callback_id.in_(ids)
-                )
-            )
-            session.execute(delete(callbacks_table).where(c.id.in_(ids)))
-        session.execute(delete(media_table).where(media_table.c.message_sid == sid))
-        session.execute(delete(segments_table).where(s.message_sid == sid))
-        session.execute(
-            delete(message_events_table).where(message_events_table.c.message_sid == sid)
-        )
-        session.execute(delete(messages_table).where(m.sid == sid))
+        erase(session, [sid], [callback_id for callback_id, _ in owed])
         session.commit()
     log.info("%s deleted", sid, extra={"sid": sid})
 
