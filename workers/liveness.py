@@ -14,9 +14,10 @@ import threading
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlmodel import Session
 
+from schemas import state
 from schemas.db import session_scope
 from schemas.models import platform_state_table
 from schemas.types import utcnow
@@ -47,9 +48,7 @@ def _beat(queues: str) -> None:
         try:
             with session_scope() as session:
                 now = utcnow()
-                session.execute(delete(platform_state_table).where(s.name == _name()))
-                session.execute(insert(platform_state_table).values(
-                    name=_name(), value=f"{queues}|{now.isoformat()}"))  # fmt: skip
+                state.put(session, _name(), f"{queues}|{now.isoformat()}")
                 _forget_long_gone(session, now)
                 session.commit()
         except Exception:  # the database may be away; the next beat tries again
@@ -59,9 +58,8 @@ def _beat(queues: str) -> None:
 
 def _forget_long_gone(session: Session, now: datetime) -> None:
     gone = now - timedelta(seconds=STALE_S * 10)
-    for name, value in session.execute(select(s.name, s.value).where(s.name.like(f"{PREFIX}%"))):
-        if _seen(value) < gone:
-            session.execute(delete(platform_state_table).where(s.name == name))
+    rows = session.execute(select(s.name, s.value).where(s.name.like(f"{PREFIX}%")))
+    state.remove(session, [name for name, value in rows if _seen(value) < gone])
 
 
 def _seen(value: str) -> datetime:
@@ -76,7 +74,7 @@ def stop() -> None:
     _stop.set()
     try:
         with session_scope() as session:
-            session.execute(delete(platform_state_table).where(s.name == _name()))
+            state.remove(session, [_name()])
             session.commit()
     except Exception:
         log.warning("could not remove this worker's liveness row", exc_info=True)

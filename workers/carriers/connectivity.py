@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlmodel import Session
 
+from schemas import state as platform_state
 from schemas.db import session_scope
 from schemas.models import platform_state_table
 from schemas.types import utcnow
@@ -72,14 +73,11 @@ def row_name(connection: str) -> str:
 def write(session: Session, state: LinkState) -> None:
     """This process's row for the connection, in the caller's transaction; rows of processes
     gone long ago are removed."""
-    s = platform_state_table.c
-    name = row_name(state.connection)
-    session.execute(delete(platform_state_table).where(s.name == name))
-    session.execute(insert(platform_state_table).values(name=name, value=state.encode()))
+    platform_state.put(session, row_name(state.connection), state.encode())
     gone = utcnow() - timedelta(seconds=STALE_S * 10)
-    stale = [row for row, state in _rows(session) if state is None or state.reported < gone]
-    if stale:
-        session.execute(delete(platform_state_table).where(s.name.in_(stale)))
+    platform_state.remove(
+        session, [row for row, view in _rows(session) if view is None or view.reported < gone]
+    )
 
 
 def _rows(session: Session) -> list[tuple[str, LinkState | None]]:

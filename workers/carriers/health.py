@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlmodel import Session
 
+from schemas import state
 from schemas.models import platform_state_table
 from schemas.types import utcnow
 
@@ -60,10 +61,10 @@ def sync(session: Session) -> None:
         if view == _synced or (view is not None and isinstance(_synced, str)):
             return  # unchanged, or still refused (the first refusal's time is kept)
         _synced = view
-    s = platform_state_table.c
-    session.execute(delete(platform_state_table).where(s.name == STATE))
-    if view is not None:
-        session.execute(insert(platform_state_table).values(name=STATE, value=view))
+    if view is None:
+        state.remove(session, [STATE])
+    else:
+        state.put(session, STATE, view)
 
 
 def current(session: Session) -> str | None:
