@@ -7,6 +7,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import click
 import httpx
@@ -100,20 +101,14 @@ def callbacks_report(
     stats_url = callback_url.rsplit("/", 1)[0] + "/stats"
     c = callbacks_table.c
     e = message_events_table.c
+    owed = owed_callbacks(account_sid)
     with session_scope() as session:
-        owed = session.execute(
-            select(func.count()).where(c.account_sid == account_sid)
-        ).scalar_one()
         last_terminal = session.execute(
             select(func.max(e.date_created))
             .join(messages_table, m.sid == e.message_sid)
             .where(sent_by(account_sid, sender), e.status.in_(["delivered", "failed"]))
         ).scalar_one()
-    while True:
-        stats = httpx.get(stats_url, timeout=5).json()
-        if stats["count"] >= owed or time.monotonic() > deadline:
-            break
-        time.sleep(SINK_POLL_S)
+    stats = await_sink(stats_url, owed, deadline)
     a = callback_attempts_table.c
     with session_scope() as session:
         failed_attempts = dict(
@@ -140,6 +135,23 @@ def callbacks_report(
         "callbacks_after_last_terminal_s": round(after, 2) if after is not None else None,
         "callback_attempts_failed": failed_attempts,
     }
+
+
+def owed_callbacks(account_sid: str) -> int:
+    with session_scope() as session:
+        owed = session.execute(
+            select(func.count()).where(callbacks_table.c.account_sid == account_sid)
+        )
+        return int(owed.scalar_one())
+
+
+def await_sink(stats_url: str, owed: int, deadline: float) -> dict[str, Any]:
+    """The sink's stats once it has ``owed`` callbacks (or the deadline passed)."""
+    while True:
+        stats: dict[str, Any] = httpx.get(stats_url, timeout=5).json()
+        if stats["count"] >= owed or time.monotonic() > deadline:
+            return stats
+        time.sleep(SINK_POLL_S)
 
 
 def _callback_arrivals(account_sid: str) -> dict[str, list[float]]:

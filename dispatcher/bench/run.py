@@ -17,16 +17,20 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import click
+import httpx
 from sqlalchemy import func, select
 
 from dispatcher.bench import cputime
 from dispatcher.bench.load import Options, send_all
 from dispatcher.bench.report import (
     Run,
+    await_sink,
     callbacks_report,
     carrier_rate,
+    owed_callbacks,
     report,
     sent_by,
     timings,
@@ -62,6 +66,29 @@ def _progress(account_sid: str, sender: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _wait_settled(account_sid: str, sender: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        total, done = _progress(account_sid, sender)
+        if done >= total:
+            return
+        time.sleep(POLL_S)
+
+
+def _warm_up(api: str, options: Options) -> None:
+    """Send ``options.warmup`` messages at the run's pace, from a sender of their own, and wait
+    until each settled and its callbacks arrived: the processes' first statements, connections
+    and threads are then made, and no figure of the run counts them."""
+    sid, token, sender = bench_sender()
+    click.echo(f"warm-up: {options.warmup} messages at the run's pace, left out of its figures")
+    asyncio.run(send_all(api, sid, token, sender, replace(options, count=options.warmup)))
+    deadline = time.monotonic() + options.timeout_s
+    _wait_settled(sid, sender, deadline)
+    if options.callback_url:
+        sink = options.callback_url.rsplit("/", 1)[0]
+        await_sink(f"{sink}/stats", owed_callbacks(sid), deadline)
+        httpx.get(f"{sink}/reset", timeout=5)
+
+
 def _wait_segmented(account_sid: str, sender: str, deadline: float) -> None:
     """Until none of the sender's messages waits for segmentation."""
     while time.monotonic() < deadline:
@@ -83,6 +110,8 @@ def run_bench(
     """Send, wait for every message to settle, report. ``sessions`` (part name → session id of
     the spawned processes) adds the CPU each part spent, per message; ``start_carriers`` (a
     backlog run) is called once every message is accepted and segmented."""
+    if options.warmup:
+        _warm_up(api, options)
     sid, token, sender = bench_sender()
     how = f"bulk creates of {options.bulk}" if options.bulk else "one create per message"
     click.echo(f"bench: {options.count} messages, {options.concurrency} clients, {how}, "
@@ -98,11 +127,7 @@ def run_bench(
         click.echo("backlog: every message accepted and segmented; starting the carrier workers")
         start_carriers()
     deadline = time.monotonic() + options.timeout_s
-    while True:
-        total, done = _progress(sid, sender)
-        if done >= total or time.monotonic() > deadline:
-            break
-        time.sleep(POLL_S)
+    _wait_settled(sid, sender, deadline)
     finished_s = time.monotonic() - started
     settled = timings(sid, sender)
     sink = options.callback_url

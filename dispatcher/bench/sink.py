@@ -7,6 +7,7 @@ A bare asyncio HTTP/1.1 server (keep-alive, Content-Length bodies), so the recei
 next to nothing beside the platform it measures: the customer's fast webhook host. ``GET
 /stats`` answers ``{"count", "by_status", "first_at", "last_at"}`` (epoch seconds), what the
 bench reads at the end; each callback's ``MessageStatus`` is counted from its form body.
+``GET /reset`` forgets what was counted (the bench's warm-up).
 """
 
 import asyncio
@@ -23,6 +24,9 @@ MAX_HEADER_BYTES = 65_536  # a callback's request head is a few hundred bytes
 
 class Stats:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.by_status: Counter[str] = Counter()
         self.first_at: float | None = None
         self.last_at: float | None = None
@@ -64,6 +68,9 @@ async def _serve_connection(
             body = await reader.readexactly(length) if length else b""
             if request_line.startswith("GET /stats"):
                 writer.write(_response("200 OK", stats.as_json(), "application/json"))
+            elif request_line.startswith("GET /reset"):
+                stats.reset()
+                writer.write(_response("200 OK", b""))
             else:
                 if request_line.startswith("POST"):
                     stats.add(body)

@@ -55,15 +55,26 @@ from dispatcher.bench.writes import report_bytes, report_writes, row_versions, t
     show_default=True,
     help="Settled messages the scratch store holds before the run (--spawn).",
 )
+@click.option(
+    "--warmup",
+    type=int,
+    default=None,
+    help="Messages sent first at the same pace and left out of every figure but the writes "
+    "(default: two seconds' worth with --rate, none without): a paced run measures the steady "
+    "state, not the processes' first statements and connections.",
+)
 def bench(
     url: str, count: int, concurrency: int, rate: float | None, timeout_s: float, spawn: bool,
     latency_ms: float, carriers: int, sink_port: int | None, bulk_size: int, segments: int,
     carrier: str, carrier_threads: int | None, backlog: bool, inbound: bool, stored: int,
+    warmup: int | None,
 ) -> None:  # fmt: skip
     """Drive messages through the API; report throughput and latency to sent and delivered."""
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(callback_sink(sink_port)) if sink_port else None
-        options = Options(count, concurrency, rate, timeout_s, sink, bulk_size, segments)
+        if warmup is None:
+            warmup = round(2 * rate) if rate and not (backlog or inbound) else 0
+        options = Options(count, concurrency, rate, timeout_s, sink, bulk_size, segments, warmup)
         if inbound and not (spawn and carrier == "smpp" and sink):
             raise click.UsageError("--inbound needs --spawn --carrier smpp --callbacks PORT")
         if not spawn:
@@ -82,5 +93,5 @@ def bench(
                 run_inbound(f"http://127.0.0.1:{port + 100}", options, spawned.sessions)
                 return
             run_bench(spawned.api, options, spawned.sessions, spawned.start_carriers)
-        report_writes(before, count)
-        report_bytes(sizes, count)
+        report_writes(before, count + warmup)
+        report_bytes(sizes, count + warmup)

@@ -201,8 +201,68 @@ def test_a_replay_sends_a_messages_callbacks_again_one_at_a_time_in_order(
     assert states(sid) == [("queued", "due"), ("sending", "held")]
 
 
-def test_two_promotes_of_one_message_at_once_make_only_its_next_callback_due(
+def test_settling_a_callback_claims_its_messages_next_one_for_the_same_worker(
     account: Account,
+) -> None:
+    # given: a message whose first callback is out, and its next one held behind it
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move_and_commit(session, sid)
+        # when: the worker records the first one's delivery with room for more
+        taken = outcomes.record(session, [delivered], room=4)
+    # then: the next one is its claim at once, under a lease, with no claim between
+    assert [(row.status, row.state) for row in taken] == [("sending", "delivering")]
+    assert taken[0].next_attempt_at > utcnow() + timedelta(seconds=10)
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+@pytest.mark.parametrize(("room", "skip"), [(0, ()), (4, (callbacks.endpoint_of(URL),))],
+                         ids=["no room", "its endpoint busy"])  # fmt: skip
+def test_a_worker_without_room_for_the_next_callback_leaves_it_due_for_any(
+    account: Account, room: int, skip: tuple[str, ...]
+) -> None:
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move_and_commit(session, sid)
+        taken = outcomes.record(session, [delivered], room=room, skip_endpoints=skip)
+        pending = session.execute(
+            select(c.state).where(c.message_sid == sid, c.status == "sending")
+        ).scalar_one()
+    assert taken == []
+    assert pending == "pending"
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
+
+
+def test_a_next_callback_claimed_by_a_worker_that_died_is_due_again_after_its_lease(
+    account: Account,
+) -> None:
+    # given: the next callback claimed as the first one settled, and its worker gone
+    sid, delivered = message_with_callback_in_flight(account)
+    with session_scope() as session:
+        move_and_commit(session, sid)
+        [taken] = outcomes.record(session, [delivered], room=1)
+        session.execute(
+            update(callbacks_table)
+            .where(c.id == taken.id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))  # its lease ran out
+        )
+        session.commit()
+        # when: the sweeper looks
+        callbacks.release_lost(session)
+        state = session.execute(select(c.state).where(c.id == taken.id)).scalar_one()
+    # then: any worker may deliver it, with the same webhook id
+    assert state == "pending"
+    states(sid)
+
+
+def promote_claiming(session: Session, sids: list[str]) -> list[str]:
+    return [row.message_sid for row in callbacks.promote_claiming(session, sids, room=1)]
+
+
+@pytest.mark.parametrize("first_promote", [callbacks.promote, promote_claiming],
+                         ids=["promote", "promote claiming"])  # fmt: skip
+def test_two_promotes_of_one_message_at_once_make_only_its_next_callback_due(
+    account: Account, first_promote: Any
 ) -> None:
     # given: a message whose first callback settled (nobody promoted) and two held behind it
     sid, delivered = message_with_callback_in_flight(account)
@@ -223,7 +283,7 @@ def test_two_promotes_of_one_message_at_once_make_only_its_next_callback_due(
     event.listen(get_engine(), "before_cursor_execute", the_other_promotes_first)
     try:
         with session_scope() as first:
-            results.append(callbacks.promote(first, [sid]))
+            results.append(first_promote(first, [sid]))
     finally:
         event.remove(get_engine(), "before_cursor_execute", the_other_promotes_first)
     # then: the other moved the next one; the first, reading the same, moved nothing

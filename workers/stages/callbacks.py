@@ -15,6 +15,7 @@ What a delivery came to is recorded by workers/webhooks/outcomes.py.
 import logging
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,13 +88,19 @@ def _free_statement() -> Any:
     return select(each.c.first_held).where(each.c.first_held.is_not(None), each.c.busy == 0)
 
 
-def _promote_statement() -> Any:
+def _promote_statement(state: str, skip: bool = False) -> Any:
+    """Held callbacks by id to ``state``: ``pending`` (due at ``v_due``), or ``delivering``
+    under the lease ``v_due`` (the caller's claim), those to the endpoints ``w_skip`` left
+    held when ``skip``; returns the whole rows."""
+    where = [any_bound(c.id, "w_ids"), c.state == HELD]
+    if skip:
+        where.append(~any_bound(c.endpoint, "w_skip"))
     return (
         update(callbacks_table)
-        .where(any_bound(c.id, "w_ids"), c.state == HELD)
-        .values(state=PENDING, next_attempt_at=bindparam("v_due"),
+        .where(*where)
+        .values(state=state, next_attempt_at=bindparam("v_due"),
                 date_updated=bindparam("v_date_updated"))
-        .returning(c.message_sid)
+        .returning(*callbacks_table.c)
     )  # fmt: skip
 
 
@@ -107,6 +114,17 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     """Make each message's first held callback due where none of its callbacks is pending or
     being delivered; commits. Two promotes of one message pick the same row: one of them
     moves it. Returns the messages whose callback was promoted."""
+    return [row.message_sid for row in promote_claiming(session, message_sids, 0)]
+
+
+def promote_claiming(
+    session: Session, message_sids: Collection[str], room: int, skip_endpoints: Collection[str] = ()
+) -> list[Row[Any]]:
+    """As :func:`promote`, but up to ``room`` of the promoted callbacks are claimed at once for
+    the caller (``delivering`` under a lease, as :func:`claim` gives them; none to
+    ``skip_endpoints``), the rest made due: a worker that settled a message's callback
+    delivers its next one with no claim between. Commits. Returns the promoted rows; the
+    claimed ones are those ``delivering``."""
     if not message_sids:
         return []
     free = session.execute(
@@ -116,16 +134,26 @@ def promote(session: Session, message_sids: Collection[str]) -> list[str]:
     # subquery, the planner may start from the states' index (every held row, and each dead
     # version of one) and did: 40-700 ms a call with a million messages stored.
     ids = list(free)
-    sids: list[str] = []
+    now = utcnow()
+    rows: list[Row[Any]] = []
+    skip = sorted(skip_endpoints)
+    if ids and room > 0:
+        lease = now + timedelta(seconds=get_settings().callback_lease_s)
+        claimed = session.execute(
+            kept(("callbacks.promote", DELIVERING, bool(skip)),
+                 partial(_promote_statement, DELIVERING, bool(skip))),
+            {"w_ids": ids[:room], "w_skip": skip, "v_due": lease, "v_date_updated": now},
+        )  # fmt: skip
+        rows += claimed.all()
+        ids = [id_ for id_ in ids if id_ not in {row.id for row in rows}]
     if ids:
-        now = utcnow()
-        promoted = session.execute(
-            kept("callbacks.promote", _promote_statement),
+        due = session.execute(
+            kept(("callbacks.promote", PENDING), partial(_promote_statement, PENDING)),
             {"w_ids": ids, "v_due": now, "v_date_updated": now},
-        ).scalars()
-        sids = list(promoted)
+        )
+        rows += due.all()
     session.commit()
-    return sids
+    return rows
 
 
 def promote_stranded(session: Session) -> list[str]:

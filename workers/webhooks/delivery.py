@@ -6,7 +6,10 @@ are busy or broken, and puts each into its endpoint's lane; a lane starts delive
 shared thread pool up to its endpoint's current limit. A callback waiting for its endpoint's slot
 waits in memory, its lease renewed while it waits, and an endpoint whose lane is full is not
 claimed for at all: a busy endpoint costs no database write. Only real attempts (and callbacks
-put back because an endpoint's circuit opened) are written, in batches, by a recorder thread.
+put back because an endpoint's circuit opened) are written, in batches, by a recorder thread;
+the transaction after that batch's makes each settled callback's successor due and, as room
+allows, claims it for this process (``outcomes.record``): a message's next status goes out with
+no claim between, the claimer's pause and its transaction saved.
 
 Per endpoint the concurrency limit adapts and a circuit breaker stops calling one that keeps
 failing (workers/webhooks/endpoints.py), so one slow endpoint holds a few threads and a
@@ -21,8 +24,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import Row
 from sqlmodel import Session
 
 from schemas.db import session_scope
@@ -40,7 +45,7 @@ from workers.twoway import replies
 from workers.webhooks import outcomes, twiml
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
 from workers.webhooks.outcomes import Outcome
-from workers.webhooks.signing import standard_webhook_signature, strip_fragment, twilio_signature
+from workers.webhooks.signing import signed_headers, strip_fragment
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,6 @@ LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle on
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
 KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
-USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
 
 
 class Deliverer:
@@ -158,13 +162,7 @@ class Deliverer:
         with session_scope() as session:
             # One transaction: the claim, the 410 check and the signing keys.
             rows = callbacks.claim(session, room, skip, commit=False)
-            sending = callbacks.skip_gone(session, rows)
-            keys = self._signing_keys(session, {row.account_sid for row in sending})
-            session.commit()
-        recorder.processed("callbacks", len(rows))
-        self._enqueue(
-            Held(row, *keys[row.account_sid], lease=row.next_attempt_at) for row in sending
-        )
+            self._enqueue(self._hold(session, rows))
         # A full claim leaves more due: claim again as room frees, and let other processes help.
         # A claim that left endpoints out claims again when their lanes have room.
         self._backlog = len(rows) == room or bool(skip)
@@ -178,6 +176,15 @@ class Deliverer:
             self._wanted.set()
             for hook in self.on_backlog:
                 hook()
+
+    def _hold(self, session: Session, rows: list[Row[Any]]) -> list[Held]:
+        """Claimed callbacks to deliver, each with its account's signing keys; those to a URL
+        that answered 410 for their message are skipped. Commits."""
+        sending = callbacks.skip_gone(session, rows)
+        keys = self._signing_keys(session, {row.account_sid for row in sending})
+        session.commit()
+        recorder.processed("callbacks", len(rows))
+        return [Held(row, *keys[row.account_sid], lease=row.next_attempt_at) for row in sending]
 
     def _signing_keys(self, session: Session, accounts: set[str]) -> dict[str, tuple[str, str]]:
         """(auth token, webhook secret) per account, read at most every ``KEYS_TTL_S``."""
@@ -300,20 +307,8 @@ class Deliverer:
         if wait > 0:
             return outcomes.postponed(row, held.lease, wait, f"circuit open for {endpoint}")
         url = strip_fragment(row.url)
-        params: dict[str, str] = row.params
-        body = urlencode(params)
-        stamp = int(time.time())
-        headers = {
-            "content-type": "application/x-www-form-urlencoded",
-            "user-agent": USER_AGENT,
-            "x-twilio-signature": twilio_signature(held.token, url, params),
-            "i-twilio-idempotency-token": row.webhook_id,
-            "webhook-id": row.webhook_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": standard_webhook_signature(
-                held.secret, row.webhook_id, stamp, body
-            ),
-        }
+        body = urlencode(row.params)
+        headers = signed_headers(held.token, held.secret, url, row.params, row.webhook_id, body)
         inbound = row.status == MessageStatus.RECEIVED.value  # its answer may ask for replies
         started = time.monotonic()
         try:
@@ -374,14 +369,18 @@ class Deliverer:
             done, self._done = self._done, []
         if not done:
             return
+        # A settled callback's next one is claimed here, as room allows (as _claim would).
+        room, skip = self._room() if self._claiming else (0, [])
         try:
             with session_scope() as session:
-                outcomes.record(session, done)
+                taken = outcomes.record(session, done, room, skip)
                 made = replies.to_wake(session)
+                held = self._hold(session, taken)
         except Exception:
             with self._lock:
                 self._done[:0] = done
-            raise
+            raise  # what was claimed and not enqueued comes back once its lease runs out
+        self._enqueue(held)
         outcomes.count(done)
         for stage in made:  # replies a webhook's TwiML asked for, committed with its outcome
             try:

@@ -13,6 +13,7 @@ delivery that outlived its lease changes nothing, and makes no reply and no fall
 
 import logging
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from schemas.settings import get_settings
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from workers.metrics import CALLBACK_ATTEMPTS, STAGE_LATENCY, recorder
-from workers.stages.callbacks import DELIVERING, PENDING, endpoint_of, promote
+from workers.stages.callbacks import DELIVERING, PENDING, endpoint_of, promote_claiming
 from workers.twoway import replies
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,15 @@ def count(outcomes: list[Outcome]) -> None:
             recorder.observe(STAGE_LATENCY, latency, stage="callbacks")
 
 
-def record(session: Session, outcomes: list[Outcome]) -> None:
+def record(
+    session: Session, outcomes: list[Outcome], room: int = 0, skip_endpoints: Collection[str] = ()
+) -> list[Row[Any]]:
     """Write attempts and new states, each only if its lease still holds (a delivery that
     outlived its lease was handed to another worker, whose result counts), and the replies an
     inbound message's webhook answered with, in the same transaction; then, committed, the
-    next callback of each message whose callback settled becomes due."""
+    next callback of each message whose callback settled becomes due, up to ``room`` of them
+    (none to ``skip_endpoints``) claimed for the caller at once: those are returned,
+    ``delivering`` under a lease."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -156,7 +161,9 @@ def record(session: Session, outcomes: list[Outcome]) -> None:
         if o.fallback is not None:
             session.execute(insert(callbacks_table).values(o.fallback))
     session.commit()
-    promote(session, {o.message_sid for o in outcomes if o.state != PENDING})
+    settled = {o.message_sid for o in outcomes if o.state != PENDING}
+    promoted = promote_claiming(session, settled, room, skip_endpoints)
+    return [row for row in promoted if row.state == DELIVERING]
 
 
 def _reply(session: Session, o: Outcome) -> None:

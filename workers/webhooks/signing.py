@@ -3,7 +3,10 @@
 import base64
 import hashlib
 import hmac
+import time
 from urllib.parse import urlsplit, urlunsplit
+
+USER_AGENT = "mycpaas-dispatch/0.1 (status callback)"
 
 
 def strip_fragment(url: str) -> str:
@@ -23,3 +26,19 @@ def standard_webhook_signature(secret: str, webhook_id: str, timestamp: int, bod
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{webhook_id}.{timestamp}.{body}".encode()
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(
+    token: str, secret: str, url: str, params: dict[str, str], webhook_id: str, body: str
+) -> dict[str, str]:
+    """A callback POST's headers: both signatures, the idempotency token and webhook id."""
+    stamp = int(time.time())
+    return {
+        "content-type": "application/x-www-form-urlencoded",
+        "user-agent": USER_AGENT,
+        "x-twilio-signature": twilio_signature(token, url, params),
+        "i-twilio-idempotency-token": webhook_id,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": standard_webhook_signature(secret, webhook_id, stamp, body),
+    }
