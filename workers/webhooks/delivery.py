@@ -373,8 +373,9 @@ class Deliverer:
         room, skip = self._room() if self._claiming else (0, [])
         try:
             with session_scope() as session:
-                taken = outcomes.record(session, done, room, skip)
+                promoted = outcomes.record(session, done, room, skip)
                 made = replies.to_wake(session)
+                taken = [row for row in promoted if row.state == callbacks.DELIVERING]
                 held = self._hold(session, taken)
         except Exception:
             with self._lock:
@@ -387,8 +388,10 @@ class Deliverer:
                 wakeup.wake(stage)
             except Exception:  # committed: the sweeper wakes the stage; the rest goes on
                 log.warning("waking %s for replies failed", stage, exc_info=True)
-        if any(outcome.state != callbacks.PENDING for outcome in done):
-            self._wanted.set()  # a settled callback lets its message's next one be claimed
+        # Claim what became due and is not in hand: promoted with no room, after a 410, or a
+        # fallback owed.
+        if len(held) < len(promoted) or any(outcome.fallback for outcome in done):
+            self._wanted.set()
         for hook in self.on_flush:
             try:
                 hook(done)

@@ -135,8 +135,8 @@ def record(
     outlived its lease was handed to another worker, whose result counts), and the replies an
     inbound message's webhook answered with, in the same transaction; then, committed, the
     next callback of each message whose callback settled becomes due, up to ``room`` of them
-    (none to ``skip_endpoints``) claimed for the caller at once: those are returned,
-    ``delivering`` under a lease."""
+    (none to ``skip_endpoints``) claimed for the caller at once. Returns the promoted rows:
+    those claimed are ``delivering``, under a lease; the rest ``pending``."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -162,8 +162,7 @@ def record(
             session.execute(insert(callbacks_table).values(o.fallback))
     session.commit()
     settled = {o.message_sid for o in outcomes if o.state != PENDING}
-    promoted = promote_claiming(session, settled, room, skip_endpoints)
-    return [row for row in promoted if row.state == DELIVERING]
+    return promote_claiming(session, settled, room, skip_endpoints)
 
 
 def _reply(session: Session, o: Outcome) -> None:
