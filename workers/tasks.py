@@ -4,9 +4,9 @@ Every task is a wake-up call: its argument (a sid, or nothing) only says why it 
 The stage drains every due row, so duplicates and redeliveries find nothing and return.
 """
 
-import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -24,7 +24,7 @@ from sqlmodel import Session
 from schemas.db import dispose_engine, session_scope
 from schemas.settings import get_settings
 from schemas.types import utcnow
-from workers import liveness, retention
+from workers import liveness, retention, supervision
 from workers.app import (
     CALLBACK_TASK,
     CARRIER_TASK,
@@ -43,7 +43,6 @@ from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.pipeline import wakeup
 from workers.pipeline.accepted import EarlyRecorder
-from workers.pipeline.draining import LocalDrain, drain, stopping
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
 from workers.stages import carrier, inbound, media, receipts, segment, sweep
@@ -54,6 +53,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETENTION_BUDGET_S = 45.0  # one pass at most (the soft time limit is 60 s); the next goes on
+DRAIN_BUDGET_S = 20.0  # one task drains this long, then hands on to a fresh wake-up
+stopping = threading.Event()  # a warm shutdown began: finish the batch in hand, take no more
 DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
 
 
@@ -109,9 +110,42 @@ def _make_carriers() -> Connections:
     return Connections(drivers, Router(plan.connections, plan.routes, healthy))
 
 
+class LocalDrain:
+    """A stage this process wakes itself, drained on a thread of its own: the receipts its
+    carrier connections store are applied without a publish, a task and their Redis calls. A
+    wake-up lost with the process is the sweeper's: it wakes a stage whose rows wait."""
+
+    def __init__(self, stage: str, batch: Callable[[], int], batch_size: int) -> None:
+        self.stage = stage
+        self._batch, self._batch_size = batch, batch_size
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread = supervision.thread(f"{stage}-drain", self._loop, self._stop)
+        wakeup.drain_here(stage, self._wanted.set)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._wanted.wait(1.0):
+                continue
+            self._wanted.clear()
+            try:
+                drain(self.stage, self._batch, self._batch_size, broker=False)
+            except OperationalError as exc:  # the broker's task retries it, with backoff
+                log.warning("%s: the database is away (%s); handing the stage to a task",
+                            self.stage, exc)  # fmt: skip
+                wakeup.publish(self.stage)
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        """Wake-ups go through the broker again; what is left is any worker's."""
+        wakeup.drain_here(self.stage, None)
+        self._stop.set()
+        self._thread.join(10)
+        if self._wanted.is_set():
+            wakeup.publish(self.stage)
+
+
 local_drains: list[LocalDrain] = []
-listened_drains: list[LocalDrain] = []  # woken by a Redis listener (the carrier stage's)
-hand_off_slots: list[threading.Semaphore] = []  # shared by the carrier's tasks and listener
 
 
 def _make_bucket() -> TokenBucket:
@@ -154,8 +188,6 @@ def _after_fork(**_: object) -> None:
     while local_drains:  # the parent's threads are not this child's
         wakeup.drain_here(local_drains.pop().stage, None)
     listeners.clear()
-    listened_drains.clear()
-    hand_off_slots.clear()
 
 
 @worker_ready.connect
@@ -175,15 +207,6 @@ def _bind_at_start(sender: Any = None, **_: object) -> None:
     smpp = any(c.driver == "smpp" for c in plan_of(get_settings()).connections.values())
     if smpp and "carrier" in consumed and threaded:
         carriers()
-    if "carrier" in consumed and threaded and get_settings().redis_url:
-        # Its wake-ups come as Redis signals, each drained on one of as many threads of its
-        # own as the worker has: no task is published by the API or consumed here.
-        threads = int(getattr(sender, "concurrency", None) or 1)
-        hand_off_slots.append(threading.Semaphore(threads))  # -c: hand-offs at once, either way
-        handing = LocalDrain("carrier", hand_off, carrier.BATCH, threads=threads, here=False,
-                             slots=hand_off_slots[0])  # fmt: skip
-        listened_drains.append(handing)
-        listeners.append(wakeup.Listener("carrier", handing.wake))
     if "callbacks" in consumed and threaded:  # it listens for wake-ups from the start
         deliverer()
 
@@ -191,8 +214,6 @@ def _bind_at_start(sender: Any = None, **_: object) -> None:
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def _close_clients(**_: object) -> None:
-    while listened_drains:  # before the carriers: their hand-offs finish on open connections
-        listened_drains.pop().close()
     for one in (carriers, fetcher, deliverer):  # a Deliverer finishes and records its deliveries
         built = one.pop()
         if built is not None:
@@ -226,6 +247,21 @@ def status_changes() -> Iterator[Session]:
         wakeup.wake("callbacks")
 
 
+def drain(stage: str, batch: Callable[[], int], batch_size: int, broker: bool = True) -> None:
+    """Run ``batch`` until the stage has no more due rows, the budget is spent or the worker
+    is shutting down; then what is left goes to a fresh wake-up (another worker's). ``broker``:
+    woken through the broker, whose pending mark is cleared first."""
+    if broker:
+        wakeup.clear(stage)
+    deadline = time.monotonic() + DRAIN_BUDGET_S
+    while (claimed := batch()) >= batch_size:
+        recorder.processed(stage, claimed)
+        if stopping.is_set() or time.monotonic() > deadline:
+            wakeup.publish(stage)
+            return
+    recorder.processed(stage, claimed)
+
+
 @app.task(name=SEGMENT_TASK, **DB_RETRY)
 def segment_task(_sid: str | None = None) -> None:
     def batch() -> int:
@@ -252,21 +288,19 @@ def media_task(_sid: str | None = None) -> None:
     drain("media", batch, media.BATCH)
 
 
-def hand_off() -> int:
-    with status_changes() as session:
-        result = carrier.hand_off_batch(session, carriers(), sender_bucket())
-        early = carrier.early_receipts_waiting(session, result.carrier_ids)
-    if early:
-        wakeup.wake("receipts")
-    if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:
-        wakeup.wake_later("carrier", result.retry_in_s)
-    return result.claimed
-
-
 @app.task(name=CARRIER_TASK, **DB_RETRY)
 def carrier_task(_sid: str | None = None) -> None:
-    with hand_off_slots[0] if hand_off_slots else contextlib.nullcontext():
-        drain("carrier", hand_off, carrier.BATCH)
+    def batch() -> int:
+        with status_changes() as session:
+            result = carrier.hand_off_batch(session, carriers(), sender_bucket())
+            early = carrier.early_receipts_waiting(session, result.carrier_ids)
+        if early:
+            wakeup.wake("receipts")
+        if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:
+            wakeup.wake_later("carrier", result.retry_in_s)
+        return result.claimed
+
+    drain("carrier", batch, carrier.BATCH)
 
 
 def apply_receipts() -> int:

@@ -1,12 +1,11 @@
 """Wake-ups that skip the broker, and what happens when nobody takes them that way.
 
 A carrier worker applies the receipts its own binds store on a thread of its own; what a dead
-process stored and never applied is the sweeper's. Callbacks and carrier workers listen for
-their stage's wake-ups on Redis; with no listener they go through the broker.
+process stored and never applied is the sweeper's. A callbacks worker listens for its stage's
+wake-ups on Redis; with no listener they go through the broker.
 """
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +17,8 @@ from schemas.models import receipts_table
 from schemas.settings import get_settings
 from tests.smpp_driver import eventually
 from workers.pipeline import wakeup
-from workers.pipeline.draining import LocalDrain
 from workers.stages import receipts, sweep
+from workers.tasks import LocalDrain
 
 
 @pytest.fixture
@@ -117,56 +116,6 @@ def test_with_no_listener_the_wake_up_goes_through_the_broker_once(
     wakeup.wake("callbacks")
     # then one task is published: its worker builds its deliverer and listens from then on
     assert published == ["callbacks"]
-
-
-def test_a_carrier_worker_hears_its_wake_ups_and_hands_off_no_more_at_once_than_its_slots(
-    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    prefix = get_settings().redis_prefix
-    keys = [f"{prefix}{kind}:carrier" for kind in ("wake", "signal", "listening")]
-    redis_client.delete(*keys)
-    published: list[str] = []
-    monkeypatch.setattr(wakeup, "_publish", lambda stage, *_: published.append(stage))
-    lock = threading.Lock()
-    running, most, batches = 0, 0, 0
-    release = threading.Event()
-
-    def batch() -> int:  # a hand-off that waits on the carrier until released
-        nonlocal running, most, batches
-        with lock:
-            running, batches = running + 1, batches + 1
-            most = max(most, running)
-        release.wait(5)
-        with lock:
-            running -= 1
-        return 0
-
-    # given: a worker of -c 1 (one slot, shared with its tasks), two threads listening
-    slots = threading.Semaphore(1)
-    local = LocalDrain("carrier", batch, batch_size=10, threads=2, here=False, slots=slots)
-    listener = wakeup.Listener("carrier", local.wake)
-    try:
-        eventually(lambda: redis_client.exists(keys[2]) == 1, 5)
-        # when: intake wakes the stage three times while its first hand-off is at the carrier
-        wakeup.wake("carrier")
-        eventually(lambda: batches == 1, 5)
-        for _ in range(2):
-            wakeup.wake("carrier")
-            eventually(lambda: redis_client.llen(keys[1]) == 0, 5)  # heard
-        release.set()
-        # then: the wake-ups that came meanwhile are drained after it (one or two drains: the
-        # third came while both threads were taken, or not), never two at once, and nothing
-        # went through the broker
-        eventually(lambda: batches >= 2, 5)
-        time.sleep(0.3)
-        assert batches <= 3
-        assert most == 1
-        assert published == []
-    finally:
-        release.set()
-        listener.close()
-        local.close()
-        redis_client.delete(*keys)
 
 
 def test_receipts_a_dead_process_stored_and_never_applied_are_the_sweepers(pending: str) -> None:

@@ -7,13 +7,11 @@ deletes the key *before* it starts to drain, so work committed after the drain b
 leads to a fresh wake-up. The key expires by itself, so a lost wake-up blocks nothing for
 long, and the sweeper publishes anything that stayed due.
 
-A process that drains a stage on threads of its own (the callbacks' deliverer, a carrier
-worker's hand-off threads) may listen for its wake-ups on Redis instead (:class:`Listener`):
-the waker's one script call marks the wake-up pending and, while some process listens, pushes
-a signal one of them pops. No task is published or consumed. A signal lost with its listener
-costs a second for callbacks (every deliverer also claims once a second unasked); for the
-carrier stage, until the pending mark expires (``PENDING_TTL_MS``) and the next wake-up or the
-sweeper's comes.
+A process that drains a stage on threads of its own (the callbacks' deliverer) may listen for
+its wake-ups on Redis instead (:class:`Listener`): the waker's one script call marks the
+wake-up pending and, while some process listens, pushes a signal one of them pops. No task
+is published or consumed. A signal lost with its listener costs a second: every deliverer
+also claims once a second unasked.
 
 A process that wakes a stage it drains itself (a carrier worker applying the receipts its own
 connection stored) may take the wake-up without the broker (:func:`drain_here`): no publish, no
@@ -39,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PENDING_TTL_MS = 5000  # a pending mark outlives a normal queue wait; after it, anyone may publish
 REDIS_COOLDOWN_S = 5.0  # after a Redis error, publish without coalescing for this long
-LISTENED = frozenset({"callbacks", "carrier"})  # stages whose workers may listen on Redis
+LISTENED = frozenset({"callbacks"})  # stages whose processes may listen for wake-ups on Redis
 LISTEN_BLOCK_S = 1.0  # a listener's wait for a signal, and how often it says it still listens
 LISTENER_TTL_MS = 3000  # a listener that stopped saying so is not counted on after this
 PENDING, SIGNALLED, PUBLISH = 0, 1, 2
