@@ -388,10 +388,8 @@ class Deliverer:
                 wakeup.wake(stage)
             except Exception:  # committed: the sweeper wakes the stage; the rest goes on
                 log.warning("waking %s for replies failed", stage, exc_info=True)
-        # Claim what became due and is not in hand: promoted with no room, after a 410, or a
-        # fallback owed.
-        if len(held) < len(promoted) or any(outcome.fallback for outcome in done):
-            self._wanted.set()
+        if any(outcome.state != callbacks.PENDING for outcome in done):
+            self._wanted.set()  # a settled callback lets its message's next one be claimed
         for hook in self.on_flush:
             try:
                 hook(done)
