@@ -184,7 +184,11 @@ def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
         assert line, f"it exited before drawing three tables: {output!r}"
         output += line
     watching.send_signal(signal.SIGINT)
-    rest, _ = watching.communicate(timeout=10)
+    try:  # a loaded machine (the whole suite on two cores) once took over 10 s to see it exit
+        rest, _ = watching.communicate(timeout=30)
+    finally:
+        watching.kill()  # never left running for a later test's warnings
+        watching.wait()
     output += rest
     # then: it drew the table again and again, and left quietly
     assert watching.returncode == 0
