@@ -170,11 +170,17 @@ def callbacks_of(platform: Platform, sid: str) -> list[Any]:
         engine.dispose()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
     # given
+    # As from a terminal: Ctrl-C not ignored, even where the suite itself runs as a background
+    # job of a shell without job control (which starts it, and all it spawns, ignoring SIGINT).
     watching = subprocess.Popen(["mycpaas", "queues", "--watch", "--interval", "0.5"],
                                 env={**os.environ, **quiet.env}, stdout=subprocess.PIPE,
-                                text=True)  # fmt: skip
+                                text=True, preexec_fn=_default_sigint)  # fmt: skip
     # when: it drew its table three times (not a fixed time: its imports alone can take
     # seconds on a busy machine, and a Ctrl-C during them is a KeyboardInterrupt), Ctrl-C
     assert watching.stdout is not None
@@ -184,11 +190,12 @@ def test_queues_watch_refreshes_until_interrupted(quiet: Platform) -> None:
         assert line, f"it exited before drawing three tables: {output!r}"
         output += line
     watching.send_signal(signal.SIGINT)
-    try:  # a loaded machine (the whole suite on two cores) once took over 10 s to see it exit
-        rest, _ = watching.communicate(timeout=30)
+    try:
+        rest, _ = watching.communicate(timeout=10)
     finally:
         watching.kill()  # never left running for a later test's warnings
         watching.wait()
+        watching.stdout.close()
     output += rest
     # then: it drew the table again and again, and left quietly
     assert watching.returncode == 0
