@@ -89,9 +89,10 @@ def _free_statement() -> Any:
 
 
 def _promote_statement(state: str, skip: bool = False) -> Any:
-    """Held callbacks by id to ``state``: ``pending`` (due at ``v_due``), or ``delivering``
-    under the lease ``v_due`` (the caller's claim), those to the endpoints ``w_skip`` left
-    held when ``skip``; returns the whole rows."""
+    """Held callbacks by id to ``state``: ``pending`` (due at ``v_due``; returns their ids,
+    messages, statuses and state), or ``delivering`` under the lease ``v_due`` (the caller's claim,
+    returned whole), those to the endpoints ``w_skip`` left held when ``skip``."""
+    whole = state == DELIVERING
     where = [any_bound(c.id, "w_ids"), c.state == HELD]
     if skip:
         where.append(~any_bound(c.endpoint, "w_skip"))
@@ -100,7 +101,7 @@ def _promote_statement(state: str, skip: bool = False) -> Any:
         .where(*where)
         .values(state=state, next_attempt_at=bindparam("v_due"),
                 date_updated=bindparam("v_date_updated"))
-        .returning(*callbacks_table.c)
+        .returning(*(callbacks_table.c if whole else (c.id, c.message_sid, c.status, c.state)))
     )  # fmt: skip
 
 

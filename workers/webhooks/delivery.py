@@ -369,8 +369,9 @@ class Deliverer:
             done, self._done = self._done, []
         if not done:
             return
-        # A settled callback's next one is claimed here, as room allows (as _claim would).
-        room, skip = self._room() if self._claiming else (0, [])
+        # A settled callback's next one is claimed here, as room allows (as _claim would), when
+        # the claimer keeps up: with a backlog, its full claims take them in bulk for less.
+        room, skip = self._room() if self._claiming and not self._backlog else (0, [])
         try:
             with session_scope() as session:
                 promoted = outcomes.record(session, done, room, skip)
