@@ -146,7 +146,8 @@ def promote_claiming(
             {"w_ids": ids[:room], "w_skip": skip, "v_due": lease, "v_date_updated": now},
         )  # fmt: skip
         rows += claimed.all()
-        ids = [id_ for id_ in ids if id_ not in {row.id for row in rows}]
+        taken = {row.id for row in rows}
+        ids = [id_ for id_ in ids if id_ not in taken]
     if ids:
         due = session.execute(
             kept(("callbacks.promote", PENDING), partial(_promote_statement, PENDING)),
