@@ -104,10 +104,19 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
             request = Request(self.command, self.path, headers, self.rfile.read(length),
                               time.monotonic())  # fmt: skip
             server._arrived(request)
+            counted = True
             try:
-                self._send(server.answer(request))
+                response = server.answer(request)
+                if isinstance(response.body, bytes):
+                    # Out of flight before it is written: the client may read it and send its
+                    # next request before this thread runs again, and must not seem to exceed
+                    # its cap. (A streamed body stays in flight while it streams.)
+                    server._answered()
+                    counted = False
+                self._send(response)
             finally:
-                server._answered()
+                if counted:
+                    server._answered()
 
         do_POST = do_GET
 
