@@ -5,11 +5,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from schemas.db import get_engine, session_scope
-from schemas.models import callbacks_table, messages_table
+from schemas.models import callback_attempts_table, callbacks_table, messages_table
 from schemas.status import MessageStatus
 from schemas.types import utcnow
 from tests.processes import Account
@@ -249,6 +250,34 @@ def test_a_next_callback_claimed_by_a_worker_that_died_is_due_again_after_its_le
     # then: any worker may deliver it, with the same webhook id
     assert state == "pending"
     states(sid)
+
+
+def test_a_promotion_that_fails_after_the_outcome_is_recorded_records_nothing_twice(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a message whose next callback is held behind one being delivered
+    sid, delivered = message_with_callback_in_flight(account)
+    move_with_its_callback_held_long(sid)
+
+    def database_gone(*_: Any) -> list[Any]:
+        raise OperationalError("UPDATE callbacks", {}, Exception("server closed the connection"))
+
+    # when: the outcome commits and the promotion after it fails
+    monkeypatch.setattr(outcomes, "promote_claiming", database_gone)
+    with session_scope() as session:
+        assert outcomes.record(session, [delivered], room=4) == []
+    monkeypatch.undo()
+    # then: recorded once (the caller has nothing to retry), the next one still held
+    with session_scope() as session:
+        attempts = session.execute(
+            select(func.count()).where(
+                callback_attempts_table.c.callback_id == delivered.callback_id
+            )
+        ).scalar_one()
+        assert attempts == 1
+        # and the sweeper lets it go
+        assert sid in callbacks.promote_stranded(session)
+    assert states(sid) == [("queued", "delivered"), ("sending", "due")]
 
 
 def promote_claiming(session: Session, sids: list[str]) -> list[str]:

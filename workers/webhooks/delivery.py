@@ -6,10 +6,8 @@ are busy or broken, and puts each into its endpoint's lane; a lane starts delive
 shared thread pool up to its endpoint's current limit. A callback waiting for its endpoint's slot
 waits in memory, its lease renewed while it waits, and an endpoint whose lane is full is not
 claimed for at all: a busy endpoint costs no database write. Only real attempts (and callbacks
-put back because an endpoint's circuit opened) are written, in batches, by a recorder thread;
-the transaction after that batch's makes each settled callback's successor due and, as room
-allows, claims it for this process (``outcomes.record``): a message's next status goes out with
-no claim between, the claimer's pause and its transaction saved.
+put back because an endpoint's circuit opened) are written, in batches, by a recorder thread,
+which also claims each settled callback's successor as it makes it due (``outcomes.record``).
 
 Per endpoint the concurrency limit adapts and a circuit breaker stops calling one that keeps
 failing (workers/webhooks/endpoints.py), so one slow endpoint holds a few threads and a
@@ -162,7 +160,8 @@ class Deliverer:
         with session_scope() as session:
             # One transaction: the claim, the 410 check and the signing keys.
             rows = callbacks.claim(session, room, skip, commit=False)
-            self._enqueue(self._hold(session, rows))
+            held = self._hold(session, rows)
+        self._enqueue(held)
         # A full claim leaves more due: claim again as room frees, and let other processes help.
         # A claim that left endpoints out claims again when their lanes have room.
         self._backlog = len(rows) == room or bool(skip)
@@ -369,20 +368,23 @@ class Deliverer:
             done, self._done = self._done, []
         if not done:
             return
-        # A settled callback's next one is claimed here, as room allows (as _claim would), when
-        # the claimer keeps up: with a backlog, its full claims take them in bulk for less.
+        # Successors claimed here as room allows, unless a backlog's full claims take them.
         room, skip = self._room() if self._claiming and not self._backlog else (0, [])
         try:
             with session_scope() as session:
                 promoted = outcomes.record(session, done, room, skip)
                 made = replies.to_wake(session)
-                taken = [row for row in promoted if row.state == callbacks.DELIVERING]
-                held = self._hold(session, taken)
         except Exception:
             with self._lock:
                 self._done[:0] = done
-            raise  # what was claimed and not enqueued comes back once its lease runs out
-        self._enqueue(held)
+            raise
+        # Recorded: a failure from here on must not queue them again (attempts written twice).
+        taken = [row for row in promoted if row.state == callbacks.DELIVERING]
+        try:
+            with session_scope() as session:
+                self._enqueue(self._hold(session, taken))  # after its commit
+        except Exception:
+            log.warning("%d claimed callbacks wait out their leases", len(taken), exc_info=True)
         outcomes.count(done)
         for stage in made:  # replies a webhook's TwiML asked for, committed with its outcome
             try:

@@ -136,7 +136,9 @@ def record(
     inbound message's webhook answered with, in the same transaction; then, committed, the
     next callback of each message whose callback settled becomes due, up to ``room`` of them
     (none to ``skip_endpoints``) claimed for the caller at once. Returns the promoted rows:
-    those claimed are ``delivering``, under a lease; the rest ``pending``."""
+    those claimed are ``delivering``, under a lease; the rest ``pending``. Raises only before
+    the outcomes are committed: a failure to promote after leaves the next callbacks held, for
+    the sweeper (``promote_stranded``)."""
     attempts = [
         {"callback_id": o.callback_id, "url": o.url, "date_attempted": o.attempted_at,
          "status_code": o.status_code, "latency_ms": round(o.latency_ms, 2), "error": o.error,
@@ -162,7 +164,13 @@ def record(
             session.execute(insert(callbacks_table).values(o.fallback))
     session.commit()
     settled = {o.message_sid for o in outcomes if o.state != PENDING}
-    return promote_claiming(session, settled, room, skip_endpoints)
+    try:
+        return promote_claiming(session, settled, room, skip_endpoints)
+    except Exception:  # recorded: never raise, or a retry would write the attempts twice
+        session.rollback()
+        log.warning("promoting the callbacks after %d settled failed; the sweeper will",
+                    len(settled), exc_info=True)  # fmt: skip
+        return []
 
 
 def _reply(session: Session, o: Outcome) -> None:
