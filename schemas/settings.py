@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     sending_lease_s: Annotated[int, Field(ge=1)] = (
         60  # a row in 'sending' longer than this is reconciled by the sweeper
     )
+    # A carrier worker woken while messages keep coming waits this long for more before it
+    # claims (workers/pipeline/gather.py): latency bought for CPU; 0 claims at once.
+    carrier_gather_s: Annotated[float, Field(ge=0, le=1)] = 0.03
     sweep_interval_s: Positive = 5.0  # how often beat starts the sweeper; its latency for lost work
     # A SendAt must lie at least this far ahead (Twilio: 300 s; error 35114 otherwise). Only
     # tests and demos want less; the sweeper releases a message within one sweep interval.

@@ -43,6 +43,7 @@ from workers.carriers.smpp import inbox
 from workers.metrics import recorder
 from workers.pipeline import wakeup
 from workers.pipeline.accepted import EarlyRecorder
+from workers.pipeline.gather import Gatherer
 from workers.pipeline.throttle import TokenBucket, redis_client
 from workers.pipeline.transitions import after_commit
 from workers.stages import carrier, inbound, media, receipts, segment, sweep
@@ -118,6 +119,7 @@ class LocalDrain:
     def __init__(self, stage: str, batch: Callable[[], int], batch_size: int) -> None:
         self.stage = stage
         self._batch, self._batch_size = batch, batch_size
+        self._gathering = Gatherer(get_settings().carrier_gather_s)
         self._wanted = threading.Event()
         self._stop = threading.Event()
         self._thread = supervision.thread(f"{stage}-drain", self._loop, self._stop)
@@ -127,14 +129,20 @@ class LocalDrain:
         while not self._stop.is_set():
             if not self._wanted.wait(1.0):
                 continue
+            self._gathering.wait(self._stop)  # what its binds store meanwhile joins this drain
             self._wanted.clear()
             try:
-                drain(self.stage, self._batch, self._batch_size, broker=False)
+                drain(self.stage, self._counted, self._batch_size, broker=False)
             except OperationalError as exc:  # the broker's task retries it, with backoff
                 log.warning("%s: the database is away (%s); handing the stage to a task",
                             self.stage, exc)  # fmt: skip
                 wakeup.publish(self.stage)
                 self._stop.wait(1.0)
+
+    def _counted(self) -> int:
+        claimed = self._batch()
+        self._gathering.claimed(claimed)
+        return claimed
 
     def close(self) -> None:
         """Wake-ups go through the broker again; what is left is any worker's."""
@@ -166,6 +174,7 @@ listeners: list[wakeup.Listener] = []
 
 
 carriers = PerProcess(_make_carriers)
+carrier_gathering = PerProcess(lambda: Gatherer(get_settings().carrier_gather_s))
 sender_bucket = PerProcess(_make_bucket)
 fetcher = PerProcess(media.Fetcher)
 deliverer = PerProcess(_make_deliverer)
@@ -183,7 +192,7 @@ def _after_callbacks(outcomes: list[outcomes.Outcome]) -> None:
 @worker_process_init.connect
 def _after_fork(**_: object) -> None:
     dispose_engine(close=False)  # the parent's connections are not this child's
-    for one in (carriers, deliverer, fetcher):
+    for one in (carriers, deliverer, fetcher, carrier_gathering):
         one.pop()
     while local_drains:  # the parent's threads are not this child's
         wakeup.drain_here(local_drains.pop().stage, None)
@@ -290,10 +299,16 @@ def media_task(_sid: str | None = None) -> None:
 
 @app.task(name=CARRIER_TASK, **DB_RETRY)
 def carrier_task(_sid: str | None = None) -> None:
+    # While messages keep coming, the wake-up stays pending a moment: what intake commits
+    # meanwhile joins this claim instead of publishing wake-ups of its own.
+    gathering = carrier_gathering()
+    gathering.wait(stopping)
+
     def batch() -> int:
         with status_changes() as session:
             result = carrier.hand_off_batch(session, carriers(), sender_bucket())
             early = carrier.early_receipts_waiting(session, result.carrier_ids)
+        gathering.claimed(result.claimed)
         if early:
             wakeup.wake("receipts")
         if result.retry_in_s is not None and result.retry_in_s <= carrier.SHORT_WAIT_S:

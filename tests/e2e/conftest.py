@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -69,7 +69,7 @@ class Platform:
         finally:
             engine.dispose()
 
-    def _column(self, sids: list[str], column: str) -> dict[str, str]:
+    def column(self, sids: list[str], column: str) -> dict[str, Any]:
         """One column of these messages, read from the platform's database."""
         engine = make_engine(self.env.get("MYCPAAS_DATABASE_URL") or database_url(RUN_DATABASE))
         try:
@@ -82,7 +82,7 @@ class Platform:
 
     def stages(self, sids: list[str]) -> Counter[str]:
         """How many of these messages each pipeline stage holds."""
-        return Counter(self._column(sids, "stage").values())
+        return Counter(self.column(sids, "stage").values())
 
     def stop_all(self) -> None:
         """Asks every process to stop at once, then waits for each: a worker's warm shutdown
@@ -118,7 +118,7 @@ class Platform:
         """Wait until every message is delivered or failed; returns them (the API's view)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            statuses = self._column(sids, "status")
+            statuses = self.column(sids, "status")
             waiting = {sid: status for sid, status in statuses.items() if status not in TERMINAL}
             if not waiting and len(statuses) == len(sids):
                 return {sid: self.fetch(account, sid) for sid in sids}

@@ -62,7 +62,7 @@ def test_refused_credentials_defer_messages_and_say_so_once(
             time.sleep(0.1)
         assert len(running.requests) >= 3  # tried again and again, with backoff
         # then: no message failed for it, the platform says what is wrong
-        assert set(platform._column(sids, "status").values()) <= {"queued", "sending"}
+        assert set(platform.column(sids, "status").values()) <= {"queued", "sending"}
         ready = httpx.get(f"{platform.api}/readyz")
         assert ready.status_code == 503
         assert ready.json()["carrier"].startswith("refuses our credentials since")
@@ -71,8 +71,8 @@ def test_refused_credentials_defer_messages_and_say_so_once(
         # when: the token is fixed at the carrier
         running.refusing.clear()
         deadline = time.monotonic() + 60
-        while set(platform._column(sids, "status").values()) != {"sent"}:
-            assert time.monotonic() < deadline, platform._column(sids, "status")
+        while set(platform.column(sids, "status").values()) != {"sent"}:
+            assert time.monotonic() < deadline, platform.column(sids, "status")
             time.sleep(0.2)
         # then: the messages go out and the platform is ready again
         assert httpx.get(f"{platform.api}/readyz").status_code == 200

@@ -47,7 +47,7 @@ def test_scheduled_message_is_released_on_time_across_a_worker_restart(tmp_path:
         platform.start_worker("maintenance", "maintenance-2")
         # then: scheduled until its time, then sent and delivered
         while datetime.now(UTC) < send_at - timedelta(seconds=0.3):
-            assert platform._column([sid], "status")[sid] == "scheduled"
+            assert platform.column([sid], "status")[sid] == "scheduled"
             time.sleep(0.1)
         done = platform.wait_terminal(account, [sid], timeout_s=30)
         entered = events(platform, sid)
