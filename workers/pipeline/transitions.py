@@ -11,9 +11,10 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ClauseElement, Row, bindparam, func, insert, update
+from sqlalchemy import ClauseElement, Row, bindparam, func, update
 from sqlmodel import Session
 
+from schemas.copying import insert_rows
 from schemas.db import any_bound, kept
 from schemas.models import callbacks_table, message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
@@ -28,8 +29,6 @@ HELD_BEHIND = "mycpaas.callbacks_held"  # and the messages whose new callback wa
 API_VERSION = "2010-04-01"  # what Twilio's callbacks carry as ApiVersion
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
-_INSERT_EVENTS = insert(message_events_table)
-_INSERT_CALLBACKS = insert(callbacks_table)
 
 # For each status, the statuses a message may be in to move to it.
 _SOURCES = {
@@ -87,14 +86,11 @@ def move(
         log.info("%s is %s", row.sid, status, extra={"sid": row.sid, "status": str(status),
                                                       "error_code": error_code})  # fmt: skip
     if moved:
-        session.execute(
-            _INSERT_EVENTS,
-            [
-                {"message_sid": row.sid, "status": status.value, "error_code": error_code,
-                 "date_created": now}
-                for row in moved
-            ],
-        )  # fmt: skip
+        insert_rows(session, message_events_table, [
+            {"message_sid": row.sid, "status": status.value, "error_code": error_code,
+             "date_created": now}
+            for row in moved
+        ])  # fmt: skip
         calling = [row for row in moved if row.status_callback]
         if calling:
             # The message rows are locked: no other move of them runs until this one commits.
@@ -103,7 +99,7 @@ def move(
                 callback_row(row, status, error_code, error_message, now, row.sid in behind)
                 for row in calling
             ]
-            session.execute(_INSERT_CALLBACKS, rows)
+            insert_rows(session, callbacks_table, rows)
             session.info[CALLBACKS_OWED] = True
             if behind:
                 session.info.setdefault(HELD_BEHIND, set()).update(behind)

@@ -20,9 +20,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, or_, select, update
 from sqlmodel import Session
 
+from schemas.copying import insert_rows
 from schemas.db import any_bound, constant, kept
 from schemas.models import messages_table, receipts_table, segments_table
 from schemas.status import MessageStatus
@@ -52,15 +53,16 @@ r = receipts_table.c
 s = segments_table.c
 m = messages_table.c
 FINAL_SEGMENT = ("delivered", "failed")
-
-
-_INSERT = insert(receipts_table)
+RECEIPT_FIELDS = ("carrier_id", "status", "error_code", "reference", "done_date")
 
 
 def store(session: Session, receipts: list[dict[str, Any]], now: datetime | None = None) -> None:
     """Keep receipts as received (``carrier_id``, ``status``, ``error_code``, ``reference``…)."""
     now = now or utcnow()
-    session.execute(_INSERT, [{**item, "date_received": now} for item in receipts])
+    insert_rows(session, receipts_table, [
+        {**{name: item.get(name) for name in RECEIPT_FIELDS}, "date_received": now}
+        for item in receipts
+    ])  # fmt: skip
     session.commit()
 
 

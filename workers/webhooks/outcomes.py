@@ -22,6 +22,7 @@ from sqlalchemy import Row, bindparam, insert, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from schemas.copying import insert_rows
 from schemas.db import kept
 from schemas.models import callback_attempts_table, callbacks_table
 from schemas.settings import get_settings
@@ -147,7 +148,7 @@ def record(
         if o.counted
     ]  # fmt: skip
     if attempts:
-        session.execute(_INSERT_ATTEMPTS, attempts)
+        insert_rows(session, callback_attempts_table, attempts)
     now = utcnow()
     settle = kept("outcomes.settle", _settle_statement)
     plain = [_settled(o, now) for o in outcomes if o.answer is None and o.fallback is None]
@@ -184,9 +185,6 @@ def _reply(session: Session, o: Outcome) -> None:
     except Exception:
         log.exception("the replies %s's webhook answered with failed", o.message_sid,
                       extra={"sid": o.message_sid})  # fmt: skip
-
-
-_INSERT_ATTEMPTS = insert(callback_attempts_table)
 
 
 def _settle_statement() -> Any:
