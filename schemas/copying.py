@@ -10,13 +10,17 @@ failure is raised as SQLAlchemy raises a statement's (``IntegrityError`` for a d
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Json
 from sqlalchemy import JSON, Table, insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
+
+VALUES_MAX = 8  # rows written as one INSERT … VALUES (one round trip); more go by COPY (two)
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -31,17 +35,37 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     if unknown:
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
     as_json = [isinstance(table.columns[name].type, JSON) for name in columns]
-    names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table.name), names)
     connection = session.connection()
     raw = connection.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     try:
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = zip([row[name] for name in columns], as_json, strict=True)
-                copy.write_row([json.dumps(value) if encode else value for value, encode in values])
+        with raw.cursor() as cursor:
+            if len(rows) <= VALUES_MAX:
+                statement = _statement(table.name, tuple(columns), len(rows))
+                cursor.execute(statement, [
+                    Json(value) if encode else value
+                    for row in rows
+                    for value, encode in zip([row[name] for name in columns], as_json, strict=True)
+                ])  # fmt: skip
+                return
+            with cursor.copy(_statement(table.name, tuple(columns))) as copy:
+                for row in rows:
+                    values = zip([row[name] for name in columns], as_json, strict=True)
+                    copy.write_row([json.dumps(v) if encode else v for v, encode in values])
     except psycopg.Error as exc:
         if raw.broken:
             connection.invalidate(exc)
-        raise DBAPIError.instance(f"COPY {table.name}", None, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(f"INSERT {table.name}", None, exc, psycopg.Error) from exc
+
+
+@lru_cache(maxsize=256)
+def _statement(table: str, columns: tuple[str, ...], values: int = 0) -> bytes:
+    """``COPY`` of these columns, or (``values`` rows) one ``INSERT … VALUES``; as bytes, so
+    psycopg neither composes nor encodes it again."""
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    if not values:
+        return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names).as_bytes()
+    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    rows = sql.SQL(", ").join([one] * values)
+    return sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
+        sql.Identifier(table), names, rows).as_bytes()  # fmt: skip
