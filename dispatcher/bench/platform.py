@@ -13,6 +13,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import click
 import httpx
@@ -133,7 +135,9 @@ def spawned_platform(
         "MYCPAAS_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
         "MYCPAAS_API_RATE_LIMIT_PER_S": "0",
         "MYCPAAS_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # the callback sink
-        "MYCPAAS_LOG_LEVEL": settings.log_level if settings.log_level != "INFO" else "WARNING",
+        # As configured (INFO by default, as compose runs): a line per status change is part
+        # of what a message costs. The parts' logs go to a file, not the terminal.
+        "MYCPAAS_LOG_LEVEL": settings.log_level,
     }
     sim = ["carrier-sim", "--port", str(sim_port), "--latency-ms", str(latency_ms)]
     if carrier == "smpp":
@@ -156,7 +160,9 @@ def spawned_platform(
                         f"carrier{n}-{os.getpid()}@%h"]
         for n in range(carriers)
     }  # fmt: skip
-    with _Children(env) as children:
+    log_path = Path(tempfile.gettempdir()) / f"mycpaas-bench-{os.getpid()}.log"
+    click.echo(f"logs       {log_path}")
+    with log_path.open("ab") as log_file, _Children(env, log_file) as children:
         for name, command in commands.items():
             children.start(name, command)
 
@@ -216,13 +222,15 @@ class _Children:
     """Spawned parts, each in a session of its own (stopped as a group, the first started
     last: workers unbind from the simulator and hand their receipts in first)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], output: IO[bytes] | None = None) -> None:
         self._env = env
+        self._output = output  # their stdout and stderr; None: this process's
         self._procs: list[subprocess.Popen] = []
         self.sessions: dict[str, int] = {}  # part name → session id
 
     def start(self, name: str, command: list[str]) -> None:
-        proc = subprocess.Popen(command, env=self._env, start_new_session=True)
+        proc = subprocess.Popen(command, env=self._env, start_new_session=True,
+                                stdout=self._output, stderr=self._output)  # fmt: skip
         self._procs.append(proc)
         self.sessions[name] = proc.pid
 

@@ -33,3 +33,34 @@ def test_http_clients_say_nothing_per_request_at_info_but_still_warn(
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
     assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
+
+
+def test_a_batch_that_moves_several_messages_logs_one_line_naming_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sqlalchemy import update
+
+    from dispatcher.intake.create import create_message
+    from schemas.db import session_scope
+    from schemas.models import messages_table
+    from schemas.status import MessageStatus
+    from tests.processes import new_account, random_number
+    from workers.pipeline.transitions import move
+
+    account = new_account()
+    sids = [create_message(account.sid, {"To": [random_number()], "From": [account.number],
+                                         "Body": ["x"]}, None).sid for _ in range(3)]  # fmt: skip
+    with session_scope() as session:
+        # out of the pipeline's way: no worker of this test claims them
+        session.execute(update(messages_table).where(messages_table.c.sid.in_(sids))
+                        .values(stage="done", next_attempt_at=None))  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="workers.pipeline.transitions"):
+            move(session, sids, MessageStatus.SENDING)
+            move(session, sids[:1], MessageStatus.SENT)
+        session.commit()
+    batch, single = caplog.records
+    assert batch.__dict__["sids"] == sids
+    assert batch.__dict__["status"] == "sending"
+    assert all(sid in batch.getMessage() for sid in sids)
+    assert single.__dict__["sid"] == sids[0]
+    assert single.getMessage() == f"{sids[0]} is sent"

@@ -83,8 +83,7 @@ def move(
         # From acceptance, or from its SendAt for a scheduled message: the wait asked for is
         # not latency.
         recorder.observe(MESSAGE_LATENCY, (now - row.accepted).total_seconds(), status=status)
-        log.info("%s is %s", row.sid, status, extra={"sid": row.sid, "status": str(status),
-                                                      "error_code": error_code})  # fmt: skip
+    _log_moved([row.sid for row in moved], status, error_code)
     if moved:
         insert_rows(session, message_events_table, [
             {"message_sid": row.sid, "status": status.value, "error_code": error_code,
@@ -104,6 +103,19 @@ def move(
             if behind:
                 session.info.setdefault(HELD_BEHIND, set()).update(behind)
     return [row.sid for row in moved]
+
+
+def _log_moved(sids: list[str], status: MessageStatus, error_code: int | None) -> None:
+    """One line per batch, not per message: at INFO a line each was a twelfth of a message's
+    CPU at 100/s. Every sid is on it (``sids`` in JSON), so a search by sid still finds it."""
+    if not sids or not log.isEnabledFor(logging.INFO):
+        return
+    fields = {"status": str(status), "error_code": error_code}
+    if len(sids) == 1:
+        log.info("%s is %s", sids[0], status, extra={"sid": sids[0], **fields})
+    else:
+        log.info("%d messages are %s: %s", len(sids), status, " ".join(sids),
+                 extra={"sids": sids, **fields})  # fmt: skip
 
 
 def _move_statement(
