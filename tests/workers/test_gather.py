@@ -10,26 +10,24 @@ from workers.pipeline import gather
 from workers.pipeline.gather import Gatherer
 
 
-def test_at_a_trickle_nothing_waits() -> None:
+@pytest.mark.parametrize(
+    ("claims", "rows", "waited"),
+    [
+        (10, 1, 0.0),  # a trickle: ten rows in the last second, under one per window of 50 ms
+        (4, 5, 0.05),  # twenty rows in the last second: one per window, so it waits one
+    ],
+    ids=["trickle", "steady"],
+)
+def test_a_wake_up_waits_one_window_only_while_rows_keep_coming(
+    claims: int, rows: int, waited: float
+) -> None:
     gathering = Gatherer(0.05)
-    # given ten rows claimed over the last second: fewer than one per window of 50 ms
-    for _ in range(10):
-        gathering.claimed(1)
-    # then a wake-up claims at once
+    for _ in range(claims):
+        gathering.claimed(rows)
     started = time.monotonic()
-    assert gathering.wait(threading.Event()) == 0.0
-    assert time.monotonic() - started < 0.01
-
-
-def test_while_rows_keep_coming_a_wake_up_waits_one_window() -> None:
-    gathering = Gatherer(0.05)
-    # given twenty rows over the last second: one per window of 50 ms
-    for _ in range(4):
-        gathering.claimed(5)
-    # then a wake-up waits the window before it claims
-    started = time.monotonic()
-    assert gathering.wait(threading.Event()) == 0.05
-    assert time.monotonic() - started >= 0.045
+    assert gathering.wait(threading.Event()) == waited
+    took = time.monotonic() - started
+    assert took >= 0.045 if waited else took < 0.01
 
 
 def test_the_rate_forgets_claims_older_than_its_window(monkeypatch: pytest.MonkeyPatch) -> None:
