@@ -251,8 +251,13 @@ def status_changes() -> Iterator[Session]:
     then) get their stage woken at the end."""
     with session_scope() as session:
         yield session
-        owed = after_commit(session)
-    if owed:
+        wake_owed(session)
+
+
+def wake_owed(session: Session) -> None:
+    """Mid-batch, once a commit wrote status changes: the callbacks they owe go now, not
+    when the batch ends (a ``sending`` callback does not wait for the carrier's answer)."""
+    if after_commit(session):
         wakeup.wake("callbacks")
 
 
@@ -306,7 +311,7 @@ def carrier_task(_sid: str | None = None) -> None:
 
     def batch() -> int:
         with status_changes() as session:
-            result = carrier.hand_off_batch(session, carriers(), sender_bucket())
+            result = carrier.hand_off_batch(session, carriers(), sender_bucket(), wake_owed)
             early = carrier.early_receipts_waiting(session, result.carrier_ids)
         gathering.claimed(result.claimed)
         if early:

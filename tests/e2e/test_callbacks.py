@@ -270,3 +270,25 @@ def test_a_busy_endpoint_costs_no_database_writes(database: str, tmp_path: Path)
     assert attempts == (90,)
     assert updates is not None
     assert updates[0] <= 2 * 90 + 60
+
+
+def test_the_sending_callback_does_not_wait_for_the_carrier(database: str, tmp_path: Path) -> None:
+    with running_receiver() as receiver, launch(tmp_path, workers=NO_MEDIA,
+                                                latency_ms=2000) as platform:  # fmt: skip
+        # given a carrier that takes two seconds to answer a hand-off
+        account = platform.new_account()
+        waits = []
+        for n in range(4):
+            # when a message is handed to it
+            posted = time.monotonic()
+            url = receiver.url("/ok")
+            sid = platform.send(account, random_number(), f"code {n}", StatusCallback=url)["sid"]
+            [sending] = receiver.wait_for(sid, 1, 10)
+            # then its 'sending' callback comes while the carrier still has it, not with 'sent'
+            # (nor a second later, when an idle deliverer looks for due callbacks anyway)
+            assert platform.fetch(account, sid)["status"] == "sending"
+            assert sending.params["MessageStatus"] == "sending"
+            waits.append(sending.at - posted)
+            got = receiver.wait_for(sid, 3, 20)
+            assert [r.params["MessageStatus"] for r in got] == ORDER
+        assert max(waits) < 0.6, waits

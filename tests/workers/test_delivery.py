@@ -1,11 +1,16 @@
 """An endpoint's concurrency limit: grows while answers are fast, shrinks as they queue, halves
-when the endpoint is overloaded."""
+when the endpoint is overloaded. And when the claimer claims again."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from schemas.types import utcnow
+from workers.stages.callbacks import DELIVERING, PENDING
+from workers.webhooks.delivery import CLAIM_EVERY_S, rest_after_claim
 from workers.webhooks.endpoints import CUT_EVERY_S, Limit
+from workers.webhooks.outcomes import Outcome, left_due
 
 
 def test_a_limit_starts_where_told_and_never_above_its_ceiling() -> None:
@@ -77,3 +82,28 @@ def test_overload_halves_once_per_spell_and_never_below_one(
         clock[0] += CUT_EVERY_S
         limit.answered(overloaded=True, latency_s=5.0)
     assert limit.slots == 1
+
+
+def test_a_short_claim_rests_only_when_it_left_busy_endpoints_out() -> None:
+    # a claim that found all there was: the next wake-up claims at once (a trickle's callback
+    # once waited out four times its claim's duration, tens of ms, for nothing)
+    assert rest_after_claim(claimed=1, room=128, skipped=False, took_s=0.02) == CLAIM_EVERY_S
+    # a full claim: more is due, claim again soon
+    assert rest_after_claim(claimed=128, room=128, skipped=True, took_s=0.02) == CLAIM_EVERY_S
+    # a short claim that skipped busy endpoints may have scanned past their backlog: it rests
+    assert rest_after_claim(claimed=3, room=128, skipped=True, took_s=0.02) == pytest.approx(0.08)
+
+
+def _outcome(fallback: dict | None = None) -> Outcome:
+    now = utcnow()
+    return Outcome(1, "SM1", "http://127.0.0.1/cb", now, 1.0, 200, None, None, "delivered",
+                   None, counted=True, created_at=now, lease=now, fallback=fallback)  # fmt: skip
+
+
+def test_after_recording_only_what_it_left_due_wants_a_claim() -> None:
+    claimed = SimpleNamespace(state=DELIVERING)  # a promoted successor the recorder took itself
+    made_due = SimpleNamespace(state=PENDING)  # one beyond its room: any claimer's
+    assert not left_due([], [_outcome()])  # nothing held behind it
+    assert not left_due([claimed], [_outcome()])  # type: ignore[list-item]
+    assert left_due([claimed, made_due], [_outcome()])  # type: ignore[list-item]
+    assert left_due([], [_outcome(fallback={"url": "http://127.0.0.1/fallback"})])

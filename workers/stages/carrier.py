@@ -352,7 +352,14 @@ class HandOff:
     carrier_ids: list[str]
 
 
-def hand_off_batch(session: Session, carriers: Connections, bucket: TokenBucket) -> HandOff:
+def hand_off_batch(
+    session: Session,
+    carriers: Connections,
+    bucket: TokenBucket,
+    claimed: Callable[[Session], None] = lambda _: None,
+) -> HandOff:
+    """Claim a batch, hand it over and record what came of it; ``claimed`` runs once the
+    claim (and the ``sending`` it wrote) is committed, before the carrier is waited on."""
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().sending_lease_s)
     sets = {"stage": "sending", "next_attempt_at": lease, "date_updated": now}
@@ -363,6 +370,7 @@ def hand_off_batch(session: Session, carriers: Connections, bucket: TokenBucket)
     ready, parked_wait = _settle_without_carrier(session, bucket, batch)
     segments = _pending_segments(session, [row.sid for row in ready])
     session.commit()
+    claimed(session)
     results, went = _submit(carriers, ready, segments)
     carrier_ids, retry_wait = _record(session, batch, ready, segments, results, went)
     waits = [wait for wait in (parked_wait, retry_wait) if wait is not None]

@@ -51,14 +51,20 @@ POOL_THREADS = 64  # deliveries in flight per worker process (32: 617/s, 64: 756
 HELD_MAX = 4 * POOL_THREADS  # callbacks a process holds, waiting or in flight
 CLAIM_MAX = 128  # callbacks one claim takes
 CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
-# A claim that leaves busy endpoints out may scan past their due callbacks: after a claim that
-# came back short the claimer rests this many times as long as it took, so such claims never
-# take more than a fifth of its time, however large the backlog they skip.
-CLAIM_REST_FACTOR = 4.0
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
 IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
 KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
+
+
+def rest_after_claim(claimed: int, room: int, skipped: bool, took_s: float) -> float:
+    """Seconds the claimer rests after a claim. A full one found work all the way: claim again
+    soon. A short one that left busy endpoints out may have scanned past their due callbacks:
+    rest four times as long as it took, so such claims take at most a fifth of the claimer's
+    time, however large the backlog they skip. One that left none out found all there was."""
+    if claimed < room and skipped:
+        return max(CLAIM_EVERY_S, 4.0 * took_s)
+    return CLAIM_EVERY_S
 
 
 class Deliverer:
@@ -162,15 +168,9 @@ class Deliverer:
             rows = callbacks.claim(session, room, skip, commit=False)
             held = self._hold(session, rows)
         self._enqueue(held)
-        # A full claim leaves more due: claim again as room frees, and let other processes help.
-        # A claim that left endpoints out claims again when their lanes have room.
+        # More is due after a full claim (other processes may help), or one that left some out.
         self._backlog = len(rows) == room or bool(skip)
-        # A full claim found work all the way: claim again as soon as there is room. A short
-        # one may have scanned past busy endpoints' callbacks: rest in proportion.
-        took = time.monotonic() - started
-        self._pause_s = (
-            CLAIM_EVERY_S if len(rows) == room else max(CLAIM_EVERY_S, CLAIM_REST_FACTOR * took)
-        )
+        self._pause_s = rest_after_claim(len(rows), room, bool(skip), time.monotonic() - started)
         if len(rows) == room:
             self._wanted.set()
             for hook in self.on_backlog:
@@ -391,8 +391,8 @@ class Deliverer:
                 wakeup.wake(stage)
             except Exception:  # committed: the sweeper wakes the stage; the rest goes on
                 log.warning("waking %s for replies failed", stage, exc_info=True)
-        if any(outcome.state != callbacks.PENDING for outcome in done):
-            self._wanted.set()  # a settled callback lets its message's next one be claimed
+        if outcomes.left_due(promoted, done):  # what it claimed itself needs no claim
+            self._wanted.set()
         for hook in self.on_flush:
             try:
                 hook(done)

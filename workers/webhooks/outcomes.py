@@ -174,6 +174,15 @@ def record(
         return []
 
 
+def left_due(promoted: list[Row[Any]], outcomes: list[Outcome]) -> bool:
+    """After :func:`record`: did it leave callbacks due that it did not claim (successors made
+    due beyond the caller's room, fallbacks written due)? Only those want a claim: at a
+    trickle, a claim after every settled callback found nothing, one per callback."""
+    return any(row.state == PENDING for row in promoted) or any(
+        o.fallback is not None for o in outcomes
+    )
+
+
 def _reply(session: Session, o: Outcome) -> None:
     """The replies an answer asks for; a bug in making them loses them, never the batch."""
     assert o.answer is not None
