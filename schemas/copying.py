@@ -12,7 +12,8 @@ failure is raised as SQLAlchemy raises a statement's (``IntegrityError`` for a d
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -38,27 +39,51 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     if unknown:
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
     as_json = [isinstance(table.columns[name].type, JSON) for name in columns]
+    if len(rows) <= VALUES_MAX:
+        statement = _statement(table.name, tuple(columns), len(rows))
+        execute(session, statement, flat_values(table, columns, rows), f"INSERT {table.name}")
+        return
+    with (
+        raw_cursor(session, f"COPY {table.name}") as cursor,
+        cursor.copy(_statement(table.name, tuple(columns))) as copy,
+    ):
+        for row in rows:
+            values = zip([row[name] for name in columns], as_json, strict=True)
+            copy.write_row([json.dumps(v) if encode else v for v, encode in values])
+
+
+def flat_values(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list:
+    """The rows' values, row after row, as one statement's parameters (JSON columns as JSON)."""
+    as_json = [isinstance(table.columns[name].type, JSON) for name in columns]
+    return [
+        Json(value) if encode else value
+        for row in rows
+        for value, encode in zip([row[name] for name in columns], as_json, strict=True)
+    ]
+
+
+def execute(session: Session, statement: bytes, params: Sequence[Any], what: str) -> list[tuple]:
+    """One statement of our own text on the session's connection (Postgres), in its
+    transaction; returns its rows (none for a statement that returns none)."""
+    with raw_cursor(session, what) as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+@contextmanager
+def raw_cursor(session: Session, what: str) -> Iterator[psycopg.Cursor]:
+    """A psycopg cursor on the session's connection; a failure raised as SQLAlchemy raises a
+    statement's (``what`` names it), and a connection it broke leaves the pool."""
     connection = session.connection()
     raw = connection.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     try:
         with raw.cursor() as cursor:
-            if len(rows) <= VALUES_MAX:
-                statement = _statement(table.name, tuple(columns), len(rows))
-                cursor.execute(statement, [
-                    Json(value) if encode else value
-                    for row in rows
-                    for value, encode in zip([row[name] for name in columns], as_json, strict=True)
-                ])  # fmt: skip
-                return
-            with cursor.copy(_statement(table.name, tuple(columns))) as copy:
-                for row in rows:
-                    values = zip([row[name] for name in columns], as_json, strict=True)
-                    copy.write_row([json.dumps(v) if encode else v for v, encode in values])
+            yield cursor
     except psycopg.Error as exc:
         if raw.broken:
             connection.invalidate(exc)
-        raise DBAPIError.instance(f"INSERT {table.name}", None, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(what, None, exc, psycopg.Error) from exc
 
 
 @lru_cache(maxsize=256)

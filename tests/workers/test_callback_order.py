@@ -15,7 +15,7 @@ from schemas.status import MessageStatus
 from schemas.types import utcnow
 from tests.processes import Account
 from tests.workers.test_claims import make_due
-from workers.pipeline.transitions import after_commit, move
+from workers.pipeline.transitions import HELD_BEHIND, after_commit, move
 from workers.stages import callbacks
 from workers.webhooks import outcomes
 
@@ -314,3 +314,25 @@ def test_two_promotes_of_one_message_at_once_make_only_its_next_callback_due(
     # then: the other moved the next one; the first, reading the same, moved nothing
     assert results[1:] == [[sid], []]
     assert states(sid) == [("queued", "delivered"), ("sending", "due"), ("sent", "held")]
+
+
+@pytest.mark.parametrize("batch", [4, 12], ids=["one statement", "read then copied"])
+def test_a_batch_holds_exactly_the_callbacks_whose_message_has_one_open(
+    account: Account, batch: int
+) -> None:
+    # given: a batch of messages, half of them with a callback being delivered
+    busy = [message_with_callback_in_flight(account)[0] for _ in range(batch // 2)]
+    free = make_due(account, batch - len(busy), "done")
+    with session_scope() as session:
+        session.execute(update(messages_table).where(m.sid.in_(free)).values(status_callback=URL))
+        session.commit()
+        # when: they all move in one batch
+        assert sorted(move(session, busy + free, MessageStatus.SENDING)) == sorted(busy + free)
+        held = set(session.info[HELD_BEHIND])
+        session.commit()
+    # then: the new callbacks of the busy ones wait behind theirs; the others are due at once
+    assert held == set(busy)
+    for sid in busy:
+        assert states(sid) == [("queued", "due"), ("sending", "held")]
+    for sid in free:
+        assert states(sid) == [("sending", "due")]

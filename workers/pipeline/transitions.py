@@ -11,16 +11,16 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ClauseElement, Row, bindparam, func, update
+from sqlalchemy import ClauseElement, Row, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from schemas.copying import insert_rows
 from schemas.db import any_bound, kept
-from schemas.models import callbacks_table, message_events_table, messages_table
+from schemas.models import message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
 from workers.metrics import MESSAGE_LATENCY, recorder
-from workers.stages.callbacks import HELD, PENDING, endpoint_of, open_for, promote
+from workers.stages.callbacks import HELD, PENDING, endpoint_of, promote, write_owed
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,14 @@ def move(
     inline = {name: value for name, value in values.items() if isinstance(value, ClauseElement)}
     values = {name: value for name, value in values.items() if name not in inline}
     conditions, columns = tuple(only_if), tuple(values)
+    # On Postgres the events are written by the same statement (one round trip less a move).
+    recorded = session.get_bind().dialect.name == "postgresql"
     statement = (
-        _move_statement(conditions, columns, inline)
+        _move_statement(conditions, columns, inline, recorded)
         if inline
-        else kept(("move", conditions, columns), lambda: _move_statement(conditions, columns))
-    )
+        else kept(("move", conditions, columns, recorded),
+                  lambda: _move_statement(conditions, columns, recorded=recorded))
+    )  # fmt: skip
     parameters = {
         "w_sids": list(sids),
         "w_sources": _SOURCES[status],
@@ -84,21 +87,18 @@ def move(
         # not latency.
         recorder.observe(MESSAGE_LATENCY, (now - row.accepted).total_seconds(), status=status)
     _log_moved([row.sid for row in moved], status, error_code)
-    if moved:
+    if moved and not recorded:
         insert_rows(session, message_events_table, [
             {"message_sid": row.sid, "status": status.value, "error_code": error_code,
              "date_created": now}
             for row in moved
         ])  # fmt: skip
+    if moved:
         calling = [row for row in moved if row.status_callback]
         if calling:
             # The message rows are locked: no other move of them runs until this one commits.
-            behind = open_for(session, [row.sid for row in calling])
-            rows = [
-                callback_row(row, status, error_code, error_message, now, row.sid in behind)
-                for row in calling
-            ]
-            insert_rows(session, callbacks_table, rows)
+            rows = [callback_row(row, status, error_code, error_message, now) for row in calling]
+            behind = write_owed(session, rows)
             session.info[CALLBACKS_OWED] = True
             if behind:
                 session.info.setdefault(HELD_BEHIND, set()).update(behind)
@@ -119,15 +119,17 @@ def _log_moved(sids: list[str], status: MessageStatus, error_code: int | None) -
 
 
 def _move_statement(
-    conditions: tuple[str, ...], columns: tuple[str, ...], inline: Mapping[str, Any] = EMPTY
-) -> Any:
-    """:func:`move`'s UPDATE, what changes bound: ``w_`` conditions, ``v_`` values."""
+    conditions: tuple[str, ...], columns: tuple[str, ...], inline: Mapping[str, Any] = EMPTY,
+    recorded: bool = False,
+) -> Any:  # fmt: skip
+    """:func:`move`'s UPDATE, what changes bound: ``w_`` conditions, ``v_`` values. ``recorded``:
+    as a CTE whose statement also inserts each moved row's event (Postgres)."""
     m = messages_table.c
     sets: dict[str, Any] = {
         name: bindparam(f"v_{name}")
         for name in ("status", "date_updated", "error_code", "error_message", *columns)
     }
-    return (
+    moving = (
         update(messages_table)
         .where(any_bound(m.sid, "w_sids"), any_bound(m.status, "w_sources"),
                *(m[name] == bindparam(f"w_{name}") for name in conditions))
@@ -135,6 +137,15 @@ def _move_statement(
         .returning(m.sid, m.account_sid, m.status_callback, m.from_number, m.to,
                    func.coalesce(m.send_at, m.date_created).label("accepted"))
     )  # fmt: skip
+    if not recorded:
+        return moving
+    moved = moving.cte("moved")
+    e = message_events_table.c
+    events = insert(message_events_table).from_select(
+        [e.message_sid, e.status, e.error_code, e.date_created],
+        select(moved.c.sid, sets["status"], sets["error_code"], sets["date_updated"]),
+    )
+    return select(moved).add_cte(events.cte("events"))
 
 
 def after_commit(session: Session) -> bool:

@@ -15,10 +15,11 @@ What a delivery came to is recorded by workers/webhooks/outcomes.py.
 import logging
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from psycopg import sql
 from sqlalchemy import (
     ColumnElement,
     Row,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from schemas.copying import VALUES_MAX, execute, flat_values, insert_rows
 from schemas.credentials import auth_token, webhook_secret
 from schemas.db import any_bound, any_of, constant, kept
 from schemas.models import accounts_table, callbacks_table
@@ -109,6 +111,47 @@ def open_for(session: Session, message_sids: Collection[str]) -> set[str]:
     """Those of ``message_sids`` with a callback not yet settled (a new one waits behind it)."""
     statement = kept("callbacks.open_for", _open_statement)
     return set(session.execute(statement, {"w_sids": list(message_sids)}).scalars())
+
+
+def write_owed(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Add the owed callbacks ``rows`` (built due at their ``date_created``), each written
+    ``held`` instead where its message has one open (the messages' rows are locked by the
+    caller's move, so no other callback of them is written meanwhile). Returns the messages
+    whose callback was held. A few rows on Postgres: one statement that reads and writes."""
+    if session.get_bind().dialect.name != "postgresql" or len(rows) > VALUES_MAX:
+        behind = open_for(session, [row["message_sid"] for row in rows])
+        insert_rows(session, callbacks_table, [
+            {**row, "state": HELD, "next_attempt_at": None} if row["message_sid"] in behind
+            else row
+            for row in rows
+        ])  # fmt: skip
+        return behind
+    columns = tuple(name for name in rows[0] if name not in ("state", "next_attempt_at"))
+    written = execute(session, _owed_statement(columns, len(rows)),
+                      flat_values(callbacks_table, columns, rows), "INSERT callbacks")  # fmt: skip
+    return {sid for sid, state in written if state == HELD}
+
+
+@lru_cache(maxsize=64)
+def _owed_statement(columns: tuple[str, ...], count: int) -> bytes:
+    """:func:`write_owed`'s statement. The open check reads the message index alone (a
+    ``coalesce`` keeps the states' partial index out, as in :func:`promote_stranded`)."""
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    picked = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(name)) for name in columns)
+    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    return (
+        sql.SQL(
+            "INSERT INTO callbacks ({names}, state, next_attempt_at) "
+            "SELECT {picked}, CASE WHEN o.open THEN 'held' ELSE 'pending' END, "
+            "CASE WHEN o.open THEN NULL ELSE r.date_created END "
+            "FROM (VALUES {rows}) AS r ({names}) CROSS JOIN LATERAL (SELECT EXISTS ("
+            "SELECT 1 FROM callbacks x WHERE x.message_sid = r.message_sid "
+            "AND coalesce(x.state, '') IN ('pending', 'delivering', 'held')) AS open) AS o "
+            "RETURNING message_sid, state"
+        )
+        .format(names=names, picked=picked, rows=sql.SQL(", ").join([one] * count))
+        .as_bytes()
+    )
 
 
 def promote(session: Session, message_sids: Collection[str]) -> list[str]:
