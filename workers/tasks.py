@@ -255,10 +255,15 @@ def status_changes() -> Iterator[Session]:
 
 
 def wake_owed(session: Session) -> None:
-    """Mid-batch, once a commit wrote status changes: the callbacks they owe go now, not
-    when the batch ends (a ``sending`` callback does not wait for the carrier's answer)."""
-    if after_commit(session):
+    """Once a commit wrote status changes, mid-batch too: the callbacks they owe go now (a
+    ``sending`` callback does not wait for the carrier's answer). A broker that refuses the
+    wake-up fails nothing committed, nor the batch's hand-off: the sweeper wakes the stage."""
+    if not after_commit(session):
+        return
+    try:
         wakeup.wake("callbacks")
+    except Exception:
+        log.warning("waking the callbacks stage failed; the sweeper will", exc_info=True)
 
 
 def drain(stage: str, batch: Callable[[], int], batch_size: int, broker: bool = True) -> None:

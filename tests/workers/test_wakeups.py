@@ -17,8 +17,9 @@ from schemas.models import receipts_table
 from schemas.settings import get_settings
 from tests.smpp_driver import eventually
 from workers.pipeline import wakeup
+from workers.pipeline.transitions import CALLBACKS_OWED
 from workers.stages import receipts, sweep
-from workers.tasks import LocalDrain
+from workers.tasks import LocalDrain, wake_owed
 
 
 @pytest.fixture
@@ -150,3 +151,19 @@ def test_threads_asking_for_the_engine_at_once_share_one() -> None:
         thread.join()
     assert len(engines) == 8
     assert all(engine is engines[0] for engine in engines)
+
+
+def test_a_refused_wake_up_of_owed_callbacks_fails_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a batch that committed status changes owing callbacks, and a broker that refuses
+    def refuse(stage: str, sid: str | None = None) -> None:
+        raise ConnectionError("broker away")
+
+    monkeypatch.setattr(wakeup, "wake", refuse)
+    with session_scope() as session:
+        session.info[CALLBACKS_OWED] = True
+        # when the batch wakes their stage, mid-batch (before its carrier hand-off)
+        wake_owed(session)
+    # then it goes on (the sweeper wakes the stage), and says so
+    assert "the sweeper will" in caplog.text

@@ -20,7 +20,7 @@ from schemas.models import message_events_table, messages_table
 from schemas.status import TRANSITIONS, MessageStatus
 from schemas.types import utcnow
 from workers.metrics import MESSAGE_LATENCY, recorder
-from workers.stages.callbacks import HELD, PENDING, endpoint_of, promote, write_owed
+from workers.stages.callbacks import PENDING, endpoint_of, promote, write_owed
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,9 @@ def callback_row(
     error_code: int | None,
     error_message: str | None,
     now: datetime,
-    held: bool = False,
 ) -> dict[str, Any]:
-    """The callback owed for ``message`` entering ``status``, with Twilio's parameters; due
-    now, or ``held`` behind an earlier one still open."""
+    """The callback owed for ``message`` entering ``status``, with Twilio's parameters, due
+    now (written held instead behind an earlier one still open: ``callbacks.write_owed``)."""
     params = {
         "MessageSid": message.sid,
         "SmsSid": message.sid,
@@ -190,9 +189,9 @@ def callback_row(
         "params": params,
         # Each status is entered once, so this names the event across retries and replays.
         "webhook_id": f"{message.sid}.{status.value}",
-        "state": HELD if held else PENDING,
+        "state": PENDING,
         "attempts": 0,
-        "next_attempt_at": None if held else now,
+        "next_attempt_at": now,
         "date_created": now,
         "date_updated": now,
     }
