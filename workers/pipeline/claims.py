@@ -55,9 +55,11 @@ def claim_rows(
     session: Session, table: Table, *, key: Hashable, due: ColumnElement[Any],
     where: Callable[[], list[ColumnElement[bool]]], still: Callable[[], ColumnElement[bool]],
     limit: int, sets: dict[str, Any], params: dict[str, Any],
+    extra: Callable[[], Sequence[ColumnElement[Any]]] = tuple,
 ) -> list[Row[Any]]:  # fmt: skip
     """Take up to ``limit`` rows of ``table`` matching ``where``, the longest due first, and
-    set ``sets`` on those that still match ``still``; each row comes with ``due_at``.
+    set ``sets`` on those that still match ``still``; each row comes with ``due_at`` (and the
+    labelled expressions ``extra`` builds, read as the claim writes).
 
     ``where`` and ``still`` build conditions whose changing values are bound parameters, given
     in ``params``; the statement is built once per ``key``, ``limit`` and columns set."""
@@ -75,7 +77,7 @@ def claim_rows(
     if session.get_bind().dialect.name == "sqlite":
         found = session.execute(candidates(), params)
         return _oldest_first(
-            _claim_on_sqlite(session, table, primary, found, still(), sets, params)
+            _claim_on_sqlite(session, table, primary, found, still(), sets, params, extra())
         )
 
     def build() -> Any:
@@ -89,7 +91,7 @@ def claim_rows(
             update(table)
             .where(primary == locked.c[primary.name], still())
             .values({name: bindparam(f"v_{name}") for name in sets})
-            .returning(*table.c, locked.c.due_at)
+            .returning(*table.c, locked.c.due_at, *extra())
         )
 
     statement = kept(("claim", table.name, key, limit, tuple(sets)), build)
@@ -106,6 +108,7 @@ def _oldest_first(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
 def _claim_on_sqlite(
     session: Session, table: Table, key: Column[Any], candidates: Iterable[Any],
     still: ColumnElement[bool], sets: dict[str, Any], params: dict[str, Any],
+    extra: Sequence[ColumnElement[Any]] = (),
 ) -> list[Row[Any]]:  # fmt: skip
     found = {row_key: due_at for row_key, due_at in candidates}
     if not found:
@@ -115,6 +118,6 @@ def _claim_on_sqlite(
         update(table)
         .where(key.in_(found), still)
         .values(**sets)
-        .returning(*table.c, type_coerce(due_at, UTCDateTime).label("due_at"))
+        .returning(*table.c, type_coerce(due_at, UTCDateTime).label("due_at"), *extra)
     )
     return list(session.execute(statement, params).all())

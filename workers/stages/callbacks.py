@@ -95,6 +95,7 @@ def _promote_statement(state: str, skip: bool = False) -> Any:
     messages, statuses and state), or ``delivering`` under the lease ``v_due`` (the caller's claim,
     returned whole), those to the endpoints ``w_skip`` left held when ``skip``."""
     whole = state == DELIVERING
+    returned = (*callbacks_table.c, gone()) if whole else (c.id, c.message_sid, c.status, c.state)
     where = [any_bound(c.id, "w_ids"), c.state == HELD]
     if skip:
         where.append(~any_bound(c.endpoint, "w_skip"))
@@ -103,7 +104,7 @@ def _promote_statement(state: str, skip: bool = False) -> Any:
         .where(*where)
         .values(state=state, next_attempt_at=bindparam("v_due"),
                 date_updated=bindparam("v_date_updated"))
-        .returning(*(callbacks_table.c if whole else (c.id, c.message_sid, c.status, c.state)))
+        .returning(*returned)
     )  # fmt: skip
 
 
@@ -247,7 +248,8 @@ def claim(
     sets = {"state": DELIVERING, "next_attempt_at": lease, "date_updated": now}
     rows = claim_rows(session, callbacks_table, key=("callbacks", bool(skip)),
                       due=c.next_attempt_at, where=where, still=lambda: c.state == PENDING,
-                      limit=limit, sets=sets, params={"w_now": now, "w_skip": skip})  # fmt: skip
+                      limit=limit, sets=sets, params={"w_now": now, "w_skip": skip},
+                      extra=lambda: (gone(),))  # fmt: skip
     if commit:
         session.commit()
     return rows
@@ -291,18 +293,22 @@ def credentials(session: Session, account_sids: set[str]) -> dict[str, tuple[str
     return {sid: (auth_token(sid, salt), webhook_secret(sid, salt)) for sid, salt in salts}
 
 
-def _gone_statement() -> Any:
-    return select(c.message_sid, c.url).where(any_bound(c.message_sid, "w_sids"), c.state == "gone")
+def gone() -> ColumnElement[bool]:
+    """For a callback claimed (``RETURNING``): did its URL answer 410 for its message? (A
+    message's later callbacks are claimed only once the 410 is committed: the claim sees it.)"""
+    g = aliased(callbacks_table)
+    return (
+        exists()
+        .where(g.c.message_sid == c.message_sid, g.c.url == c.url, g.c.state == constant("gone"))
+        .correlate(callbacks_table)
+        .label("gone")
+    )
 
 
 def skip_gone(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
-    """Skip claimed callbacks to a URL that answered 410 for their message; returns the rest,
-    to be delivered. (A message's later callbacks are claimed only once the 410 is recorded.)"""
-    if not rows:
-        return rows
-    sids = list({row.message_sid for row in rows})
-    gone = set(session.execute(kept("callbacks.gone", _gone_statement), {"w_sids": sids}).all())
-    skipped = [row.id for row in rows if (row.message_sid, row.url) in gone]
+    """Skip claimed callbacks to a URL that answered 410 for their message (``gone``, read by
+    the claim); returns the rest, to be delivered."""
+    skipped = [row.id for row in rows if row.gone]
     if skipped:
         session.execute(
             update(callbacks_table)
