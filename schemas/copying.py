@@ -38,7 +38,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     unknown = set(columns) - set(table.columns.keys())
     if unknown:
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
-    as_json = [isinstance(table.columns[name].type, JSON) for name in columns]
+    as_json = _json_columns(table, columns)
     if len(rows) <= VALUES_MAX:
         statement = _statement(table.name, tuple(columns), len(rows))
         execute(session, statement, flat_values(table, columns, rows), f"INSERT {table.name}")
@@ -54,12 +54,22 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 
 def flat_values(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list:
     """The rows' values, row after row, as one statement's parameters (JSON columns as JSON)."""
-    as_json = [isinstance(table.columns[name].type, JSON) for name in columns]
+    as_json = _json_columns(table, columns)
     return [
         Json(value) if encode else value
         for row in rows
         for value, encode in zip([row[name] for name in columns], as_json, strict=True)
     ]
+
+
+def _json_columns(table: Table, columns: Sequence[str]) -> list[bool]:
+    return [isinstance(table.columns[name].type, JSON) for name in columns]
+
+
+def values_list(width: int, count: int) -> sql.Composable:
+    """``(%s, …), (%s, …)``: ``count`` rows of ``width`` placeholders, for :func:`flat_values`."""
+    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * width))
+    return sql.SQL(", ").join([one] * count)
 
 
 def execute(session: Session, statement: bytes, params: Sequence[Any], what: str) -> list[tuple]:
@@ -93,7 +103,5 @@ def _statement(table: str, columns: tuple[str, ...], values: int = 0) -> bytes:
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     if not values:
         return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names).as_bytes()
-    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    rows = sql.SQL(", ").join([one] * values)
     return sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
-        sql.Identifier(table), names, rows).as_bytes()  # fmt: skip
+        sql.Identifier(table), names, values_list(len(columns), values)).as_bytes()  # fmt: skip

@@ -14,6 +14,7 @@ from datetime import timedelta
 import click
 from sqlalchemy import insert, select, text
 
+from dispatcher.bench import cputime
 from dispatcher.bench.platform import scratch_store
 from dispatcher.bench.stored import fill_store
 from schemas.db import session_scope
@@ -28,7 +29,7 @@ STATUSES = (MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED)
 def _messages(count: int) -> list[str]:
     now = utcnow()
     with session_scope() as session:
-        account = session.execute(select(accounts_table.c.sid, accounts_table.c.sid)).first()
+        account = session.execute(select(accounts_table.c.sid).limit(1)).first()
         assert account is not None
         rows = [
             {"sid": f"SMmove{n:026d}", "account_sid": account[0], "to": "+12025550100",
@@ -46,9 +47,9 @@ def _messages(count: int) -> list[str]:
 
 
 def _backend_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    stat = cputime.read_stat(pid)
+    assert stat is not None, "the moves' Postgres backend is gone"
+    return cputime.cpu_s(stat[1])
 
 
 @click.command()

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
-from schemas.copying import VALUES_MAX, execute, flat_values, insert_rows
+from schemas.copying import VALUES_MAX, execute, flat_values, insert_rows, values_list
 from schemas.credentials import auth_token, webhook_secret
 from schemas.db import any_bound, any_of, constant, kept
 from schemas.models import accounts_table, callbacks_table
@@ -139,7 +139,6 @@ def _owed_statement(columns: tuple[str, ...], count: int) -> bytes:
     ``coalesce`` keeps the states' partial index out, as in :func:`promote_stranded`)."""
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     picked = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(name)) for name in columns)
-    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     return (
         sql.SQL(
             "INSERT INTO callbacks ({names}, state, next_attempt_at) "
@@ -150,7 +149,7 @@ def _owed_statement(columns: tuple[str, ...], count: int) -> bytes:
             "AND coalesce(x.state, '') IN ('pending', 'delivering', 'held')) AS open) AS o "
             "RETURNING message_sid, state"
         )
-        .format(names=names, picked=picked, rows=sql.SQL(", ").join([one] * count))
+        .format(names=names, picked=picked, rows=values_list(len(columns), count))
         .as_bytes()
     )
 
