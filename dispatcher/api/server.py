@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from schemas.settings import get_settings
+from workers import serving
 
 CHILD_CHECK_S = 0.5  # how often the parent looks for a dead server process
 
@@ -64,7 +65,7 @@ def _serve_one(host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    uvicorn.Server(_config(host, port)).run(sockets=[sock])
+    serving.serve(_config(host, port), [sock])
 
 
 def serve(host: str, port: int, workers: int) -> None:
@@ -75,7 +76,7 @@ def serve(host: str, port: int, workers: int) -> None:
     connections can all land on one process and leave the others idle.
     """
     if workers <= 1:
-        uvicorn.Server(_config(host, port)).run()
+        serving.serve(_config(host, port))
         return
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_serve_one, args=(host, port)) for _ in range(workers)]

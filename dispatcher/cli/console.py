@@ -7,6 +7,7 @@ import uvicorn
 from dispatcher.cli.secret_key import require_secret_key
 from dispatcher.console.auth import ROLES, create_operator
 from schemas.db import session_scope
+from workers import serving
 
 
 @click.command()
@@ -19,7 +20,10 @@ def console(host: str, port: int) -> None:
     # console's pages (FastAPI, Jinja2 and the templates).
     from dispatcher.console.app import create_console
 
-    uvicorn.run(create_console(), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_console(), host=host, port=port, log_level="warning", access_log=False
+    )
+    serving.serve(config)
 
 
 @click.group()

@@ -65,6 +65,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 
+from workers import serving
 from workers.simulator.http_carrier import (
     MESSAGES_RETRY_AFTER,
     RECEIPT_TIMEOUT_S,
@@ -246,11 +247,13 @@ def run_simulator(
     config: SimulatorConfig, host: str, port: int, smpp: SmppListener | None = None
 ) -> None:
     """Serve the simulator until SIGINT/SIGTERM; logging is the caller's to configure."""
-    uvicorn.run(
-        create_simulator_app(config, smpp),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=SERVER_KEEPALIVE_S,
+    serving.serve(
+        uvicorn.Config(
+            create_simulator_app(config, smpp),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=SERVER_KEEPALIVE_S,
+        )
     )

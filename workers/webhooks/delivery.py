@@ -43,6 +43,7 @@ from workers.twoway import replies
 from workers.webhooks import outcomes, twiml
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
 from workers.webhooks.outcomes import Outcome
+from workers.webhooks.pacing import CLAIM_EVERY_S, IDLE_CHECK_S, Retries, rest_after_claim
 from workers.webhooks.signing import signed_headers, strip_fragment
 
 log = logging.getLogger(__name__)
@@ -50,21 +51,9 @@ log = logging.getLogger(__name__)
 POOL_THREADS = 64  # deliveries in flight per worker process (32: 617/s, 64: 756/s here)
 HELD_MAX = 4 * POOL_THREADS  # callbacks a process holds, waiting or in flight
 CLAIM_MAX = 128  # callbacks one claim takes
-CLAIM_EVERY_S = 0.01  # claims are at most this frequent: completions are claimed for in batches
 LANES_KEPT = 1000  # idle endpoints whose learned limit is kept; beyond, idle ones are forgotten
-IDLE_CHECK_S = 1.0  # with no wake-up, the claimer still looks at leases this often
 KEYS_TTL_S = 30.0  # an account's signing keys are re-read this often (a rotated token's lag)
 RECORD_EVERY_S = 0.02  # the recorder writes finished deliveries this often, in one transaction
-
-
-def rest_after_claim(claimed: int, room: int, skipped: bool, took_s: float) -> float:
-    """Seconds the claimer rests after a claim. A full one found work all the way: claim again
-    soon. A short one that left busy endpoints out may have scanned past their due callbacks:
-    rest four times as long as it took, so such claims take at most a fifth of the claimer's
-    time, however large the backlog they skip. One that left none out found all there was."""
-    if claimed < room and skipped:
-        return max(CLAIM_EVERY_S, 4.0 * took_s)
-    return CLAIM_EVERY_S
 
 
 class Deliverer:
@@ -92,6 +81,7 @@ class Deliverer:
         self._in_flight = 0
         self._backlog = False  # the last claim was cut short by room: more is due
         self._pause_s = CLAIM_EVERY_S  # after a claim, before the next
+        self._retries = Retries()  # when the retries this process recorded fall due
         self._claiming = True
         self._lock = threading.Lock()
         self._done: list[Outcome] = []
@@ -128,6 +118,7 @@ class Deliverer:
                 callbacks.release(session, {held.row.id: held.lease for held in left})
             log.info("gave back %d waiting callbacks at shutdown", len(left))
         self.pool.shutdown(wait=True)
+        self._outcomes.set()  # the recorder sees the stop now, not after its idle wait
         self._threads[1].join(5)
         self.flush()
         for poster in self._posters:
@@ -137,7 +128,7 @@ class Deliverer:
 
     def _claim_loop(self) -> None:
         while not self._stop.is_set():
-            self._wanted.wait(IDLE_CHECK_S)
+            self._wanted.wait(self._retries.wait_s(utcnow()))
             if self._stop.is_set():
                 return
             self._wanted.clear()
@@ -160,13 +151,15 @@ class Deliverer:
 
     def _claim(self) -> None:
         room, skip = self._room()
-        if room <= 0:
+        started, now = time.monotonic(), utcnow()
+        if room <= 0:  # full: a finished delivery wakes it again (its backlog)
+            self._retries.claimed(now)
             return
-        started = time.monotonic()
         with session_scope() as session:
             # One transaction: the claim, the 410 check and the signing keys.
             rows = callbacks.claim(session, room, skip, commit=False)
             held = self._hold(session, rows)
+        self._retries.claimed(now)
         self._enqueue(held)
         # More is due after a full claim (other processes may help), or one that left some out.
         self._backlog = len(rows) == room or bool(skip)
@@ -386,6 +379,7 @@ class Deliverer:
         except Exception:
             log.warning("%d claimed callbacks wait out their leases", len(taken), exc_info=True)
         outcomes.count(done)
+        self._retries.add(o.next_attempt_at for o in done if o.state == callbacks.PENDING)
         for stage in made:  # replies a webhook's TwiML asked for, committed with its outcome
             try:
                 wakeup.wake(stage)
