@@ -15,9 +15,10 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import SMS_ONLY, Platform, launch
+from tests.e2e.conftest import SMS_ONLY, Platform, launch, rabbitmq_vhost
 from tests.processes import Account, free_port, new_account, random_number, start_api
 from tests.services import redis_server_command
+from workers.app import BROKER_WAIT_S
 
 
 @contextlib.contextmanager
@@ -107,6 +108,31 @@ def test_warm_shutdown_finishes_the_batch_in_hand_and_hands_on_the_rest(
     # then
     assert {message["status"] for message in done.values()} == {"delivered"}
     assert_handed_over_once(counts, sids)
+
+
+# On RabbitMQ an idle worker's event loop sleeps until its next timer, up to 10 s: the signal
+# itself must wake it. On Redis its stop waits for the queue read in flight (BROKER_WAIT_S).
+@pytest.mark.parametrize(
+    ("broker", "within_s"), [("rabbitmq", 2.5), ("redis", BROKER_WAIT_S + 1.5)]
+)
+def test_an_idle_worker_stops_promptly_on_sigterm(
+    broker: str, within_s: float, database: str, tmp_path: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if broker == "rabbitmq":
+            env["MYCPAAS_BROKER_URL"] = stack.enter_context(rabbitmq_vhost())
+        platform = stack.enter_context(launch(tmp_path, workers=(), **env))
+        log = tmp_path / "worker.log"
+        with log.open("wb") as output:
+            worker = platform.start_worker("segment", output=output, MYCPAAS_LOG_LEVEL="INFO")
+            wait_for(lambda: b"ready" in log.read_bytes())
+            time.sleep(1.5)  # past the start's own wake-ups: the loop is asleep
+            asked = time.monotonic()
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+        assert worker.returncode == 0
+        assert time.monotonic() - asked < within_s
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:

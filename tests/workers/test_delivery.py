@@ -2,7 +2,6 @@
 when the endpoint is overloaded. And when the claimer claims again."""
 
 import time
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +10,7 @@ from schemas.types import utcnow
 from workers.stages.callbacks import DELIVERING, PENDING
 from workers.webhooks.endpoints import CUT_EVERY_S, Limit
 from workers.webhooks.outcomes import Outcome, left_due
-from workers.webhooks.pacing import CLAIM_EVERY_S, IDLE_CHECK_S, Retries, rest_after_claim
+from workers.webhooks.pacing import CLAIM_EVERY_S, rest_after_claim
 
 
 def test_a_limit_starts_where_told_and_never_above_its_ceiling() -> None:
@@ -93,22 +92,6 @@ def test_a_short_claim_rests_only_when_it_left_busy_endpoints_out() -> None:
     assert rest_after_claim(claimed=128, room=128, skipped=True, took_s=0.02) == CLAIM_EVERY_S
     # a short claim that skipped busy endpoints may have scanned past their backlog: it rests
     assert rest_after_claim(claimed=3, room=128, skipped=True, took_s=0.02) == pytest.approx(0.08)
-
-
-def test_an_idle_claimer_wakes_for_the_retries_it_recorded_and_otherwise_rarely() -> None:
-    now = utcnow()
-    retries = Retries()
-    assert retries.wait_s(now) == IDLE_CHECK_S
-    retries.add([None, now + timedelta(seconds=8), now + timedelta(seconds=2.5)])
-    assert retries.wait_s(now) == pytest.approx(2.5)
-    retries.add([now + timedelta(seconds=30)])  # a later one changes nothing
-    assert retries.wait_s(now) == pytest.approx(2.5)
-    later = now + timedelta(seconds=3)
-    assert retries.wait_s(later) == 0.0  # due: claim now
-    retries.claimed(now + timedelta(seconds=1))  # a claim before it fell due did not take it
-    assert retries.wait_s(later) == 0.0
-    retries.claimed(later)  # one after did: wait for wake-ups again, not in a loop
-    assert retries.wait_s(later) == IDLE_CHECK_S
 
 
 def _outcome(fallback: dict | None = None) -> Outcome:

@@ -10,8 +10,8 @@ long, and the sweeper publishes anything that stayed due.
 A process that drains a stage on threads of its own (the callbacks' deliverer) may listen for
 its wake-ups on Redis instead (:class:`Listener`): the waker's one script call marks the
 wake-up pending and, while some process listens, pushes a signal one of them pops. No task
-is published or consumed. A signal lost with its listener costs up to five seconds: every
-deliverer also claims that often unasked (workers/webhooks/pacing.py).
+is published or consumed. A signal lost with its listener costs a second: every deliverer
+also claims once a second unasked (workers/webhooks/pacing.py).
 
 A process that wakes a stage it drains itself (a carrier worker applying the receipts its own
 connection stored) may take the wake-up without the broker (:func:`drain_here`): no publish, no

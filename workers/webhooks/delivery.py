@@ -43,7 +43,7 @@ from workers.twoway import replies
 from workers.webhooks import outcomes, twiml
 from workers.webhooks.endpoints import LIMIT_START, Breaker, Held, Lane, Limit
 from workers.webhooks.outcomes import Outcome
-from workers.webhooks.pacing import CLAIM_EVERY_S, IDLE_CHECK_S, Retries, rest_after_claim
+from workers.webhooks.pacing import CLAIM_EVERY_S, IDLE_CHECK_S, rest_after_claim
 from workers.webhooks.signing import signed_headers, strip_fragment
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,6 @@ class Deliverer:
         self._in_flight = 0
         self._backlog = False  # the last claim was cut short by room: more is due
         self._pause_s = CLAIM_EVERY_S  # after a claim, before the next
-        self._retries = Retries()  # when the retries this process recorded fall due
         self._claiming = True
         self._lock = threading.Lock()
         self._done: list[Outcome] = []
@@ -118,7 +117,6 @@ class Deliverer:
                 callbacks.release(session, {held.row.id: held.lease for held in left})
             log.info("gave back %d waiting callbacks at shutdown", len(left))
         self.pool.shutdown(wait=True)
-        self._outcomes.set()  # the recorder sees the stop now, not after its idle wait
         self._threads[1].join(5)
         self.flush()
         for poster in self._posters:
@@ -128,7 +126,7 @@ class Deliverer:
 
     def _claim_loop(self) -> None:
         while not self._stop.is_set():
-            self._wanted.wait(self._retries.wait_s(utcnow()))
+            self._wanted.wait(IDLE_CHECK_S)
             if self._stop.is_set():
                 return
             self._wanted.clear()
@@ -151,15 +149,13 @@ class Deliverer:
 
     def _claim(self) -> None:
         room, skip = self._room()
-        started, now = time.monotonic(), utcnow()
-        if room <= 0:  # full: a finished delivery wakes it again (its backlog)
-            self._retries.claimed(now)
+        if room <= 0:
             return
+        started = time.monotonic()
         with session_scope() as session:
             # One transaction: the claim, the 410 check and the signing keys.
             rows = callbacks.claim(session, room, skip, commit=False)
             held = self._hold(session, rows)
-        self._retries.claimed(now)
         self._enqueue(held)
         # More is due after a full claim (other processes may help), or one that left some out.
         self._backlog = len(rows) == room or bool(skip)
@@ -379,7 +375,6 @@ class Deliverer:
         except Exception:
             log.warning("%d claimed callbacks wait out their leases", len(taken), exc_info=True)
         outcomes.count(done)
-        self._retries.add(o.next_attempt_at for o in done if o.state == callbacks.PENDING)
         for stage in made:  # replies a webhook's TwiML asked for, committed with its outcome
             try:
                 wakeup.wake(stage)
