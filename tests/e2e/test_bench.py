@@ -28,7 +28,10 @@ def bench(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
     for _ in range(3):
         api = str(free_port())
         given = [str(free_port()) if arg == PORT else arg for arg in args]
-        picked = {api, *(port for port, arg in zip(given, args, strict=True) if arg == PORT)}
+        # The bench puts the simulator at the API's port + 100 and its SMSC at + 101.
+        derived = {str(int(api) + 100), str(int(api) + 101)}
+        picked = {api, *derived,
+                  *(port for port, arg in zip(given, args, strict=True) if arg == PORT)}  # fmt: skip
         result = subprocess.run(
             ["mycpaas", "bench", "--spawn", "--url", f"http://127.0.0.1:{api}", *given],
             cwd=tmp_path, env=environment, capture_output=True, text=True,
